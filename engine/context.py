@@ -1,0 +1,69 @@
+"""What a running job sees of the engine: cancel token, progress and preview reporting, and the
+shared model cache. Kept apart from the worker so job code can be tested without a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine.errors import JobCancelled
+from engine.events import Event, Preview, Progress
+
+
+class JobContext:
+    """Handed to every job handler.
+
+    Handlers call `check_cancelled()` between steps (raising JobCancelled stops the job
+    promptly), `progress(step, total, **info)` once per step and `preview(image)` when they have a
+    cheap preview. Previews are throttled so a fast model cannot flood the GUI thread.
+    """
+
+    PREVIEW_MIN_INTERVAL_S = 0.05
+
+    def __init__(
+        self,
+        job_id: int,
+        emit: Callable[[Event], None],
+        *,
+        cancel_event: threading.Event | None = None,
+        services: Any = None,
+    ):
+        self.job_id = job_id
+        self._emit = emit
+        self.cancel_event = cancel_event or threading.Event()
+        self.services = services
+        self._last_preview = 0.0
+        self.started_at = time.perf_counter()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise JobCancelled()
+
+    def progress(self, step: int, total: int, **info: Any) -> None:
+        elapsed = time.perf_counter() - self.started_at
+        if step > 0 and total > step and "seconds_left" not in info:
+            info["seconds_left"] = elapsed / step * (total - step)
+        self._emit(Progress(self.job_id, step=step, total=total, info=info))
+
+    def preview(self, image: Any, *, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last_preview < self.PREVIEW_MIN_INTERVAL_S:
+            return
+        self._last_preview = now
+        self._emit(Preview(self.job_id, image=image))
+
+    @property
+    def cache(self):
+        """The engine-wide model cache (created on first use so import stays light)."""
+        if self.services is None:
+            from engine.services import Services
+
+            self.services = Services()
+        return self.services.cache

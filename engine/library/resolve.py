@@ -1,0 +1,98 @@
+"""Turn what a request names as its model into a concrete, identified model on disk.
+
+A request's `model` may be empty (the default model), `builtin:NAME` (shipped in
+`resources/models/`), a path to a file or folder, or a library record id. The answer says which
+family runs it: `sd` (diffusers) or one of Easel's native families.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import ModelError
+from engine.paths import resource
+
+DEFAULT_MODEL = "builtin:emoji-ldm"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    family: str  # "sd" or a native family name ("dcgan", "vae", "ldm", ...)
+    #: "diffusers" (folder), "single_file" (checkpoint) or "native" (Easel folder)
+    layout: str
+    base: str = ""  # "sd1", "sd2", "sdxl", ... for SD models
+    variant: str = ""  # "inpaint", "v_prediction", ...
+    config: dict = field(default_factory=dict)  # native model's config.json
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.family}:{self.layout}:{self.path}"
+
+
+def resolve_model(reference: str) -> ResolvedModel:
+    reference = (reference or "").strip() or DEFAULT_MODEL
+    if reference.startswith("builtin:"):
+        name = reference.split(":", 1)[1]
+        path = resource("models", name)
+        if not path.is_dir():
+            raise ModelError(
+                f"The built-in model '{name}' is missing from this installation "
+                f"({path}). Reinstall Easel or pick another model."
+            )
+        return _resolve_path(path)
+    path = Path(reference).expanduser()
+    if path.exists():
+        return _resolve_path(path)
+    from_library = _resolve_library_id(reference)
+    if from_library is not None:
+        return from_library
+    raise ModelError(
+        f"Model not found: '{reference}'. Check the path, or add the model in the model browser."
+    )
+
+
+def _resolve_library_id(reference: str) -> ResolvedModel | None:
+    """Look a name or record id up in the model library (filled in by engine.library.records)."""
+    try:
+        from engine.library.records import find_record_path
+    except ImportError:
+        return None
+    path = find_record_path(reference)
+    return _resolve_path(Path(path)) if path else None
+
+
+def _resolve_path(path: Path) -> ResolvedModel:
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return ResolvedModel(path=path, family="sd", layout="diffusers")
+        config_file = path / "config.json"
+        if config_file.is_file():
+            config = _read_json(config_file)
+            family = config.get("family")
+            if family:
+                return ResolvedModel(path=path, family=family, layout="native", config=config)
+        raise ModelError(
+            f"'{path}' is not a model folder: it has neither a diffusers 'model_index.json' nor "
+            "an Easel 'config.json'. Pick the folder that contains one of them."
+        )
+    if path.suffix.lower() in {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}:
+        return ResolvedModel(path=path, family="sd", layout="single_file")
+    raise ModelError(
+        f"'{path.name}' is not a model file Easel can load "
+        "(use .safetensors, or a diffusers folder)."
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(
+            f"'{path}' is not valid JSON ({exc}); the model folder is broken."
+        ) from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"'{path}' should hold a JSON object; the model folder is broken.")
+    return data

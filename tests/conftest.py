@@ -1,0 +1,64 @@
+"""Test-wide set-up: offscreen Qt, an isolated data folder, no network, no leaked threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+# Must happen before any QApplication exists and before huggingface_hub is imported.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own user data folder (models, gallery, database, settings)."""
+    data_dir = tmp_path_factory.mktemp("easel-data")
+    monkeypatch.setenv("EASEL_DATA_DIR", str(data_dir))
+    return data_dir
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail any test that leaves a thread running (an engine it did not shut down, say)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = 5.0
+    leaked = []
+    for thread in set(threading.enumerate()) - before:
+        if thread.daemon and thread.name.startswith(("pydevd", "QDBus")):
+            continue
+        thread.join(deadline)
+        if thread.is_alive():
+            leaked.append(thread.name)
+    if leaked:
+        pytest.fail(f"test left threads running: {leaked}")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make every attempt to open a network connection raise, as on a machine with no network."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield
+
+
+@pytest.fixture
+def engine():
+    """A real engine (worker thread); shut down and joined after the test."""
+    from engine.worker import Engine
+
+    eng = Engine()
+    yield eng
+    assert eng.shutdown(timeout=60), "engine worker did not stop"
