@@ -305,3 +305,172 @@ def request_from_dict(data: dict[str, Any]) -> Serialisable:
     if kind not in REQUEST_TYPES:
         raise InputError(f"Unknown job type '{kind}'.")
     return REQUEST_TYPES[kind].from_dict(data)
+
+
+# -- understanding and judging images (metrics, prompt help, image to text) -------------------
+
+#: KID defaults from the KID paper (Binkowski et al. 2018): 100 subsets of up to 1000 images.
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+def _paths(value: Any) -> tuple[str, ...]:
+    """A set of images as a tuple of paths: one folder, image files, or a mix of both."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value.strip() else ()
+    return tuple(str(v) for v in value if str(v).strip())
+
+
+def _check_model_folder(model: str, what: str) -> None:
+    if not model.strip():
+        raise InputError(f"Choose a {what} model folder.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class EvaluateRequest(Serialisable):
+    """FID and KID between two sets of images (folders, gallery selections or batches)."""
+
+    type_name: ClassVar[str] = "evaluate"
+
+    set_a: tuple[str, ...] = ()
+    set_b: tuple[str, ...] = ()
+    batch_size: int = 32
+    kid_subsets: int = KID_SUBSETS
+    kid_subset_size: int = KID_SUBSET_SIZE
+    seed: int = 0  # draws KID's subsets, so the same sets always give the same KID
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        object.__setattr__(self, "set_a", _paths(self.set_a))
+        object.__setattr__(self, "set_b", _paths(self.set_b))
+        if not self.set_a or not self.set_b:
+            raise InputError("Choose two sets of images to compare (set A and set B).")
+        if not 1 <= self.batch_size <= 512:
+            raise InputError("Batch size must be between 1 and 512.")
+        if not 1 <= self.kid_subsets <= 10000:
+            raise InputError("KID subsets must be between 1 and 10000.")
+        if self.kid_subset_size < 2:
+            raise InputError("KID subset size must be at least 2 images.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"Seed must be between 0 and {MAX_SEED} (got {self.seed}).")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class ClipScoreRequest(Serialisable):
+    """How well images agree with a prompt (CLIPScore) with a CLIP model folder."""
+
+    type_name: ClassVar[str] = "clip_score"
+
+    images: tuple[str, ...] = ()
+    prompt: str = ""
+    model: str = ""
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        object.__setattr__(self, "images", _paths(self.images))
+        if not self.images:
+            raise InputError("Choose at least one image (or a folder of images) to score.")
+        if not self.prompt.strip():
+            raise InputError("Type the prompt the images should match.")
+        _check_model_folder(self.model, "CLIP")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class CaptionRequest(Serialisable):
+    """Describe an image in words with an image-to-text model folder."""
+
+    type_name: ClassVar[str] = "caption"
+
+    image: str = ""
+    model: str = ""
+    max_new_tokens: int = 40
+    num_beams: int = 3
+    #: text the caption starts with (BLIP-style conditional captioning), e.g. "a painting of"
+    prefix: str = ""
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        if not self.image.strip():
+            raise InputError("Choose an image to describe.")
+        _check_model_folder(self.model, "captioning (image-to-text)")
+        if not 1 <= self.max_new_tokens <= 200:
+            raise InputError("Caption length must be between 1 and 200 tokens.")
+        if not 1 <= self.num_beams <= 8:
+            raise InputError("Beams must be between 1 and 8.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class InterrogateRequest(Serialisable):
+    """Rank style and keyword fragments for an image with a CLIP model folder."""
+
+    type_name: ClassVar[str] = "interrogate"
+
+    image: str = ""
+    model: str = ""
+    top_k: int = 8
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        if not self.image.strip():
+            raise InputError("Choose an image to interrogate.")
+        _check_model_folder(self.model, "CLIP")
+        if not 1 <= self.top_k <= 50:
+            raise InputError("Top-k must be between 1 and 50.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class ExpandPromptRequest(Serialisable):
+    """Grow a short prompt into a richer one.
+
+    With `model` (a causal language model folder) the prompt is continued by the model, seeded;
+    without one, the closest style and keyword fragments are retrieved with MiniLM embeddings.
+    """
+
+    type_name: ClassVar[str] = "expand_prompt"
+
+    prompt: str = ""
+    model: str = ""  # empty: retrieval expansion, no language model needed
+    seed: int = 0
+    max_new_tokens: int = 48
+    temperature: float = 0.8
+    top_p: float = 0.95
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        if not self.prompt.strip():
+            raise InputError("Type a prompt to expand.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"Seed must be between 0 and {MAX_SEED} (got {self.seed}).")
+        if not 1 <= self.max_new_tokens <= 200:
+            raise InputError("Expansion length must be between 1 and 200 tokens.")
+        if not 0.0 < self.temperature <= 2.0:
+            raise InputError("Temperature must be above 0 and at most 2.")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InputError("Top-p must be above 0 and at most 1.")
