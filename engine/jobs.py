@@ -18,6 +18,11 @@ from engine.events import Result
 HANDLERS: dict[str, Any] = {
     "GenerationRequest": "engine.generate:run_generation",
     "TrainingRequest": "engine.training.runner:run_training",
+    "EvaluateRequest": "engine.metrics.evaluate:run_evaluate",
+    "ClipScoreRequest": "engine.metrics.clip_score:run_clip_score",
+    "CaptionRequest": "engine.vision.caption:run_caption",
+    "InterrogateRequest": "engine.vision.interrogate:run_interrogate",
+    "ExpandPromptRequest": "engine.prompting.expand:run_expand",
 }
 
 
