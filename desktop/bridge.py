@@ -1,0 +1,169 @@
+"""The bridge between the GUI and the engine: it owns the engine and turns its events into Qt
+signals delivered on the GUI thread.
+
+The engine calls our sink on its worker thread. The sink does the work that must not run on the
+GUI thread (turning preview and result images into QImages, writing results to the gallery store)
+and then emits one private signal; because this QObject lives on the GUI thread, Qt queues that
+signal and `_deliver` re-emits the public signals there. Widgets therefore only ever see
+GUI-thread signals (pytest-qt's `waitSignal` needs that too).
+
+Torch and the heavy libraries are imported on a loader thread started after the window shows,
+while the GUI says "Loading engine…".
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QImage
+
+from desktop.images import pil_to_qimage
+from engine.errors import EaselError
+from engine.events import Cancelled, Event, Failed, Preview, Progress, Queued, Result, Started
+from engine.history import HistoryStore
+
+log = logging.getLogger(__name__)
+
+#: what the loader thread imports so the first job does not pay for it
+DEFAULT_PRELOAD = ("torch", "engine.generate")
+
+
+def _real_engine(sink: Callable[[Event], None]):
+    from engine.worker import Engine
+
+    return Engine(sink)
+
+
+class EngineBridge(QObject):
+    engine_ready = Signal()
+    engine_failed = Signal(str)
+    queued = Signal(int)
+    started = Signal(int)
+    progress = Signal(int, int, int, dict)  # job id, step, total, info
+    preview = Signal(int, QImage)
+    #: job id, history entries (one per image, in batch order), job info
+    result = Signal(int, list, dict)
+    failed = Signal(int, str, str)  # job id, message, kind
+    cancelled = Signal(int)
+    _relay = Signal(object)
+
+    def __init__(
+        self,
+        engine_factory: Callable[[Callable[[Event], None]], Any] | None = None,
+        *,
+        history: HistoryStore | None = None,
+        preload: Sequence[str] = DEFAULT_PRELOAD,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self._factory = engine_factory or _real_engine
+        self._history = history or HistoryStore()
+        self._preload = tuple(preload)
+        self._engine = None
+        self._loader: threading.Thread | None = None
+        self.ready = False
+        self.output_folder = ""  # results are also copied here when set
+        self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the engine (cheap) and load the heavy libraries in the background."""
+        if self._engine is not None:
+            return
+        self._engine = self._factory(self._sink)
+        self._loader = threading.Thread(target=self._load, name="easel-engine-loader")
+        self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            for module in self._preload:
+                importlib.import_module(module)
+        except Exception as exc:  # a broken install: say so, keep the window usable
+            log.exception("engine failed to load")
+            self._relay.emit(("failed-load", f"The engine could not load: {exc}"))
+            return
+        self._relay.emit(("ready", None))
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Cancel every job and join the worker and loader threads."""
+        stopped = True
+        if self._engine is not None:
+            stopped = bool(self._engine.shutdown(timeout=timeout))
+        if self._loader is not None:
+            self._loader.join(timeout)
+            stopped = stopped and not self._loader.is_alive()
+        return stopped
+
+    # -- requests ---------------------------------------------------------------------------
+    def submit(self, request: Any) -> int:
+        if self._engine is None:
+            self.start()
+        return self._engine.submit(request)
+
+    def cancel(self, job_id: int | None = None) -> None:
+        if self._engine is not None:
+            self._engine.cancel(job_id)
+
+    # -- worker thread side -----------------------------------------------------------------
+    def _sink(self, event: Event) -> None:
+        """Runs on the engine's thread: do the slow conversions here, then relay."""
+        if isinstance(event, Preview):
+            if event.image is None:
+                return
+            payload = ("preview", event.job_id, pil_to_qimage(event.image))
+        elif isinstance(event, Result):
+            payload = self._store_result(event)
+        else:
+            payload = ("event", event)
+        self._relay.emit(payload)
+
+    def _store_result(self, event: Result):
+        metadata = list(event.metadata)
+        try:
+            entries = self._history.add_batch(event.images, metadata)
+            if self.output_folder:
+                _copy_to(entries, Path(self.output_folder))
+        except (EaselError, OSError) as exc:
+            return ("event", Failed(event.job_id, message=str(exc), kind="OutputError"))
+        return ("result", event.job_id, entries, dict(event.info))
+
+    # -- GUI thread side --------------------------------------------------------------------
+    @Slot(object)
+    def _deliver(self, payload: tuple) -> None:
+        kind = payload[0]
+        if kind == "ready":
+            self.ready = True
+            self.engine_ready.emit()
+        elif kind == "failed-load":
+            self.engine_failed.emit(payload[1])
+        elif kind == "preview":
+            self.preview.emit(payload[1], payload[2])
+        elif kind == "result":
+            self.result.emit(payload[1], payload[2], payload[3])
+        else:
+            self._deliver_event(payload[1])
+
+    def _deliver_event(self, event: Event) -> None:
+        if isinstance(event, Queued):
+            self.queued.emit(event.job_id)
+        elif isinstance(event, Started):
+            self.started.emit(event.job_id)
+        elif isinstance(event, Progress):
+            self.progress.emit(event.job_id, event.step, event.total, dict(event.info))
+        elif isinstance(event, Failed):
+            self.failed.emit(event.job_id, event.message, event.kind)
+        elif isinstance(event, Cancelled):
+            self.cancelled.emit(event.job_id)
+
+
+def _copy_to(entries: list, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in entries:
+        shutil.copy2(entry.image_path, folder / entry.image_path.name)

@@ -1,0 +1,1 @@
+"""Application state: small QtCore objects with change signals. Widgets bind to them."""

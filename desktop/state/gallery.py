@@ -1,0 +1,37 @@
+"""The gallery as the GUI sees it: entries from engine.history, newest first.
+
+Images are written to the store on the engine's worker thread (by the bridge), so the GUI only
+reloads the index here, which is a quick SQLite query.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.history import HistoryEntry, HistoryStore
+
+
+class GalleryState(QObject):
+    changed = Signal()
+    #: new entries of one finished job (a batch), newest job
+    added = Signal(list)
+
+    def __init__(self, store: HistoryStore | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.store = store or HistoryStore()
+        self.entries: list[HistoryEntry] = self.store.entries()
+
+    def reload(self) -> None:
+        self.entries = self.store.entries()
+        self.changed.emit()
+
+    def results_arrived(self, entries: list[HistoryEntry]) -> None:
+        self.reload()
+        self.added.emit(entries)
+
+    def delete(self, entry_id: int) -> None:
+        self.store.delete(entry_id)
+        self.reload()
+
+    def find(self, entry_id: int) -> HistoryEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)

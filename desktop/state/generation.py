@@ -1,0 +1,154 @@
+"""What the user has set up for the next generation: prompt, model, sampler, size, seed...
+
+A plain table of named values with one `changed(name)` signal. Widgets show a value and write
+it back with `set`; the main window snapshots it into one frozen `GenerationRequest` with
+`to_request`. `apply_request` restores settings from a gallery entry or a dropped PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from engine.api import MAX_SEED, SAMPLERS, GenerationRequest, LoraRef, Mode, RuntimeOptions
+
+DEFAULT_MODEL = "builtin:emoji-ldm"
+
+SIZE_PRESETS: tuple[tuple[str, int, int], ...] = (
+    ("Square 512", 512, 512),
+    ("Portrait 512x768", 512, 768),
+    ("Landscape 768x512", 768, 512),
+    ("Square 768", 768, 768),
+    ("Square 1024 (SDXL)", 1024, 1024),
+    ("Small 256", 256, 256),
+    ("Emoji 64", 64, 64),
+)
+
+#: name -> default. Everything a user can set for one generation.
+DEFAULTS: dict[str, Any] = {
+    "prompt": "",
+    "negative_prompt": "",
+    "model": DEFAULT_MODEL,
+    "mode": Mode.TXT2IMG.value,
+    "sampler": "Euler a",
+    "steps": 20,
+    "guidance_scale": 7.0,
+    "seed": 0,
+    "seed_mode": "random",  # "random" draws a new seed per job, "fixed" uses `seed`
+    "width": 512,
+    "height": 512,
+    "batch_size": 1,
+    "strength": 0.75,
+    "loras": [],  # [[path, weight], ...]
+}
+
+
+class GenerationSettings(QObject):
+    changed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._values: dict[str, Any] = dict(DEFAULTS)
+        self._values["loras"] = []
+        self.last_seed: int | None = None
+
+    def get(self, name: str) -> Any:
+        return self._values[name]
+
+    def set(self, name: str, value: Any) -> None:
+        if name not in DEFAULTS:
+            raise KeyError(name)
+        if name == "sampler" and value not in SAMPLERS:
+            return
+        if self._values.get(name) == value:
+            return
+        self._values[name] = value
+        self.changed.emit(name)
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self._values["mode"])
+
+    def next_seed(self) -> int:
+        if self._values["seed_mode"] == "fixed":
+            return int(self._values["seed"])
+        return random.randint(0, MAX_SEED)
+
+    def reuse_last_seed(self) -> bool:
+        """Fix the seed to the one the last job used. False when nothing ran yet."""
+        if self.last_seed is None:
+            return False
+        self.set("seed", self.last_seed)
+        self.set("seed_mode", "fixed")
+        return True
+
+    def to_request(
+        self,
+        *,
+        init_image: str | None = None,
+        mask_image: str | None = None,
+        size: tuple[int, int] | None = None,
+        runtime: RuntimeOptions | None = None,
+    ) -> GenerationRequest:
+        """Snapshot into a frozen request (raises InputError with the engine's message)."""
+        v = self._values
+        width, height = size or (v["width"], v["height"])
+        seed = self.next_seed()
+        return GenerationRequest(
+            prompt=v["prompt"],
+            negative_prompt=v["negative_prompt"],
+            model=v["model"],
+            mode=Mode(v["mode"]),
+            seed=seed,
+            steps=int(v["steps"]),
+            guidance_scale=float(v["guidance_scale"]),
+            sampler=v["sampler"],
+            width=int(width),
+            height=int(height),
+            batch_size=int(v["batch_size"]),
+            strength=float(v["strength"]),
+            init_image=init_image,
+            mask_image=mask_image,
+            loras=tuple(LoraRef(path=p, weight=float(w)) for p, w in v["loras"]),
+            runtime=runtime or RuntimeOptions(),
+        )
+
+    def apply_request(self, request: GenerationRequest, *, include_model: bool = True) -> None:
+        """Restore what made an image (prompt, sampler, seed, size...). Mode stays as it is:
+        the images a request named are working files that may be gone."""
+        self.set("prompt", request.prompt)
+        self.set("negative_prompt", request.negative_prompt)
+        if include_model and request.model:
+            self.set("model", request.model)
+        self.set("sampler", request.sampler)
+        self.set("steps", request.steps)
+        self.set("guidance_scale", request.guidance_scale)
+        self.set("seed", request.seed)
+        self.set("seed_mode", "fixed")
+        self.set("width", request.width)
+        self.set("height", request.height)
+        self.set("batch_size", request.batch_size)
+        self.set("strength", request.strength)
+        self.set("loras", [[lora.path, lora.weight] for lora in request.loras])
+
+    # -- persistence (QSettings stores one JSON string) --------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(self._values)
+
+    def load_json(self, text: str | None) -> None:
+        """Restore saved settings, ignoring unknown or mistyped values."""
+        try:
+            data = json.loads(text or "{}")
+        except json.JSONDecodeError:
+            return
+        if not isinstance(data, dict):
+            return
+        for name, default in DEFAULTS.items():
+            value = data.get(name, default)
+            if isinstance(default, float) and isinstance(value, int):
+                value = float(value)
+            if type(value) is type(default):
+                self.set(name, value)

@@ -1,0 +1,92 @@
+"""The engine and the running job as the GUI sees them: loading state, step, time left.
+
+Updated only from the bridge's GUI-thread signals; widgets (progress bar, buttons, status text)
+bind to `changed`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, Signal
+
+ENGINE_LOADING = "loading"
+ENGINE_READY = "ready"
+ENGINE_BROKEN = "broken"
+
+
+class JobState(QObject):
+    changed = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.engine_state = ENGINE_LOADING
+        self.engine_message = "Loading engine…"
+        self.job_id: int | None = None
+        self.running = False
+        self.step = 0
+        self.total = 0
+        self.seconds_left: float | None = None
+        self.stage = ""
+        self.started_at = 0.0
+        self.last_outcome = ""  # "result", "failed", "cancelled"
+
+    @property
+    def busy(self) -> bool:
+        return self.job_id is not None
+
+    def set_engine_state(self, state: str, message: str = "") -> None:
+        self.engine_state = state
+        self.engine_message = message
+        self.changed.emit()
+
+    def queued(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.running = False
+        self.step, self.total, self.seconds_left, self.stage = 0, 0, None, "Waiting…"
+        self.changed.emit()
+
+    def started(self, job_id: int) -> None:
+        if job_id != self.job_id:
+            return
+        self.running = True
+        self.started_at = time.monotonic()
+        self.stage = "Starting…"
+        self.changed.emit()
+
+    def progress(self, job_id: int, step: int, total: int, info: dict) -> None:
+        if job_id != self.job_id:
+            return
+        self.running = True
+        self.step, self.total = step, total
+        self.seconds_left = info.get("seconds_left")
+        self.stage = str(info.get("stage", ""))
+        self.changed.emit()
+
+    def finished(self, job_id: int, outcome: str) -> None:
+        if job_id != self.job_id:
+            return
+        self.job_id = None
+        self.running = False
+        self.last_outcome = outcome
+        self.seconds_left = None
+        self.stage = ""
+        self.changed.emit()
+
+    def progress_text(self) -> str:
+        if not self.busy:
+            return ""
+        if not self.total:
+            return self.stage or "Working…"
+        text = f"Step {self.step}/{self.total}"
+        if self.seconds_left is not None:
+            text += f" · {format_seconds(self.seconds_left)} left"
+        return text
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s"

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the app: a scriptable fake engine."""

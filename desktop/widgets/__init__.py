@@ -1,0 +1,1 @@
+"""Widgets: bind to desktop.state objects and send user actions back."""
