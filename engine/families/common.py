@@ -1,0 +1,166 @@
+"""Small helpers every native family shares: seeds, tensors <-> pictures, grids, init images.
+
+Images inside the families are float tensors in [-1, 1], shape (N, C, H, W); pictures outside
+are RGB PIL images. Every random draw goes through an explicit `torch.Generator` (one per image,
+seeded `seed + index`) so image i of a batch equals a single image made with seed `seed + i`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from engine.errors import InputError
+
+MAX_SEED = 2**32 - 1
+
+
+def image_seeds(seed: int, count: int) -> list[int]:
+    """Seeds for a batch: `seed`, `seed + 1`, ... wrapping inside the valid range."""
+    return [(seed + i) % (MAX_SEED + 1) for i in range(count)]
+
+
+def generator_for(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on the CPU seeded `seed`: the CPU stream is the same on every machine, so a
+    seed makes the same picture on CPU, CUDA and MPS (noise is moved to the device after)."""
+    del device  # noise is always drawn on the CPU, see above
+    return torch.Generator("cpu").manual_seed(int(seed))
+
+
+def randn(
+    shape: Sequence[int], generator: torch.Generator, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Standard normal noise drawn from `generator` on the CPU, then moved to `device`."""
+    return torch.randn(tuple(shape), generator=generator).to(device)
+
+
+def batch_noise(
+    shape: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """One noise tensor of `shape` per seed, stacked: (len(seeds), *shape)."""
+    return torch.stack([randn(shape, generator_for(s)) for s in seeds]).to(device)
+
+
+def to_images(batch: torch.Tensor) -> list[Image.Image]:
+    """(N, C, H, W) in [-1, 1] -> RGB PIL images (one channel is shown as grey)."""
+    batch = batch.detach().float().cpu().clamp(-1, 1)
+    if batch.shape[1] == 1:
+        batch = batch.repeat(1, 3, 1, 1)
+    pixels = ((batch[:, :3] + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(np.ascontiguousarray(p), "RGB") for p in pixels]
+
+
+def from_image(image: Image.Image, channels: int = 3) -> torch.Tensor:
+    """PIL image -> (1, C, H, W) float tensor in [-1, 1]."""
+    mode = "L" if channels == 1 else "RGB"
+    array = np.asarray(image.convert(mode), dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0
+
+
+def make_grid(images: Sequence[Image.Image], columns: int | None = None, pad: int = 2):
+    """Tile pictures into one grid picture (row-major), white gutters between them."""
+    if not images:
+        raise ValueError("make_grid needs at least one image")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new(
+        "RGB", (columns * (width + pad) + pad, rows * (height + pad) + pad), (255, 255, 255)
+    )
+    for index, image in enumerate(images):
+        row, col = divmod(index, columns)
+        grid.paste(image.convert("RGB"), (pad + col * (width + pad), pad + row * (height + pad)))
+    return grid
+
+
+def open_picture(path: str | Path, what: str = "init image") -> Image.Image:
+    """Open a picture the user gave, or raise InputError saying what is wrong with it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"The {what} '{path}' does not exist. Pick an existing picture.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"The {what} '{path.name}' is not a readable picture ({exc}).") from exc
+
+
+def load_square(path: str | Path, resolution: int, channels: int = 3, what: str = "init image"):
+    """A picture resized (shorter side) and centre-cropped to `resolution`: (1, C, R, R)."""
+    return from_image(fit_square(open_picture(path, what), resolution), channels)
+
+
+def fit_square(image: Image.Image, resolution: int) -> Image.Image:
+    """Resize the shorter side to `resolution` (Lanczos), then centre-crop a square."""
+    width, height = image.size
+    scale = resolution / min(width, height)
+    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS)
+    left = (size[0] - resolution) // 2
+    top = (size[1] - resolution) // 2
+    return image.crop((left, top, left + resolution, top + resolution))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation (Shoemake 1985; White 2016 "Sampling generative networks"):
+    keeps Gaussian latents at a typical norm, unlike a straight line through the origin."""
+    a_flat, b_flat = a.flatten(), b.flatten()
+    cos = torch.dot(a_flat, b_flat) / (a_flat.norm() * b_flat.norm() + 1e-8)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if omega.abs() < 1e-4:
+        return torch.lerp(a, b, t)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def interpolation_weights(count: int) -> list[float]:
+    """`count` evenly spaced points from 0 to 1 inclusive (a single image sits at 0)."""
+    return [0.0] if count == 1 else [i / (count - 1) for i in range(count)]
+
+
+def run_in_batches(
+    total: int,
+    batch_size: int,
+    make: Callable[[int, int], list[Image.Image]],
+    ctx,
+) -> list[Image.Image]:
+    """Call `make(start, stop)` per chunk with progress and a cancel check between chunks."""
+    images: list[Image.Image] = []
+    for start in range(0, total, batch_size):
+        ctx.check_cancelled()
+        images.extend(make(start, min(total, start + batch_size)))
+        ctx.progress(len(images), total)
+    return images
+
+
+def int_extra(extras: dict, name: str, default: int | None, *, low: int, high: int) -> int | None:
+    """An integer knob from request.extras, range-checked with a message the user can act on."""
+    value = extras.get(name, default)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"'{name}' must be a whole number (got {value!r}).") from None
+    if not low <= number <= high:
+        raise InputError(f"'{name}' must be between {low} and {high} (got {number}).")
+    return number
+
+
+def float_extra(extras: dict, name: str, default: float, *, low: float, high: float) -> float:
+    """A number knob from request.extras, range-checked with a message the user can act on."""
+    value = extras.get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"'{name}' must be a number (got {value!r}).") from None
+    if not low <= number <= high:
+        raise InputError(f"'{name}' must be between {low} and {high} (got {number}).")
+    return number

@@ -1,0 +1,182 @@
+"""Native families by name, the model-folder format, and the `GenerationRequest` runner for them.
+
+A native model is a folder (see docs/notes/native-models.md):
+`config.json` ({"family", "format": 1, hyperparameters, "resolution", "channels", ...}),
+`model.safetensors` (the weights `build(config)` expects), `README.md` (the model card) and
+optionally `samples/` and a resume checkpoint. Each family module exposes `DEFAULTS` (config
+defaults), `build(config) -> nn.Module` and `generate(model, config, request, ctx) -> [PIL]`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from engine.errors import ModelError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"
+
+#: family name -> module. "beta-vae" is the VAE module with a larger beta (Higgins et al. 2017).
+FAMILIES: dict[str, str] = {
+    "dcgan": "engine.families.dcgan",
+    "stylegan": "engine.families.stylegan",
+    "cyclegan": "engine.families.cyclegan",
+    "vae": "engine.families.vae",
+    "beta-vae": "engine.families.vae",
+    "nvae": "engine.families.nvae",
+    "ddpm": "engine.families.ddpm",
+    "ldm": "engine.families.ldm",
+}
+
+
+def family_names() -> list[str]:
+    return list(FAMILIES)
+
+
+def family_module(family: str) -> ModuleType:
+    """The module that implements `family`, or ModelError naming the families Easel knows."""
+    name = (family or "").strip().lower()
+    if name not in FAMILIES:
+        raise ModelError(
+            f"Unknown model family '{family}'. Easel's native families are: {', '.join(FAMILIES)}."
+        )
+    try:
+        return importlib.import_module(FAMILIES[name])
+    except ModuleNotFoundError as exc:
+        if exc.name != FAMILIES[name]:
+            raise
+        raise ModelError(f"The '{name}' family is not available in this build of Easel.") from exc
+
+
+def full_config(family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The family's DEFAULTS overlaid with `config` (so older folders gain new knobs)."""
+    module = family_module(family)
+    merged = {**getattr(module, "DEFAULTS", {}), **config}
+    merged["family"] = family
+    merged.setdefault("format", FORMAT_VERSION)
+    return merged
+
+
+@dataclass
+class NativeModel:
+    """A loaded native model: the module `build` made, its config and where it came from."""
+
+    family: str
+    module: ModuleType
+    model: torch.nn.Module
+    config: dict[str, Any]
+    folder: Path
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        # ModelCache sizes entries through `.components` (as for diffusers pipelines).
+        return {"model": self.model}
+
+    def to(self, device: torch.device) -> NativeModel:
+        first = next(self.model.parameters(), None)
+        if first is not None and first.device != torch.device(device):
+            self.model.to(device)
+        return self
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """`config.json` of a native model folder, checked for a family and a known format."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(f"'{folder}' has no {CONFIG_FILE}; it is not an Easel model folder.")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"'{path}' is not valid JSON ({exc}); the model is broken.") from exc
+    if not isinstance(config, dict) or not config.get("family"):
+        raise ModelError(f"'{path}' does not say which family the model is ('family' key).")
+    if int(config.get("format", FORMAT_VERSION)) > FORMAT_VERSION:
+        raise ModelError(
+            f"'{folder}' was saved by a newer Easel (format {config['format']}); update Easel."
+        )
+    return config
+
+
+def load_native_model(folder: str | Path, device: torch.device | str = "cpu") -> NativeModel:
+    """Build the family's module from `config.json` and load `model.safetensors` into it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    stored = read_config(folder)
+    family = stored["family"]
+    module = family_module(family)
+    config = full_config(family, stored)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"'{folder}' has no {WEIGHTS_FILE}: the model has no weights yet.")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"'{weights}' is not a readable safetensors file ({exc}).") from exc
+    model = module.build(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ModelError(
+            f"The weights in '{weights.name}' do not fit the {family} architecture in "
+            f"{CONFIG_FILE} ({first_line}). The folder is broken or was edited by hand."
+        ) from exc
+    model.eval().requires_grad_(False).to(device)
+    return NativeModel(family, module, model, config, folder)
+
+
+def generate_native(request, ctx, resolved):
+    """Run a GenerationRequest on a native model folder; one metadata dict per image."""
+    from engine.events import Result
+
+    device = _inference_device(request.runtime)
+    started = time.perf_counter()
+    loader = lambda: load_native_model(resolved.path, device)  # noqa: E731
+    with ctx.cache.use(resolved.cache_key, loader) as native:
+        native.to(device)
+        loaded = time.perf_counter()
+        with torch.inference_mode():
+            images = native.module.generate(native.model, native.config, request, ctx)
+    finished = time.perf_counter()
+    base = request.to_dict()
+    metadata = [
+        {
+            **base,
+            "seed": (request.seed + index) % 2**32,
+            "family": native.family,
+            "model_path": str(resolved.path),
+            "image_index": index,
+            "width": image.width,
+            "height": image.height,
+        }
+        for index, image in enumerate(images)
+    ]
+    info = {
+        "family": native.family,
+        "load_s": loaded - started,
+        "generate_s": finished - loaded,
+        "device": str(device),
+    }
+    return Result(ctx.job_id, images=images, metadata=metadata, info=info)
+
+
+def _inference_device(runtime) -> torch.device:
+    """The device from the user's setting; native models are small and always run in fp32."""
+    try:
+        from engine.devices import apply_cpu_threads, select_device
+    except ImportError:  # devices.py is optional for native models: the CPU always works
+        return torch.device("cpu")
+    apply_cpu_threads(runtime.cpu_threads)
+    return select_device(runtime)
