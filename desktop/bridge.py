@@ -1,11 +1,13 @@
 """The bridge between the GUI and the engine: it owns the engine and turns its events into Qt
 signals delivered on the GUI thread.
 
-The engine calls our sink on its worker thread. The sink does the work that must not run on the
-GUI thread (turning preview and result images into QImages, writing results to the gallery store)
-and then emits one private signal; because this QObject lives on the GUI thread, Qt queues that
-signal and `_deliver` re-emits the public signals there. Widgets therefore only ever see
-GUI-thread signals (pytest-qt's `waitSignal` needs that too).
+The engine calls our sink on its worker thread. The sink does the slow work that must not run on
+the GUI thread (writing results to the gallery store) and puts the outcome on a thread-safe
+queue; a GUI-thread timer drains it every few ms, turns preview images into QImages and emits
+the public signals. Widgets therefore only ever see GUI-thread signals (pytest-qt's `waitSignal`
+needs that too). Why a queue and no Qt at all on the worker: with PySide6 6.12 a Python thread
+that emits any signal (even `Signal()`) or builds a QImage while the GUI thread runs events
+aborts the process ("deallocating None/True": a reference-count bug in shiboken).
 
 Torch and the heavy libraries are imported on a loader thread started after the window shows,
 while the GUI says "Loading engine…".
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import queue
 import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop.images import pil_to_qimage
@@ -52,7 +55,9 @@ class EngineBridge(QObject):
     result = Signal(int, list, dict)
     failed = Signal(int, str, str)  # job id, message, kind
     cancelled = Signal(int)
-    _relay = Signal(object)
+
+    #: how often the GUI thread collects engine events (ms): well under one frame
+    POLL_MS = 8
 
     def __init__(
         self,
@@ -70,7 +75,10 @@ class EngineBridge(QObject):
         self._loader: threading.Thread | None = None
         self.ready = False
         self.output_folder = ""  # results are also copied here when set
-        self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self.drain)
 
     # -- life cycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,6 +86,7 @@ class EngineBridge(QObject):
         if self._engine is not None:
             return
         self._engine = self._factory(self._sink)
+        self._timer.start()
         self._loader = threading.Thread(target=self._load, name="easel-engine-loader")
         self._loader.start()
 
@@ -87,13 +96,14 @@ class EngineBridge(QObject):
                 importlib.import_module(module)
         except Exception as exc:  # a broken install: say so, keep the window usable
             log.exception("engine failed to load")
-            self._relay.emit(("failed-load", f"The engine could not load: {exc}"))
+            self._inbox.put(("failed-load", f"The engine could not load: {exc}"))
             return
-        self._relay.emit(("ready", None))
+        self._inbox.put(("ready", None))
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Cancel every job and join the worker and loader threads."""
         stopped = True
+        self._timer.stop()
         if self._engine is not None:
             stopped = bool(self._engine.shutdown(timeout=timeout))
         if self._loader is not None:
@@ -113,16 +123,16 @@ class EngineBridge(QObject):
 
     # -- worker thread side -----------------------------------------------------------------
     def _sink(self, event: Event) -> None:
-        """Runs on the engine's thread: do the slow conversions here, then relay."""
+        """Runs on the engine's thread: no Qt here (see the module docstring)."""
         if isinstance(event, Preview):
             if event.image is None:
                 return
-            payload = ("preview", event.job_id, pil_to_qimage(event.image))
+            payload = ("preview", event.job_id, event.image)
         elif isinstance(event, Result):
             payload = self._store_result(event)
         else:
             payload = ("event", event)
-        self._relay.emit(payload)
+        self._inbox.put(payload)
 
     def _store_result(self, event: Result):
         metadata = list(event.metadata)
@@ -135,7 +145,15 @@ class EngineBridge(QObject):
         return ("result", event.job_id, entries, dict(event.info))
 
     # -- GUI thread side --------------------------------------------------------------------
-    @Slot(object)
+    def drain(self) -> None:
+        """Deliver every event that arrived since the last call (GUI thread only)."""
+        while True:
+            try:
+                payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._deliver(payload)
+
     def _deliver(self, payload: tuple) -> None:
         kind = payload[0]
         if kind == "ready":
@@ -144,7 +162,7 @@ class EngineBridge(QObject):
         elif kind == "failed-load":
             self.engine_failed.emit(payload[1])
         elif kind == "preview":
-            self.preview.emit(payload[1], payload[2])
+            self.preview.emit(payload[1], pil_to_qimage(payload[2]))
         elif kind == "result":
             self.result.emit(payload[1], payload[2], payload[3])
         else:
