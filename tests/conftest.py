@@ -13,6 +13,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+# PySide6 6.12 on Python < 3.12 drops references to None/True on every void call and emit, which
+# aborts a long Qt test run; desktop.qt_compat makes those singletons immortal (see its docstring).
+from desktop.qt_compat import immortalize_singletons  # noqa: E402
+
+immortalize_singletons()
+
 
 @pytest.fixture(autouse=True)
 def isolated_data_dir(tmp_path_factory, monkeypatch):
