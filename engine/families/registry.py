@@ -61,7 +61,9 @@ def family_module(family: str) -> ModuleType:
 def full_config(family: str, config: dict[str, Any]) -> dict[str, Any]:
     """The family's DEFAULTS overlaid with `config` (so older folders gain new knobs)."""
     module = family_module(family)
-    merged = {**getattr(module, "DEFAULTS", {}), **config}
+    # a module serving several families (vae, beta-vae) may vary its defaults per family
+    per_family = getattr(module, "FAMILY_DEFAULTS", {}).get(family, {})
+    merged = {**getattr(module, "DEFAULTS", {}), **per_family, **config}
     merged["family"] = family
     merged.setdefault("format", FORMAT_VERSION)
     return merged
