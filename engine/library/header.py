@@ -1,0 +1,142 @@
+"""Read a safetensors file's header (tensor names, shapes, dtypes, metadata) without its tensors.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header, then raw tensor
+bytes. Reading the header costs one small read however large the file is, which is what lets a
+library scan hundreds of multi-GB checkpoints in a second. Every way a file can be broken
+(empty, truncated, a length larger than the file, JSON that does not parse, offsets past the end)
+raises `BrokenFile` with a reason a user can read. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The format caps headers at 100 MB; anything larger is not a safetensors file.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+DTYPE_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+
+
+class BrokenFile(Exception):  # noqa: N818 - reported as a status, not raised to the user
+    """The file is not a readable model file; `str()` says why."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # byte offset of the data, from the start of the file
+    end: int
+
+
+@dataclass
+class Header:
+    """Tensors by name and the free-form `__metadata__` strings."""
+
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str] = field(default_factory=dict)
+    file_size: int = 0
+
+    def shape(self, key: str) -> tuple[int, ...] | None:
+        info = self.tensors.get(key)
+        return info.shape if info else None
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """Parse and check the header of `path`. Bad data raises BrokenFile, never anything else."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            if size == 0:
+                raise BrokenFile("the file is empty (0 bytes)")
+            if len(prefix) < 8:
+                raise BrokenFile(f"the file is only {size} bytes: too small to be safetensors")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER_BYTES:
+                raise BrokenFile(
+                    f"the header claims {length:,} bytes, more than any safetensors file has"
+                )
+            if 8 + length > size:
+                raise BrokenFile(
+                    f"the header claims {length:,} bytes but the file has only {size:,}: "
+                    "it is truncated (an interrupted download?)"
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise BrokenFile(f"the file could not be read ({exc.strerror or exc})") from exc
+    return _parse(raw, data_start=8 + length, file_size=size)
+
+
+def _parse(raw: bytes, *, data_start: int, file_size: int) -> Header:
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BrokenFile(f"the header is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise BrokenFile("the header is not a JSON object")
+    metadata = data.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise BrokenFile("the header's __metadata__ is not a JSON object")
+    tensors: dict[str, TensorInfo] = {}
+    data_end = 0
+    for name, entry in data.items():
+        info = _tensor_info(name, entry, data_start)
+        tensors[name] = info
+        data_end = max(data_end, info.end)
+    if data_end > file_size:
+        missing = data_end - file_size
+        raise BrokenFile(
+            f"the file is truncated: its tensors need {missing:,} more bytes than it has"
+        )
+    meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    return Header(tensors=tensors, metadata=meta, file_size=file_size)
+
+
+def _tensor_info(name: str, entry: object, data_start: int) -> TensorInfo:
+    try:
+        dtype = entry["dtype"]
+        shape = tuple(int(d) for d in entry["shape"])
+        begin, end = (int(x) for x in entry["data_offsets"])
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BrokenFile(f"the header entry for '{name}' is malformed") from exc
+    if end < begin or begin < 0:
+        raise BrokenFile(f"the header entry for '{name}' has impossible offsets")
+    return TensorInfo(dtype=str(dtype), shape=shape, start=data_start + begin, end=data_start + end)
+
+
+def read_tensor_values(path: str | os.PathLike, info: TensorInfo) -> list[float]:
+    """Read one (small) tensor's values as floats, without torch: used for a single bias when
+    keys alone cannot decide something. Supports F32, F16 and BF16."""
+    count = info.end - info.start
+    with open(path, "rb") as handle:
+        handle.seek(info.start)
+        raw = handle.read(count)
+    if len(raw) != count:
+        raise BrokenFile("the file is truncated inside a tensor")
+    if info.dtype == "F32":
+        return list(struct.unpack(f"<{count // 4}f", raw))
+    if info.dtype == "F16":
+        return list(struct.unpack(f"<{count // 2}e", raw))
+    if info.dtype == "BF16":
+        halves = struct.unpack(f"<{count // 2}H", raw)
+        return [struct.unpack("<f", struct.pack("<I", h << 16))[0] for h in halves]
+    raise BrokenFile(f"cannot read {info.dtype} values")
