@@ -1,0 +1,247 @@
+"""The Stable Diffusion job: txt2img, img2img and inpaint for SD 1.x, 2.x and SDXL.
+
+Stages: check inputs (before any model loads, so bad input fails fast) -> device and dtype ->
+cached base pipeline -> the mode's pipeline with a fresh scheduler -> LoRAs -> prompt embeddings
+-> sample with a step callback (cancel, progress, preview) -> check the output -> images and
+per-image metadata.
+
+Reproducibility: image i of a batch uses its own CPU `torch.Generator` seeded with seed + i, so the
+same request gives the same pixels, and CPU-side noise keeps seeds meaning the same on every device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from engine import devices
+from engine.api import MAX_SEED, GenerationRequest, Mode
+from engine.context import JobContext
+from engine.errors import InputError, OutputError
+from engine.events import Result
+from engine.library.resolve import ResolvedModel
+from engine.sd.loading import (
+    ModelInfo,
+    apply_memory_options,
+    cache_key,
+    load_base_pipeline,
+    model_info,
+    pipeline_for_mode,
+)
+from engine.sd.lora import applied_loras
+from engine.sd.preview import latents_to_preview
+from engine.sd.prompts import encode_prompts
+from engine.sd.samplers import make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobInputs:
+    """Images a job starts from, already checked and at the requested size."""
+
+    init_image: Image.Image | None = None
+    mask: Image.Image | None = None
+
+
+def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedModel) -> Result:
+    started = time.perf_counter()
+    inputs = load_job_inputs(request)
+    device, dtype = devices.prepare(request.runtime)
+    ctx.check_cancelled()
+    ctx.progress(0, request.steps, stage="loading model")
+    key = cache_key(resolved, device, dtype, request.runtime)
+
+    def loader():
+        return load_base_pipeline(resolved, device, dtype, request.runtime)
+
+    with ctx.cache.use(key, loader) as base_pipe:
+        loaded = time.perf_counter()
+        ctx.check_cancelled()
+        info = model_info(base_pipe)
+        apply_memory_options(base_pipe, request.runtime)
+        seeds = batch_seeds(request)
+        scheduler = make_scheduler(request.sampler, base_pipe.scheduler.config, seeds=seeds)
+        pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
+        with applied_loras(pipe, request.loras):
+            embeds = encode_prompts(
+                pipe, request.prompt, request.negative_prompt, clip_skip=request.clip_skip
+            )
+            sampling = time.perf_counter()
+            kwargs = call_arguments(request, inputs, info, seeds)
+            kwargs.update(embeds.as_kwargs())
+            output = pipe(**kwargs, **_step_callback(ctx, info)).images
+        finished = time.perf_counter()
+    check_output(output, dtype)
+    images = _to_pil(output)
+    timings = {
+        "load_s": round(loaded - started, 3),
+        "sample_s": round(finished - sampling, 3),
+        "total_s": round(time.perf_counter() - started, 3),
+    }
+    run = {
+        "model_name": model_name(resolved),
+        "model_hash": model_hash(resolved),
+        "base_model": info.base,
+        "device": str(device),
+        "dtype": devices.dtype_name(dtype),
+        "prompt_chunks": embeds.chunks,
+    }
+    metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
+    return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+
+
+def batch_seeds(request: GenerationRequest) -> list[int]:
+    """Image i uses seed + i (wrapping at the largest seed, so every seed stays valid)."""
+    return [(request.seed + i) % (MAX_SEED + 1) for i in range(request.batch_size)]
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def load_job_inputs(request: GenerationRequest) -> JobInputs:
+    if request.mode is Mode.TXT2IMG:
+        return JobInputs()
+    init = read_image(request.init_image, "init image").convert("RGB")
+    mask = None
+    if request.mode is Mode.INPAINT:
+        mask = read_image(request.mask_image, "mask").convert("L")
+        if mask.size != init.size:
+            raise InputError(
+                f"The mask is {mask.size[0]}x{mask.size[1]} but the init image is "
+                f"{init.size[0]}x{init.size[1]}; paint the mask on the same image size."
+            )
+        if mask.getextrema()[1] < 128:
+            raise InputError("The mask is empty: paint the area to change in white.")
+    size = (request.width, request.height)
+    if init.size != size:
+        init = init.resize(size, Image.Resampling.LANCZOS)
+        mask = mask.resize(size, Image.Resampling.BILINEAR) if mask is not None else None
+    return JobInputs(init_image=init, mask=mask)
+
+
+def read_image(path_text: str | None, what: str) -> Image.Image:
+    path = Path(path_text or "").expanduser()
+    if not path_text or not path.is_file():
+        raise InputError(f"The {what} '{path_text}' does not exist. Check the path.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(
+            f"The {what} '{path.name}' is not an image Easel can read ({exc}). "
+            "Use a PNG, JPEG or WebP file."
+        ) from exc
+
+
+# -- sampling ---------------------------------------------------------------------------------
+def call_arguments(
+    request: GenerationRequest, inputs: JobInputs, info: ModelInfo, seeds: list[int]
+) -> dict[str, Any]:
+    """Keyword arguments for the mode's pipeline (prompt embeddings are added by the caller)."""
+    kwargs: dict[str, Any] = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "num_images_per_prompt": request.batch_size,
+        "generator": [torch.Generator("cpu").manual_seed(seed) for seed in seeds],
+        "output_type": "pt",  # checked for NaN before it becomes 8-bit pixels
+    }
+    size = {"height": request.height, "width": request.width}
+    if request.mode is Mode.TXT2IMG and not info.inpaint_unet:
+        kwargs.update(size)
+    elif request.mode is Mode.IMG2IMG and not info.inpaint_unet:
+        kwargs.update(image=inputs.init_image, strength=request.strength)
+    elif request.mode is Mode.INPAINT:
+        kwargs.update(size, image=inputs.init_image, mask_image=inputs.mask)
+        kwargs["strength"] = request.strength
+    else:
+        # an inpaint UNet in txt2img/img2img: inpaint everything (A1111 does the same)
+        image = inputs.init_image or Image.new("RGB", (request.width, request.height), "gray")
+        whole = Image.new("L", image.size, 255)
+        strength = request.strength if request.mode is Mode.IMG2IMG else 1.0
+        kwargs.update(size, image=image, mask_image=whole, strength=strength)
+    return kwargs
+
+
+def _step_callback(ctx: JobContext, info: ModelInfo) -> dict[str, Any]:
+    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview."""
+
+    def on_step_end(pipe, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        ctx.check_cancelled()  # raises JobCancelled: the pipeline stops, nothing is decoded
+        ctx.progress(step + 1, pipe.num_timesteps)
+        ctx.preview(latents_to_preview(tensors["latents"], info.base))
+        return {}
+
+    return {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
+
+
+def check_output(images: torch.Tensor, dtype: torch.dtype) -> None:
+    """Refuse NaN or all-black results (a VAE overflowing in fp16, a broken model)."""
+    if torch.isnan(images).any():
+        raise OutputError(
+            "The model produced NaN values instead of an image"
+            + _precision_hint(dtype)
+            + " If it persists, the model file may be damaged."
+        )
+    if (images.flatten(1).amax(dim=1) == 0).any():
+        raise OutputError(
+            "The model produced an all-black image" + _precision_hint(dtype) + " Otherwise try "
+            "another seed, and check that the model and its VAE are not damaged."
+        )
+
+
+def _precision_hint(dtype: torch.dtype) -> str:
+    if dtype == torch.float16:
+        return (
+            ": in fp16 the VAE often overflows. Set Precision to fp32 (or bf16) in Settings, or "
+            "pass --precision fp32."
+        )
+    return "."
+
+
+def _to_pil(images: torch.Tensor) -> list[Image.Image]:
+    # the same conversion diffusers applies for output_type="pil"
+    from diffusers.image_processor import VaeImageProcessor
+
+    return VaeImageProcessor.numpy_to_pil(VaeImageProcessor.pt_to_numpy(images))
+
+
+# -- metadata ---------------------------------------------------------------------------------
+def image_metadata(
+    request: GenerationRequest, index: int, seed: int, run: dict, timings: dict
+) -> dict[str, Any]:
+    """The request that reproduces image `index` alone, plus what was resolved at run time."""
+    data = request.replace(seed=seed, batch_size=1).to_dict()
+    data.update(run)
+    data.update(batch_index=index, batch_seed=request.seed, timings=timings)
+    return data
+
+
+def model_name(resolved: ResolvedModel) -> str:
+    path = resolved.path
+    return path.stem if resolved.layout == "single_file" else path.name
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def model_hash(resolved: ResolvedModel) -> str:
+    """A1111's short model hash (first 10 hex digits of SHA-256) for single files, else ''."""
+    if resolved.layout != "single_file":
+        return ""
+    path = resolved.path
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()[:10]
+    return _HASHES[key]
