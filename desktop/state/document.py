@@ -67,10 +67,15 @@ class CanvasDocument(QObject):
         return (self._image.width(), self._image.height()) if self._image else (0, 0)
 
     # -- edits (each one undoable) ----------------------------------------------------------
-    def set_image(self, image: QImage, text: str = "Set image") -> None:
-        """Replace the working image; the mask starts empty at the new size."""
+    def set_image(self, image: QImage, text: str = "Set image", *, keep_mask: bool = False) -> None:
+        """Replace the working image. The mask starts empty at the new size, unless `keep_mask`
+        and the size is unchanged (an inpaint result: the user may want to redo the same area)."""
         image = image.convertToFormat(QImage.Format.Format_ARGB32)
-        mask = empty_mask(image.width(), image.height())
+        same_size = self._mask is not None and self._mask.size() == image.size()
+        if keep_mask and same_size:
+            mask = QImage(self._mask)
+        else:
+            mask = empty_mask(image.width(), image.height())
         self.undo_stack.push(_ReplaceCommand(self, text, image, mask))
 
     def clear_mask(self) -> None:

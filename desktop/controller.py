@@ -1,0 +1,240 @@
+"""Generation flow: snapshot the state into a request, submit it, and apply what comes back.
+
+Owns no widgets. The main window wires user actions to these methods and the bridge's GUI-thread
+signals to the `on_*` handlers, which update the job state, the canvas preview, the gallery and
+the non-blocking message area.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from desktop.bridge import EngineBridge
+from desktop.images import load_image_file
+from desktop.state.document import CanvasDocument
+from desktop.state.gallery import GalleryState
+from desktop.state.generation import GenerationSettings
+from desktop.state.job import JobState
+from desktop.state.preferences import Preferences
+from engine.api import Mode
+from engine.errors import EaselError, InputError
+from engine.history import HistoryEntry
+from engine.paths import user_data_dir
+
+VARY_STRENGTH = 0.35  # "same prompt, small changes": img2img from the result at low strength
+
+
+def upscale_request_type():
+    """The engine's UpscaleRequest when the library provides one, else None (action hidden)."""
+    import engine.api
+
+    return getattr(engine.api, "UpscaleRequest", None)
+
+
+def working_dir() -> Path:
+    path = user_data_dir() / "work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class GenerationController(QObject):
+    #: (text, kind) for the message area; kind is "info" or "error"
+    message = Signal(str, str)
+
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        settings: GenerationSettings,
+        document: CanvasDocument,
+        job: JobState,
+        gallery: GalleryState,
+        preferences: Preferences,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.bridge = bridge
+        self.settings = settings
+        self.document = document
+        self.job = job
+        self.gallery = gallery
+        self.preferences = preferences
+        self._work_files: dict[int, list[Path]] = {}
+        self._show_result: set[int] = set()  # jobs whose result goes onto the canvas
+        bridge.queued.connect(self.job.queued)
+        bridge.started.connect(self.job.started)
+        bridge.progress.connect(self.job.progress)
+        bridge.preview.connect(self.on_preview)
+        bridge.result.connect(self.on_result)
+        bridge.failed.connect(self.on_failed)
+        bridge.cancelled.connect(self.on_cancelled)
+        bridge.engine_ready.connect(lambda: job.set_engine_state("ready", "Engine ready"))
+        bridge.engine_failed.connect(self.on_engine_failed)
+
+    # -- submitting -----------------------------------------------------------------------------
+    def generate(self) -> int | None:
+        """Submit what the user set up. Bad settings become one message, nothing is submitted."""
+        try:
+            request, files = self._build_request()
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
+            return None
+        return self._submit(request, files, show=True)
+
+    def _submit(self, request, files: list[Path], *, show: bool) -> int | None:
+        try:
+            job_id = self.bridge.submit(request)
+        except (EaselError, RuntimeError) as exc:
+            self.message.emit(str(exc), "error")
+            return None
+        self._work_files[job_id] = files
+        if show:
+            self._show_result.add(job_id)
+        return job_id
+
+    def _build_request(self):
+        mode = self.settings.mode
+        runtime = self.preferences.runtime()
+        if mode is Mode.TXT2IMG:
+            return self.settings.to_request(runtime=runtime), []
+        if not self.document.has_image():
+            raise InputError(
+                f"{mode.value} needs an image on the canvas: drop or paste one, or switch the "
+                "mode to Text to image."
+            )
+        if mode is Mode.INPAINT and not self.document.has_mask():
+            raise InputError("Inpaint needs a mask: paint the area to change on the canvas.")
+        stem = uuid.uuid4().hex[:10]
+        init_path = working_dir() / f"{stem}-init.png"
+        files = [init_path]
+        _save(self.document.image, init_path)
+        mask_path = None
+        if mode is Mode.INPAINT:
+            mask_path = working_dir() / f"{stem}-mask.png"
+            _save(self.document.mask, mask_path)
+            files.append(mask_path)
+        width, height = self.document.size()
+        size = (max(8, width // 8 * 8), max(8, height // 8 * 8))
+        request = self.settings.to_request(
+            init_image=str(init_path),
+            mask_image=str(mask_path) if mask_path else None,
+            size=size,
+            runtime=runtime,
+        )
+        return request, files
+
+    def cancel(self) -> None:
+        if self.job.busy:
+            self.bridge.cancel(None)
+            self.job.stage = "Cancelling…"
+            self.job.changed.emit()
+
+    # -- gallery actions that start jobs ---------------------------------------------------------
+    def vary(self, entry: HistoryEntry) -> int | None:
+        request = entry.generation_request()
+        if request is None:
+            self.message.emit("This image has no settings to vary.", "error")
+            return None
+        import random
+
+        request = request.replace(
+            mode=Mode.IMG2IMG,
+            init_image=str(entry.image_path),
+            strength=VARY_STRENGTH,
+            seed=random.randint(0, 2**32 - 1),
+            width=entry.width // 8 * 8,
+            height=entry.height // 8 * 8,
+            runtime=self.preferences.runtime(),
+        )
+        return self._submit(request, [], show=True)
+
+    def upscale(self, entry: HistoryEntry) -> int | None:
+        request_type = upscale_request_type()
+        if request_type is None:
+            self.message.emit("Upscaling is not available in this version.", "error")
+            return None
+        try:
+            request = _build_upscale(request_type, entry)
+        except (EaselError, TypeError) as exc:
+            self.message.emit(f"Could not start the upscale: {exc}", "error")
+            return None
+        return self._submit(request, [], show=True)
+
+    # -- engine events (GUI thread) -----------------------------------------------------------
+    def on_preview(self, job_id: int, image: QImage) -> None:
+        if job_id == self.job.job_id:
+            self.document.set_preview(image)
+
+    def on_result(self, job_id: int, entries: list, info: dict) -> None:
+        self._finish(job_id, "result")
+        self.gallery.results_arrived(entries)
+        if not entries:
+            return
+        first = entries[0]
+        seed = first.metadata.get("seed_used", first.metadata.get("seed"))
+        if isinstance(seed, int):
+            self.settings.last_seed = seed
+        if job_id in self._show_result:
+            self._show_result.discard(job_id)
+            self._put_on_canvas(first.image_path, "Result")
+        count = len(entries)
+        self.message.emit(
+            f"Done: {count} image{'s' if count > 1 else ''} added to the gallery.", "info"
+        )
+
+    def on_failed(self, job_id: int, message: str, kind: str) -> None:
+        self._finish(job_id, "failed")
+        self.message.emit(message or "The job failed.", "error")
+
+    def on_cancelled(self, job_id: int) -> None:
+        self._finish(job_id, "cancelled")
+        self.message.emit("Cancelled.", "info")
+
+    def on_engine_failed(self, text: str) -> None:
+        self.job.set_engine_state("broken", text)
+        self.message.emit(text, "error")
+
+    def _finish(self, job_id: int, outcome: str) -> None:
+        self.job.finished(job_id, outcome)
+        if job_id == self.job.job_id or not self.job.busy:
+            self.document.set_preview(None)
+        if outcome != "result":
+            self._show_result.discard(job_id)
+        for path in self._work_files.pop(job_id, []):
+            path.unlink(missing_ok=True)
+
+    def _put_on_canvas(self, path: Path, text: str) -> None:
+        try:
+            image = load_image_file(path)
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
+            return
+        keep_mask = self.settings.mode is Mode.INPAINT and self.document.size() == (
+            image.width(),
+            image.height(),
+        )
+        self.document.set_image(image, text, keep_mask=keep_mask)
+
+
+def _save(image: QImage, path: Path) -> None:
+    # quality 90 = light PNG compression: a working file only needs to be fast to write and read
+    if not image.save(str(path), "PNG", 90):
+        raise InputError(f"Could not write the working image to {path}. Is the disk full?")
+
+
+def _build_upscale(request_type: type, entry: HistoryEntry):
+    """Fill the fields the library's UpscaleRequest has (image path and scale)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(request_type)}
+    kwargs = {}
+    for name in ("image", "input_image", "image_path", "init_image", "path"):
+        if name in names:
+            kwargs[name] = str(entry.image_path)
+            break
+    if "scale" in names:
+        kwargs["scale"] = 2
+    return request_type(**kwargs)

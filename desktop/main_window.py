@@ -1,0 +1,515 @@
+"""The main window: canvas in the middle, prompt panel on the left, gallery on the right,
+canvas tools on a toolbar, engine state and progress in the status bar.
+
+It builds the state objects, the widgets and the two controllers (generation, image actions),
+wires them together, and keeps geometry, layout and the last settings between runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QSlider,
+    QStyle,
+    QToolBar,
+    QWidget,
+)
+
+from desktop.bridge import EngineBridge
+from desktop.controller import GenerationController, upscale_request_type
+from desktop.image_actions import OUTPAINT_SIDES, ImageActions
+from desktop.images import IMAGE_SUFFIXES
+from desktop.state.document import CanvasDocument
+from desktop.state.gallery import GalleryState
+from desktop.state.generation import GenerationSettings
+from desktop.state.job import JobState
+from desktop.state.models import ModelLibrary
+from desktop.state.preferences import Preferences
+from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
+from desktop.widgets.gallery_panel import GalleryPanel
+from desktop.widgets.prompt_panel import PromptPanel
+from desktop.widgets.toast import ERROR, Toast
+from engine.errors import EaselError
+from engine.history import HistoryEntry
+
+#: Tools menu entries hosted here, written elsewhere: (menu text, module, class)
+HOSTED_TOOLS = (
+    ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
+    ("Evaluate images…", "desktop.widgets.evaluate_panel", "EvaluatePanel"),
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, bridge: EngineBridge, preferences: Preferences | None = None):
+        super().__init__()
+        self.setWindowTitle("Easel")
+        self.setObjectName("EaselMainWindow")
+        self.setAcceptDrops(True)
+        self.bridge = bridge
+        self.preferences = preferences or Preferences(self)
+        self._make_state()
+        self._make_widgets()
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self._make_status_bar()
+        self._wire()
+        self._restore()
+        self._tool_windows: list[QWidget] = []
+        self._closing = False
+
+    # -- construction -------------------------------------------------------------------------
+    def _make_state(self) -> None:
+        self.settings = GenerationSettings(self)
+        self.document = CanvasDocument(self)
+        self.job = JobState(self)
+        self.gallery = GalleryState(parent=self)
+        self.library = ModelLibrary(self.preferences.model_folders(), parent=self)
+        self.generation = GenerationController(
+            self.bridge,
+            self.settings,
+            self.document,
+            self.job,
+            self.gallery,
+            self.preferences,
+            self,
+        )
+        self.images = ImageActions(self.document, self.settings, self)
+
+    def _make_widgets(self) -> None:
+        self.canvas = CanvasView(self.document)
+        self.setCentralWidget(self.canvas)
+        self.prompt_panel = PromptPanel(self.settings, self.library)
+        self.prompt_panel.setMinimumWidth(340)
+        self.prompt_dock = self._dock(
+            "Generate", "prompt", self.prompt_panel, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.gallery_panel = GalleryPanel(
+            self.gallery, can_upscale=upscale_request_type() is not None
+        )
+        self.gallery_panel.setMinimumWidth(260)
+        self.gallery_dock = self._dock(
+            "Gallery", "gallery", self.gallery_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.toast = Toast(self)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{name}-dock")
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, icon=None, checkable=False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            keys = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(k) for k in keys])
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work whichever widget has focus
+        return action
+
+    def _make_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        a = self._action
+        stack = self.document.undo_stack
+        self.undo_action = stack.createUndoAction(self, "Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.undo_action.setIcon(self.style().standardIcon(sp.SP_ArrowBack))
+        self.redo_action = stack.createRedoAction(self, "Redo")
+        self.redo_action.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        self.redo_action.setIcon(self.style().standardIcon(sp.SP_ArrowForward))
+        self.addActions([self.undo_action, self.redo_action])
+        self.open_action = a(
+            "Open image…", self.open_dialog, QKeySequence.StandardKey.Open, sp.SP_DialogOpenButton
+        )
+        self.save_action = a(
+            "Save image as…",
+            self.save_canvas_dialog,
+            QKeySequence.StandardKey.Save,
+            sp.SP_DialogSaveButton,
+        )
+        self.paste_action = a("Paste image", self.images.paste, QKeySequence.StandardKey.Paste)
+        self.copy_action = a("Copy image", self.images.copy, QKeySequence.StandardKey.Copy)
+        self.quit_action = a("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.generate_action = a(
+            "Generate", self.generation.generate, ["Ctrl+Return", "Ctrl+Enter"], sp.SP_MediaPlay
+        )
+        self.cancel_action = a("Cancel", self.generation.cancel, "Esc", sp.SP_MediaStop)
+        self.brush_action = a("Brush", lambda: self.canvas.set_tool(BRUSH), "B", checkable=True)
+        self.eraser_action = a("Eraser", lambda: self.canvas.set_tool(ERASER), "E", checkable=True)
+        self.brush_action.setChecked(True)
+        self.smaller_action = a(
+            "Smaller brush", lambda: self.canvas.set_brush_size(self.canvas.brush_size * 0.8), "["
+        )
+        self.bigger_action = a(
+            "Bigger brush",
+            lambda: self.canvas.set_brush_size(self.canvas.brush_size * 1.25 + 1),
+            "]",
+        )
+        self.clear_mask_action = a(
+            "Clear mask", self.document.clear_mask, "Ctrl+Shift+X", sp.SP_DialogResetButton
+        )
+        self.invert_mask_action = a("Invert mask", self.document.invert_mask, "Ctrl+I")
+        self.show_mask_action = a(
+            "Show mask", lambda on: self.canvas.set_mask_visible(on), "M", checkable=True
+        )
+        self.show_mask_action.setChecked(True)
+        self.fit_action = a("Fit to window", self.canvas.fit, "Ctrl+0")
+        self.actual_action = a("Actual size (100%)", self.canvas.actual_size, "Ctrl+1")
+        self.zoom_in_action = a(
+            "Zoom in", lambda: self.canvas.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn
+        )
+        self.zoom_out_action = a(
+            "Zoom out", lambda: self.canvas.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut
+        )
+        self.extend_action = a("Extend canvas (outpaint)…", self.extend_dialog, "Ctrl+Shift+E")
+        self.models_action = a("Model browser…", self.show_model_browser, "Ctrl+M", sp.SP_DirIcon)
+        self.settings_action = a(
+            "Settings…", self.show_settings, QKeySequence.StandardKey.Preferences
+        )
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.open_action, self.save_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.undo_action, self.redo_action])
+        edit.addSeparator()
+        edit.addActions([self.copy_action, self.paste_action])
+        edit.addSeparator()
+        edit.addAction(self.settings_action)
+        canvas = bar.addMenu("&Canvas")
+        canvas.addActions(
+            [self.brush_action, self.eraser_action, self.smaller_action, self.bigger_action]
+        )
+        canvas.addSeparator()
+        canvas.addActions([self.clear_mask_action, self.invert_mask_action, self.show_mask_action])
+        canvas.addSeparator()
+        canvas.addActions(
+            [self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action]
+        )
+        canvas.addSeparator()
+        canvas.addAction(self.extend_action)
+        generate = bar.addMenu("&Generate")
+        generate.addActions([self.generate_action, self.cancel_action])
+        models = bar.addMenu("&Models")
+        models.addAction(self.models_action)
+        tools = bar.addMenu("&Tools")
+        for text, module, class_name in HOSTED_TOOLS:
+            action = QAction(text, self)
+            action.triggered.connect(lambda _=False, m=module, c=class_name: self.open_tool(m, c))
+            tools.addAction(action)
+        view = bar.addMenu("&View")
+        view.addActions([self.prompt_dock.toggleViewAction(), self.gallery_dock.toggleViewAction()])
+
+    def _make_toolbar(self) -> None:
+        bar = QToolBar("Canvas")
+        bar.setObjectName("canvas-toolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        bar.addActions([self.undo_action, self.redo_action])
+        bar.addSeparator()
+        bar.addActions([self.brush_action, self.eraser_action])
+        self.size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.size_slider.setRange(2, 300)
+        self.size_slider.setFixedWidth(140)
+        self.size_slider.setValue(self.canvas.brush_size)
+        self.size_slider.setToolTip("Brush size ([ and ])")
+        self.size_label = QLabel(f" {self.canvas.brush_size} px ")
+        self.size_label.setMinimumWidth(52)
+        bar.addWidget(QLabel(" Size "))
+        bar.addWidget(self.size_slider)
+        bar.addWidget(self.size_label)
+        bar.addActions([self.clear_mask_action, self.invert_mask_action])
+        bar.addSeparator()
+        bar.addActions([self.fit_action, self.actual_action, self.extend_action])
+
+    def _make_status_bar(self) -> None:
+        status = self.statusBar()
+        self.engine_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setFixedWidth(220)
+        self.progress.setTextVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setMinimumWidth(150)
+        self.zoom_label = QLabel("100%")
+        status.addWidget(self.engine_label)
+        status.addPermanentWidget(self.progress_label)
+        status.addPermanentWidget(self.progress)
+        status.addPermanentWidget(self.zoom_label)
+        self._job_changed()
+
+    def _wire(self) -> None:
+        self.prompt_panel.generate_requested.connect(self.generation.generate)
+        self.prompt_panel.cancel_requested.connect(self.generation.cancel)
+        self.prompt_panel.add_lora_requested.connect(self.add_lora_dialog)
+        self.generation.message.connect(self.show_message)
+        self.images.message.connect(self.show_message)
+        self.images.settings_found.connect(self.offer_settings)
+        self.images.models_dropped.connect(self.import_models)
+        self.canvas.files_dropped.connect(self.images.open_urls)
+        self.canvas.image_dropped.connect(self.images.open_qimage)
+        self.canvas.brush_size_changed.connect(self._brush_size_changed)
+        self.canvas.tool_changed.connect(self._tool_changed)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        self.size_slider.valueChanged.connect(self.canvas.set_brush_size)
+        self.job.changed.connect(self._job_changed)
+        self.preferences.changed.connect(self._preferences_changed)
+        g = self.gallery_panel
+        g.open_requested.connect(lambda e: self.open_entry(e, as_init=False))
+        g.init_requested.connect(lambda e: self.open_entry(e, as_init=True))
+        g.reuse_requested.connect(self.reuse_entry)
+        g.vary_requested.connect(self.generation.vary)
+        g.upscale_requested.connect(self.generation.upscale)
+        g.save_requested.connect(self.save_entry_dialog)
+        g.copy_requested.connect(lambda e: self.images.copy_file(e.image_path))
+        g.delete_requested.connect(lambda e: self.gallery.delete(e.id))
+        self.bridge.output_folder = self.preferences.output_folder()
+
+    # -- state -> widgets ---------------------------------------------------------------------
+    def _job_changed(self) -> None:
+        job = self.job
+        texts = {
+            "loading": "⏳ Loading engine…",
+            "ready": "● Engine ready",
+            "broken": "⚠ Engine failed",
+        }
+        self.engine_label.setText(texts.get(job.engine_state, job.engine_state))
+        self.engine_label.setToolTip(job.engine_message)
+        busy = job.busy
+        self.progress.setVisible(busy)
+        self.progress_label.setVisible(busy)
+        if busy:
+            self.progress.setRange(0, max(job.total, 0))
+            self.progress.setValue(job.step)
+            self.progress_label.setText(job.progress_text())
+        self.prompt_panel.set_busy(busy)
+        self.cancel_action.setEnabled(busy)
+
+    def _brush_size_changed(self, size: int) -> None:
+        self.size_slider.blockSignals(True)
+        self.size_slider.setValue(size)
+        self.size_slider.blockSignals(False)
+        self.size_label.setText(f" {size} px ")
+
+    def _tool_changed(self, tool: str) -> None:
+        self.brush_action.setChecked(tool == BRUSH)
+        self.eraser_action.setChecked(tool == ERASER)
+
+    def _preferences_changed(self) -> None:
+        self.bridge.output_folder = self.preferences.output_folder()
+        self.library.folders = self.preferences.model_folders()
+        self.library.refresh()
+
+    def show_message(self, text: str, kind: str = "info") -> None:
+        self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
+        self.toast.show_message(text, kind)
+
+    # -- user actions ---------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", f"Images ({patterns})")
+        if path:
+            self.images.open_path(path)
+
+    def save_canvas_dialog(self) -> None:
+        if not self.document.has_image():
+            self.show_message("There is no image on the canvas to save.", ERROR)
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save image", "image.png", "PNG (*.png);;JPEG (*.jpg)"
+        )
+        if path and not self.document.image.save(path):
+            self.show_message(f"Could not save {path}.", ERROR)
+
+    def save_entry_dialog(self, entry: HistoryEntry) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save image", entry.image_path.name, "PNG (*.png)"
+        )
+        if path:
+            self.save_entry(entry, Path(path))
+
+    def save_entry(self, entry: HistoryEntry, target: Path) -> bool:
+        """Copy the gallery file (it keeps the generation settings in its metadata)."""
+        try:
+            shutil.copyfile(entry.image_path, target)
+        except OSError as exc:
+            self.show_message(f"Could not save {target.name}: {exc.strerror or exc}", ERROR)
+            return False
+        self.show_message(f"Saved {target.name}.")
+        return True
+
+    def open_entry(self, entry: HistoryEntry, *, as_init: bool) -> None:
+        if self.images.open_path(entry.image_path) and not as_init:
+            self.settings.set("mode", "txt2img")
+
+    def reuse_entry(self, entry: HistoryEntry) -> None:
+        request = entry.generation_request()
+        if request is None:
+            self.show_message("This image has no settings Easel can read.", ERROR)
+            return
+        self.settings.apply_request(request)
+        self.show_message("Settings restored from the gallery image.")
+
+    def offer_settings(self, request, name: str) -> None:
+        self.toast.show_message(
+            f"{name} carries generation settings (prompt: “{request.prompt[:60]}”).",
+            action="Restore settings",
+            callback=lambda: self.restore_settings(request),
+        )
+
+    def restore_settings(self, request) -> None:
+        known = self.library.find(request.model) is not None
+        self.settings.apply_request(request, include_model=known)
+        note = "" if known else f" The model '{request.model}' is not in your library."
+        self.show_message("Settings restored." + note)
+
+    def extend_dialog(self) -> None:
+        side, ok = QInputDialog.getItem(
+            self, "Extend canvas", "Side", [s.title() for s in OUTPAINT_SIDES], 1, False
+        )
+        if not ok:
+            return
+        amount, ok = QInputDialog.getInt(
+            self, "Extend canvas", "Pixels (multiple of 8)", 128, 8, 2048, 8
+        )
+        if ok:
+            self.images.extend(side.lower(), amount)
+
+    def add_lora_dialog(self) -> None:
+        loras = [m for m in self.library.of_kind("lora") if m.status == "ok"]
+        if loras:
+            names = [m.name for m in loras]
+            name, ok = QInputDialog.getItem(self, "Add LoRA", "LoRA", names, 0, False)
+            if ok:
+                self.prompt_panel.add_lora(loras[names.index(name)].path)
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Add LoRA", "", "LoRA (*.safetensors)")
+        if path:
+            self.prompt_panel.add_lora(path)
+
+    def import_models(self, paths: list) -> None:
+        from desktop.widgets.model_browser import ModelBrowser
+
+        browser = ModelBrowser(self.library, self)
+        browser.message.connect(self.show_message)
+        browser.import_paths([Path(p) for p in paths])
+        browser.deleteLater()
+
+    def show_model_browser(self):
+        from desktop.widgets.model_browser import ModelBrowser
+
+        browser = ModelBrowser(self.library, self)
+        browser.message.connect(self.show_message)
+        browser.default_chosen.connect(self.set_default_model)
+        browser.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        browser.show()
+        return browser
+
+    def set_default_model(self, reference: str) -> None:
+        self.preferences.set_default_model(reference)
+        self.settings.set("model", reference)
+
+    def show_settings(self):
+        from desktop.widgets.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.preferences, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def open_tool(self, module_name: str, class_name: str):
+        """Open a hosted tool window; if it is not installed, say so and carry on."""
+        import importlib
+
+        try:
+            tool_class = getattr(importlib.import_module(module_name), class_name)
+            window = tool_class(**_tool_kwargs(tool_class, self))
+        except (ImportError, AttributeError, TypeError, EaselError) as exc:
+            self.show_message(f"{class_name} is not available in this build ({exc}).", ERROR)
+            return None
+        self._tool_windows.append(window)
+        window.show()
+        return window
+
+    # -- persistence and shutdown -----------------------------------------------------------------
+    def _restore(self) -> None:
+        prefs = self.preferences
+        geometry = prefs.value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1360, 860)
+        state = prefs.value("window/state")
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
+        self.settings.load_json(prefs.value("generation/last", ""))
+        default_model = prefs.default_model()
+        if default_model and not prefs.value("generation/last", ""):
+            self.settings.set("model", default_model)
+        brush = prefs.value("canvas/brush_size")
+        if brush is not None:
+            self.canvas.set_brush_size(int(brush))
+
+    def save_preferences(self) -> None:
+        prefs = self.preferences
+        prefs.set_value("window/geometry", self.saveGeometry())
+        prefs.set_value("window/state", self.saveState())
+        prefs.set_value("generation/last", self.settings.to_json())
+        prefs.set_value("canvas/brush_size", self.canvas.brush_size)
+        prefs.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        """Save layout and settings, cancel running jobs and join the engine before closing."""
+        if not self._closing:
+            self._closing = True
+            self.save_preferences()
+            for window in self._tool_windows:
+                window.close()
+            if self.job.busy:
+                self.statusBar().showMessage("Stopping the running job…")
+            self.bridge.shutdown(timeout=60)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.toast.isVisible():
+            self.toast._place()
+
+    # -- drops anywhere in the window go to the canvas -----------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        self.canvas.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        self.canvas.dropEvent(event)
+
+
+def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
+    """Pass what the hosted tool asks for by name: the engine bridge and/or the parent."""
+    try:
+        params = inspect.signature(tool_class).parameters
+    except (TypeError, ValueError):
+        return {}
+    offered = {"bridge": window.bridge, "engine": window.bridge, "parent": window}
+    return {name: value for name, value in offered.items() if name in params}

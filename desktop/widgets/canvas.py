@@ -1,0 +1,264 @@
+"""The canvas: a QGraphicsView showing the document's image, the mask as a translucent overlay
+and the live preview while a job runs.
+
+Tools: brush and eraser paint the mask (left button), the middle button or Space+drag pans,
+the wheel zooms around the cursor. Dropped files and image data are handed to the main window
+through `files_dropped` / `image_dropped`, which checks them before the document changes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QPainter,
+    QPen,
+    QPixmap,
+)
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+
+from desktop.state.document import CanvasDocument
+
+BRUSH, ERASER = "brush", "eraser"
+MASK_COLOUR = QColor(255, 60, 90)
+MASK_OPACITY = 0.45
+MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
+
+
+def mask_overlay(mask: QImage) -> QImage:
+    """The mask as a coloured image whose alpha is the mask (drawn at MASK_OPACITY)."""
+    overlay = QImage(mask.size(), QImage.Format.Format_ARGB32_Premultiplied)
+    overlay.fill(MASK_COLOUR)
+    overlay.setAlphaChannel(mask)
+    return overlay
+
+
+class CanvasView(QGraphicsView):
+    files_dropped = Signal(list)  # list[QUrl]
+    image_dropped = Signal(QImage)
+    brush_size_changed = Signal(int)
+    tool_changed = Signal(str)
+    zoom_changed = Signal(float)
+
+    def __init__(self, document: CanvasDocument, parent=None):
+        super().__init__(parent)
+        self.document = document
+        self.setScene(QGraphicsScene(self))
+        self.setAcceptDrops(True)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        self.setBackgroundBrush(QBrush(QColor(38, 40, 44)))
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        # panning is middle button or Space+drag; scroll bars would only crowd the picture
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMouseTracking(True)
+        self._image_item = QGraphicsPixmapItem()
+        self._mask_item = QGraphicsPixmapItem()
+        self._mask_item.setOpacity(MASK_OPACITY)
+        self._preview_item = QGraphicsPixmapItem()
+        for z, item in enumerate((self._image_item, self._mask_item, self._preview_item)):
+            item.setZValue(z)
+            item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+            self.scene().addItem(item)
+        self.tool = BRUSH
+        self.brush_size = 40
+        self.mask_visible = True
+        self._last_point: QPointF | None = None
+        self._panning_from: QPointF | None = None
+        self._space_held = False
+        self._cursor_pos: QPointF | None = None
+        document.image_changed.connect(self._image_changed)
+        document.mask_changed.connect(self._mask_changed)
+        document.preview_changed.connect(self._preview_changed)
+        self._image_changed()
+
+    # -- tools ------------------------------------------------------------------------------
+    def set_tool(self, tool: str) -> None:
+        self.tool = tool
+        self.tool_changed.emit(tool)
+        self.viewport().update()
+
+    def set_brush_size(self, size: int) -> None:
+        size = max(1, min(500, int(size)))
+        if size != self.brush_size:
+            self.brush_size = size
+            self.brush_size_changed.emit(size)
+            self.viewport().update()
+
+    def set_mask_visible(self, visible: bool) -> None:
+        self.mask_visible = visible
+        self._mask_item.setVisible(visible)
+
+    # -- zoom -------------------------------------------------------------------------------
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, factor: float) -> None:
+        factor = max(MIN_ZOOM, min(MAX_ZOOM, factor))
+        self.resetTransform()
+        self.scale(factor, factor)
+        self.zoom_changed.emit(factor)
+
+    def zoom_by(self, factor: float) -> None:
+        self.set_zoom(self.zoom * factor)
+
+    def fit(self) -> None:
+        if self.document.has_image():
+            rect = self._image_item.boundingRect()
+            self.fitInView(rect.adjusted(-8, -8, 8, 8), Qt.AspectRatioMode.KeepAspectRatio)
+            self.zoom_changed.emit(self.zoom)
+
+    def actual_size(self) -> None:
+        self.set_zoom(1.0)
+
+    # -- document -> items --------------------------------------------------------------------
+    def _image_changed(self) -> None:
+        image = self.document.image
+        had_image = not self._image_item.pixmap().isNull()
+        self._image_item.setPixmap(QPixmap.fromImage(image) if image else QPixmap())
+        if image is not None:
+            self.scene().setSceneRect(QRectF(image.rect()).adjusted(-2000, -2000, 2000, 2000))
+            if not had_image or self._image_item.boundingRect().size() != image.size():
+                self.fit()
+        self.viewport().update()
+
+    def _mask_changed(self, _area: QRect = QRect()) -> None:
+        mask = self.document.mask
+        if mask is None:
+            self._mask_item.setPixmap(QPixmap())
+            return
+        self._mask_item.setPixmap(QPixmap.fromImage(mask_overlay(mask)))
+
+    def _preview_changed(self) -> None:
+        preview = self.document.preview
+        if preview is None:
+            self._preview_item.setPixmap(QPixmap())
+            return
+        pixmap = QPixmap.fromImage(preview)
+        self._preview_item.setPixmap(pixmap)
+        target = self.document.image
+        if target is not None and preview.size() != target.size():
+            # a preview at latent resolution: stretch it over the working image
+            self._preview_item.setScale(target.width() / max(1, preview.width()))
+        else:
+            self._preview_item.setScale(1.0)
+        if target is None:
+            self.scene().setSceneRect(self._preview_item.sceneBoundingRect())
+            self.fitInView(self._preview_item, Qt.AspectRatioMode.KeepAspectRatio)
+
+    # -- mouse: paint, pan, zoom ------------------------------------------------------------
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        steps = event.angleDelta().y() / 120
+        if steps:
+            self.zoom_by(1.15**steps)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.MiddleButton or (
+            event.button() == Qt.MouseButton.LeftButton and self._space_held
+        ):
+            self._panning_from = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if event.button() == Qt.MouseButton.LeftButton and self.document.has_image():
+            self.document.begin_stroke()
+            point = self.mapToScene(event.position().toPoint())
+            self._last_point = point
+            self.document.paint_segment(point, point, self.brush_size, self.tool == ERASER)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        self._cursor_pos = event.position()
+        if self._panning_from is not None:
+            delta = event.position() - self._panning_from
+            self._panning_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - delta.x())
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - delta.y())
+            return
+        if self._last_point is not None:
+            point = self.mapToScene(event.position().toPoint())
+            self.document.paint_segment(
+                self._last_point, point, self.brush_size, self.tool == ERASER
+            )
+            self._last_point = point
+        self.viewport().update()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._panning_from is not None:
+            self._panning_from = None
+            self.unsetCursor()
+            return
+        if self._last_point is not None:
+            self._last_point = None
+            self.document.end_stroke("Erase mask" if self.tool == ERASER else "Paint mask")
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_held = True
+            self.setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_held = False
+            self.unsetCursor()
+            return
+        super().keyReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        self._cursor_pos = None
+        self.viewport().update()
+        super().leaveEvent(event)
+
+    # -- drawing: brush outline and the empty-canvas hint -----------------------------------
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        super().drawForeground(painter, rect)
+        if not self.document.has_image() and self.document.preview is None:
+            self._draw_hint(painter)
+            return
+        if self._cursor_pos is not None and self._panning_from is None:
+            centre = self.mapToScene(self._cursor_pos.toPoint())
+            radius = self.brush_size / 2
+            painter.setPen(QPen(QColor(255, 255, 255, 200), 0))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawEllipse(centre, radius, radius)
+
+    def _draw_hint(self, painter: QPainter) -> None:
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(QColor(170, 174, 182))
+        font = painter.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        painter.setFont(font)
+        painter.drawText(
+            self.viewport().rect(),
+            Qt.AlignmentFlag.AlignCenter,
+            "Type a prompt and press Ctrl+Enter\nor drop an image here to edit it",
+        )
+        painter.restore()
+
+    # -- drag and drop ----------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        mime = event.mimeData()
+        if mime.hasUrls():
+            self.files_dropped.emit(list(mime.urls()))
+        elif mime.hasImage():
+            self.image_dropped.emit(QImage(mime.imageData()))
+        event.acceptProposedAction()

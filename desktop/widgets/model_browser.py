@@ -1,0 +1,262 @@
+"""The model browser: every model the library knows, with what it is and why it may not work.
+
+Search and filter by kind and base; import with a file dialog or by dropping `.safetensors` files
+on the window; show the file in its folder; remove from the library (the file stays); make one
+the default model for new sessions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSortFilterProxyModel, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStyle,
+    QTableView,
+    QVBoxLayout,
+)
+
+from desktop.images import MODEL_SUFFIXES, local_path
+from desktop.state.models import ModelInfo, ModelLibrary
+from engine.errors import EaselError
+
+COLUMNS = ("Name", "Kind", "Base", "Size", "Hash", "Status")
+ALL = "All"
+
+
+def format_size(size: int) -> str:
+    if size <= 0:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+class _Filter(QSortFilterProxyModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+        self.kind = ALL
+        self.base = ALL
+
+    def filterAcceptsRow(self, row, parent) -> bool:  # noqa: N802 - Qt override
+        model = self.sourceModel()
+        cells = [model.index(row, c, parent).data() or "" for c in range(len(COLUMNS))]
+        if self.kind != ALL and cells[1] != self.kind:
+            return False
+        if self.base != ALL and cells[2] != self.base:
+            return False
+        return self.text.lower() in " ".join(cells).lower()
+
+
+class ModelBrowser(QDialog):
+    default_chosen = Signal(str)
+    message = Signal(str)
+
+    def __init__(self, library: ModelLibrary, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(860, 480)
+        self.setAcceptDrops(True)
+        self.library = library
+        self.model = QStandardItemModel(0, len(COLUMNS), self)
+        self.model.setHorizontalHeaderLabels(COLUMNS)
+        self.proxy = _Filter(self)
+        self.proxy.setSourceModel(self.model)
+        self._build()
+        library.changed.connect(self.refresh)
+        self.refresh()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 14, 14, 14)
+        filters = QHBoxLayout()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search models…")
+        self.search.setClearButtonEnabled(True)
+        self.kind = QComboBox()
+        self.base = QComboBox()
+        filters.addWidget(self.search, 1)
+        filters.addWidget(QLabel("Kind"))
+        filters.addWidget(self.kind)
+        filters.addWidget(QLabel("Base"))
+        filters.addWidget(self.base)
+        layout.addLayout(filters)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        layout.addWidget(self.table, 1)
+        self.detail = QLabel("Drop .safetensors files here to import them.")
+        self.detail.setObjectName("note")
+        self.detail.setWordWrap(True)
+        layout.addWidget(self.detail)
+        layout.addLayout(self._build_buttons())
+        self.search.textChanged.connect(self._filter_changed)
+        self.kind.currentTextChanged.connect(self._filter_changed)
+        self.base.currentTextChanged.connect(self._filter_changed)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+
+    def _build_buttons(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        icon = self.style().standardIcon
+        self.import_button = QPushButton(icon(QStyle.StandardPixmap.SP_DialogOpenButton), "Import…")
+        self.show_button = QPushButton(icon(QStyle.StandardPixmap.SP_DirIcon), "Show in folder")
+        self.remove_button = QPushButton(icon(QStyle.StandardPixmap.SP_TrashIcon), "Remove")
+        self.default_button = QPushButton(
+            icon(QStyle.StandardPixmap.SP_DialogApplyButton), "Set as default"
+        )
+        close = QPushButton("Close")
+        for button in (self.import_button, self.show_button, self.remove_button):
+            row.addWidget(button)
+        row.addStretch(1)
+        row.addWidget(self.default_button)
+        row.addWidget(close)
+        self.import_button.clicked.connect(self.import_dialog)
+        self.show_button.clicked.connect(self.show_in_folder)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.default_button.clicked.connect(self.set_default)
+        close.clicked.connect(self.accept)
+        return row
+
+    # -- content ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        self.model.removeRows(0, self.model.rowCount())
+        for info in self.library.models:
+            cells = [
+                info.name,
+                info.kind,
+                info.base or "—",
+                format_size(info.size_bytes),
+                info.short_hash or "—",
+                info.status if not info.reason else f"{info.status}: {info.reason}",
+            ]
+            row = [QStandardItem(text) for text in cells]
+            for item in row:
+                item.setEditable(False)
+                item.setData(info.reference, Qt.ItemDataRole.UserRole)
+                if info.status != "ok":
+                    item.setToolTip(info.reason)
+            self.model.appendRow(row)
+        self._fill_filter(self.kind, sorted({m.kind for m in self.library.models}))
+        self._fill_filter(self.base, sorted({m.base or "—" for m in self.library.models}))
+        self._selection_changed()
+
+    @staticmethod
+    def _fill_filter(combo: QComboBox, values: list[str]) -> None:
+        current = combo.currentText() or ALL
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems([ALL, *values])
+        combo.setCurrentText(current if current in values else ALL)
+        combo.blockSignals(False)
+
+    def _filter_changed(self) -> None:
+        self.proxy.text = self.search.text()
+        self.proxy.kind = self.kind.currentText() or ALL
+        self.proxy.base = self.base.currentText() or ALL
+        self.proxy.invalidate()
+
+    def selected(self) -> ModelInfo | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.library.find(rows[0].data(Qt.ItemDataRole.UserRole))
+
+    def select(self, reference: str) -> None:
+        for row in range(self.proxy.rowCount()):
+            if self.proxy.index(row, 0).data(Qt.ItemDataRole.UserRole) == reference:
+                self.table.selectRow(row)
+                return
+
+    def _selection_changed(self, *args) -> None:
+        info = self.selected()
+        for button in (self.show_button, self.remove_button, self.default_button):
+            button.setEnabled(info is not None)
+        if info is not None:
+            self.remove_button.setEnabled(not info.reference.startswith("builtin:"))
+            self.default_button.setEnabled(info.usable)
+            text = info.path
+            if info.reason:
+                text += f"\n{info.status}: {info.reason}"
+            self.detail.setText(text)
+
+    # -- actions ------------------------------------------------------------------------------
+    def import_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Import models", "", "Models (*.safetensors *.ckpt)"
+        )
+        self.import_paths([Path(p) for p in paths])
+
+    def import_paths(self, paths: list[Path]) -> int:
+        imported = 0
+        for path in paths:
+            try:
+                self.library.import_file(str(path))
+                imported += 1
+            except EaselError as exc:
+                self.message.emit(str(exc))
+        if imported:
+            self.message.emit(f"Imported {imported} model{'s' if imported > 1 else ''}.")
+        return imported
+
+    def show_in_folder(self) -> None:
+        info = self.selected()
+        if info is not None:
+            folder = Path(info.path) if Path(info.path).is_dir() else Path(info.path).parent
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def remove_selected(self) -> None:
+        info = self.selected()
+        if info is None:
+            return
+        try:
+            self.library.remove(info)
+            self.message.emit(f"Removed {info.name} from the library (the file is kept).")
+        except EaselError as exc:
+            self.message.emit(str(exc))
+
+    def set_default(self) -> None:
+        info = self.selected()
+        if info is not None and info.usable:
+            self.default_chosen.emit(info.reference)
+            self.message.emit(f"{info.name} is now the default model.")
+
+    # -- drop .safetensors -------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = []
+        for url in event.mimeData().urls():
+            try:
+                path = local_path(url)
+            except EaselError as exc:
+                self.message.emit(str(exc))
+                continue
+            if path.suffix.lower() in MODEL_SUFFIXES or path.is_dir():
+                paths.append(path)
+            else:
+                self.message.emit(f"'{path.name}' is not a .safetensors model file.")
+        self.import_paths(paths)
+        event.acceptProposedAction()
