@@ -53,6 +53,7 @@ def load_base_pipeline(
     resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime: RuntimeOptions
 ):
     """The text-to-image pipeline for `resolved`, on `device` in `dtype`."""
+    _quiet_library_progress_bars()
     if resolved.layout == "single_file":
         pipe = _load_single_file(resolved.path, dtype)
     else:
@@ -60,6 +61,15 @@ def load_base_pipeline(
     pipe.set_progress_bar_config(disable=True)
     _place(pipe, device, runtime.offload)
     return pipe
+
+
+def _quiet_library_progress_bars() -> None:
+    # Loading bars from diffusers/transformers would garble the CLI's bar and the app's log.
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _load_single_file(path: Path, dtype: torch.dtype):
