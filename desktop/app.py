@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.startup_report:
         QTimer.singleShot(0, lambda: _report_and_quit(window))
         return app.exec()
-    QTimer.singleShot(0, window.bridge.start)  # torch loads after the window is on screen
+    QTimer.singleShot(0, window.start_background_work)  # torch loads after the window shows
     if args.image:
         QTimer.singleShot(0, lambda: window.images.open_path(args.image))
     return app.exec()

@@ -7,6 +7,7 @@ file (not an image, corrupt, a decompression bomb, a folder, a remote URL) alway
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from PySide6.QtCore import QUrl
@@ -41,14 +42,10 @@ def load_image_file(path: str | Path) -> QImage:
     if not path.is_file():
         raise InputError(f"'{path}' does not exist.")
     try:
-        with Image.open(path) as image:  # reads the header only
-            check_pixel_count(image.width, image.height, path.name)
-            if image.format not in IMAGE_FORMATS:
-                raise InputError(
-                    f"'{path.name}' is a {image.format} image; Easel opens PNG, JPEG, WebP and BMP."
-                )
-            image.load()
-            return pil_to_qimage(image)
+        with warnings.catch_warnings():
+            # PIL warns about big images; we refuse them ourselves with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _decode(path)
     except UnidentifiedImageError:
         raise InputError(
             f"'{path.name}' is not an image Easel can open (PNG, JPEG, WebP or BMP)."
@@ -57,6 +54,19 @@ def load_image_file(path: str | Path) -> QImage:
         raise InputError(f"'{path.name}' is damaged and cannot be read ({exc}).") from None
     except Image.DecompressionBombError:
         raise InputError(f"'{path.name}' is too large to open safely.") from None
+
+
+def _decode(path: Path) -> QImage:
+    from PIL import Image
+
+    with Image.open(path) as image:  # reads the header only
+        check_pixel_count(image.width, image.height, f"'{path.name}'")
+        if image.format not in IMAGE_FORMATS:
+            raise InputError(
+                f"'{path.name}' is a {image.format} image; Easel opens PNG, JPEG, WebP and BMP."
+            )
+        image.load()
+        return pil_to_qimage(image)
 
 
 def check_pixel_count(width: int, height: int, name: str = "The image") -> None:

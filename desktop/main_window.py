@@ -70,6 +70,11 @@ class MainWindow(QMainWindow):
         self._closing = False
 
     # -- construction -------------------------------------------------------------------------
+    def start_background_work(self) -> None:
+        """After the window shows: load the engine and bring the model records up to date."""
+        self.bridge.start()
+        self.library.rescan_async()
+
     def _make_state(self) -> None:
         self.settings = GenerationSettings(self)
         self.document = CanvasDocument(self)
@@ -320,7 +325,7 @@ class MainWindow(QMainWindow):
     def _preferences_changed(self) -> None:
         self.bridge.output_folder = self.preferences.output_folder()
         self.library.folders = self.preferences.model_folders()
-        self.library.refresh()
+        self.library.rescan_async()
 
     def show_message(self, text: str, kind: str = "info") -> None:
         self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
@@ -490,6 +495,7 @@ class MainWindow(QMainWindow):
             if self.job.busy:
                 self.statusBar().showMessage("Stopping the running job…")
             self.bridge.shutdown(timeout=60)
+            self.library.shutdown()
         event.accept()
 
     def resizeEvent(self, event) -> None:  # noqa: N802

@@ -102,19 +102,19 @@ class HistoryStore:
             return []
         metadata = list(metadata or [])
         batch_id = uuid.uuid4().hex[:12]
+        created = time.time()  # one time per batch, so a batch sorts together in its own order
         entries = []
         for index, image in enumerate(images):
             meta = metadata[index] if index < len(metadata) else {}
-            entries.append(self._add_one(image, meta, batch_id, index, len(images)))
+            entries.append(self._add_one(image, meta, batch_id, index, len(images), created))
         return entries
 
     def add(self, image: Any, metadata: dict | None = None) -> HistoryEntry:
         return self.add_batch([image], [metadata or {}])[0]
 
     def _add_one(
-        self, image: Any, meta: dict, batch_id: str, index: int, size: int
+        self, image: Any, meta: dict, batch_id: str, index: int, size: int, created: float
     ) -> HistoryEntry:
-        created = time.time()
         stem = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(created))}-{batch_id}-{index}"
         image_path = self.folder / f"{stem}.png"
         thumb_path = self.folder / "thumbs" / f"{stem}.jpg"
@@ -205,8 +205,8 @@ def _json_safe(value: Any) -> Any:
 def write_png(image: Any, path: str | os.PathLike, metadata: dict) -> Path:
     """Save a PNG with its generation settings embedded, atomically.
 
-    Uses engine.metadata's writer (A1111-compatible text and Easel JSON) when it is installed;
-    otherwise stores the settings as JSON under `METADATA_KEY`.
+    Uses engine.metadata's writer (A1111-compatible text and Easel JSON); when it is missing or
+    the settings are not a valid request, stores them as JSON under `METADATA_KEY`.
     """
     target = Path(path)
     try:
@@ -214,13 +214,10 @@ def write_png(image: Any, path: str | os.PathLike, metadata: dict) -> Path:
     except ImportError:
         save_png_with_metadata = None
     if save_png_with_metadata is not None:
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:6]}.png")
         try:
-            save_png_with_metadata(image, tmp, metadata)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+            return save_png_with_metadata(image, target, metadata)  # atomic itself
+        except InputError:
+            pass  # settings it cannot express as a request: keep them as plain JSON below
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()

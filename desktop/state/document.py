@@ -116,8 +116,8 @@ class CanvasDocument(QObject):
     def paint_segment(self, start: QPointF, end: QPointF, diameter: float, erase: bool) -> None:
         if self._mask is None or self._stroke_before is None:
             return
+        # no antialiasing: a binary mask, and erasing along a stroke removes it completely
         painter = QPainter(self._mask)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         pen = QPen(QColor(0, 0, 0) if erase else QColor(255, 255, 255), diameter)
         pen.setCapStyle(Qt.PenCapStyle.RoundCap)
         painter.setPen(pen)

@@ -9,10 +9,11 @@ picker always work.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.errors import InputError
 from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
@@ -66,40 +67,30 @@ def _folder_size(path: Path) -> int:
 
 
 def _record_to_info(record) -> ModelInfo:
-    """Read a library record by attribute name, tolerating fields it does not have."""
-
-    def field(*names, default=""):
-        for name in names:
-            value = getattr(record, name, None)
-            if value is None and isinstance(record, dict):
-                value = record.get(name)
-            if value not in (None, ""):
-                return value
-        return default
-
-    path = str(field("path"))
-    sha = str(field("short_hash", "sha256", "hash"))
-    status = str(field("status", default="ok"))
-    reason = str(field("reason", "error", default=""))
-    kind = str(field("kind", default="unknown"))
-    if reason and status == "ok":
-        status = "broken" if kind != "unknown" else "unknown"
+    """One `engine.library.records.ModelRecord` as a browser row. Requests name it by path."""
+    path = str(record.path)
+    builtin = str(getattr(record, "source", "")) == "builtin"
+    name = Path(path).name if builtin else str(record.name)
     return ModelInfo(
-        reference=str(field("id", "path")),
-        name=str(field("name", default=Path(path).name)),
-        kind=kind,
-        base=str(field("base", default="")),
-        size_bytes=int(field("size", "size_bytes", default=0) or 0),
-        short_hash=sha[:10],
+        reference=f"builtin:{name}" if builtin else path,
+        name=f"{name} (built-in)" if builtin else name,
+        kind=str(record.kind),
+        base=str(record.base or ""),
+        size_bytes=int(record.size or 0),
+        short_hash=str(record.short_hash or "") if record.sha256 else "",
         path=path,
-        status=status,
-        reason=reason,
-        record_id=str(field("id", default="")),
+        status=str(record.status or "ok"),
+        reason=str(record.reason or ""),
+        record_id=str(record.id),
     )
 
 
 class ModelLibrary(QObject):
-    """List, import and remove models. Emits `changed` after each change."""
+    """List, import and remove models. Emits `changed` after each change.
+
+    Listing reads the records table (fast). `rescan_async` brings the records up to date with
+    the disk on a plain thread (no Qt there) and refreshes when it is done.
+    """
 
     changed = Signal()
 
@@ -107,16 +98,18 @@ class ModelLibrary(QObject):
         super().__init__(parent)
         self.folders = list(folders or [])
         self.models: list[ModelInfo] = []
+        self._scan_thread: threading.Thread | None = None
+        self._scan_error = ""
+        self._poll = QTimer(self)
+        self._poll.setInterval(100)
+        self._poll.timeout.connect(self._scan_poll)
         self.refresh()
 
     def refresh(self) -> None:
-        models = builtin_models() + self._library_models()
-        seen, unique = set(), []
-        for model in models:
-            if model.reference not in seen:
-                seen.add(model.reference)
-                unique.append(model)
-        self.models = unique
+        models = self._library_models()
+        have = {m.reference for m in models}
+        models = [m for m in builtin_models() if m.reference not in have] + models
+        self.models = models
         self.changed.emit()
 
     def find(self, reference: str) -> ModelInfo | None:
@@ -125,11 +118,52 @@ class ModelLibrary(QObject):
     def of_kind(self, *kinds: str) -> list[ModelInfo]:
         return [m for m in self.models if m.kind in kinds]
 
+    # -- background rescan ----------------------------------------------------------------------
+    def rescan_async(self) -> bool:
+        records = _records_module()
+        if records is None or self.scanning:
+            return False
+        self._scan_thread = threading.Thread(
+            target=self._scan, args=(list(self.folders),), name="easel-model-scan"
+        )
+        self._scan_thread.start()
+        self._poll.start()
+        return True
+
+    @property
+    def scanning(self) -> bool:
+        return self._scan_thread is not None and self._scan_thread.is_alive()
+
+    def _scan(self, folders: list[str]) -> None:
+        try:
+            from engine.library.records import ModelLibrary as Records
+            from engine.library.scan import scan_library
+
+            records = Records()
+            for folder in folders:
+                if Path(folder).is_dir():
+                    records.add_folder(folder)
+            scan_library(records)
+        except Exception as exc:  # never let a scan take the app down; show why
+            self._scan_error = f"The model scan failed: {exc}"
+
+    def _scan_poll(self) -> None:
+        if self.scanning:
+            return
+        self._poll.stop()
+        self._scan_thread = None
+        self.refresh()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        if self._scan_thread is not None:
+            self._scan_thread.join(timeout)
+        self._poll.stop()
+
     # -- the library, or the fallback list -----------------------------------------------------
     def _library_models(self) -> list[ModelInfo]:
         records = _records_module()
-        if records is not None and hasattr(records, "list_records"):
-            return [_record_to_info(r) for r in records.list_records()]
+        if records is not None:
+            return [_record_to_info(r) for r in records.ModelLibrary().list_models()]
         return self._fallback_models()
 
     def _fallback_models(self) -> list[ModelInfo]:
@@ -154,16 +188,16 @@ class ModelLibrary(QObject):
         return infos
 
     def import_file(self, path: str) -> None:
+        """Add one model file or diffusers folder to the library (identified from its content)."""
         source = Path(path)
+        if not source.exists():
+            raise InputError(f"'{source}' does not exist.")
         if source.is_dir() and not (source / "model_index.json").is_file():
             raise InputError(f"'{source.name}' is a folder without a diffusers model_index.json.")
         if source.is_file() and source.suffix.lower() not in MODEL_FILE_SUFFIXES:
             raise InputError(f"'{source.name}' is not a model file (use .safetensors).")
-        if not source.exists():
-            raise InputError(f"'{source}' does not exist.")
-        records = _records_module()
-        if records is not None and hasattr(records, "import_model"):
-            records.import_model(str(source))
+        if _records_module() is not None:
+            _import_record(source)
         else:
             _write_imported([*_read_imported(), str(source)])
         self.refresh()
@@ -173,11 +207,41 @@ class ModelLibrary(QObject):
         if model.reference.startswith("builtin:"):
             raise InputError("Built-in models cannot be removed.")
         records = _records_module()
-        if records is not None and hasattr(records, "remove_record") and model.record_id:
-            records.remove_record(model.record_id)
+        if records is not None and model.record_id:
+            records.ModelLibrary().delete(int(model.record_id))
         else:
             _write_imported([p for p in _read_imported() if p != model.path])
         self.refresh()
+
+
+def _import_record(source: Path) -> None:
+    """Probe one file or folder and save its record, as the library's scan would."""
+    from engine.library.probe import probe_path
+    from engine.library.records import ModelLibrary as Records
+
+    records = Records()
+    result = probe_path(source)
+    size = (
+        source.stat().st_size
+        if source.is_file()
+        else sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    )
+    values = {
+        "name": source.stem if source.is_file() else source.name,
+        "kind": result.kind,
+        "base": result.base,
+        "variant": result.variant,
+        "layout": result.layout,
+        "config": result.config if isinstance(result.config, str) else "",
+        "status": result.status,
+        "reason": result.reason,
+        "size": size,
+        "mtime_ns": source.stat().st_mtime_ns,
+        "source": "import",
+        "path": str(source),
+    }
+    existing = records.by_path(source)
+    records.save(values, model_id=existing.id if existing else None)
 
 
 def _records_module():
