@@ -1,0 +1,1 @@
+"""Judging images: FID/KID with the FID Inception network, CLIP score. Loaded in the worker."""
