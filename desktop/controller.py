@@ -91,6 +91,7 @@ class GenerationController(QObject):
             self.message.emit(str(exc), "error")
             return None
         self._work_files[job_id] = files
+        self.job.queued(job_id)  # busy at once, before the engine's Queued event arrives
         if show:
             self._show_result.add(job_id)
         return job_id
@@ -165,7 +166,7 @@ class GenerationController(QObject):
 
     # -- engine events (GUI thread) -----------------------------------------------------------
     def on_preview(self, job_id: int, image: QImage) -> None:
-        if job_id == self.job.job_id:
+        if job_id == self.job.job_id and job_id in self._show_result:
             self.document.set_preview(image)
 
     def on_result(self, job_id: int, entries: list, info: dict) -> None:
@@ -199,8 +200,7 @@ class GenerationController(QObject):
 
     def _finish(self, job_id: int, outcome: str) -> None:
         self.job.finished(job_id, outcome)
-        if job_id == self.job.job_id or not self.job.busy:
-            self.document.set_preview(None)
+        self.document.set_preview(None)
         if outcome != "result":
             self._show_result.discard(job_id)
         for path in self._work_files.pop(job_id, []):

@@ -16,13 +16,16 @@ ENGINE_BROKEN = "broken"
 
 
 class JobState(QObject):
+    """Jobs submitted and not finished, in order; the display follows the one that runs."""
+
     changed = Signal()
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.engine_state = ENGINE_LOADING
         self.engine_message = "Loading engine…"
-        self.job_id: int | None = None
+        self.pending: list[int] = []
+        self.job_id: int | None = None  # the job the progress bar shows
         self.running = False
         self.step = 0
         self.total = 0
@@ -33,7 +36,7 @@ class JobState(QObject):
 
     @property
     def busy(self) -> bool:
-        return self.job_id is not None
+        return bool(self.pending)
 
     def set_engine_state(self, state: str, message: str = "") -> None:
         self.engine_state = state
@@ -41,14 +44,24 @@ class JobState(QObject):
         self.changed.emit()
 
     def queued(self, job_id: int) -> None:
-        self.job_id = job_id
-        self.running = False
-        self.step, self.total, self.seconds_left, self.stage = 0, 0, None, "Waiting…"
+        """Called at submit time (and again by the engine's Queued event: harmless)."""
+        if job_id in self.pending:
+            return
+        self.pending.append(job_id)
+        if self.job_id is None:
+            self._show(job_id)
         self.changed.emit()
 
+    def _show(self, job_id: int | None) -> None:
+        self.job_id = job_id
+        self.running = False
+        self.step, self.total, self.seconds_left = 0, 0, None
+        self.stage = "Waiting…" if job_id is not None else ""
+
     def started(self, job_id: int) -> None:
-        if job_id != self.job_id:
+        if job_id not in self.pending:
             return
+        self._show(job_id)
         self.running = True
         self.started_at = time.monotonic()
         self.stage = "Starting…"
@@ -64,13 +77,12 @@ class JobState(QObject):
         self.changed.emit()
 
     def finished(self, job_id: int, outcome: str) -> None:
-        if job_id != self.job_id:
+        if job_id not in self.pending:
             return
-        self.job_id = None
-        self.running = False
+        self.pending.remove(job_id)
         self.last_outcome = outcome
-        self.seconds_left = None
-        self.stage = ""
+        if job_id == self.job_id:
+            self._show(self.pending[0] if self.pending else None)
         self.changed.emit()
 
     def progress_text(self) -> str:

@@ -32,7 +32,6 @@ def make_window(qtbot, fake_engine_holder):
 
         window = create_window(EngineBridge(factory, preload=()))
         qtbot.addWidget(window)
-        window.resize(1200, 800)
         window.show()
         if start:
             window.start_background_work()
@@ -71,7 +70,7 @@ def _drop(widget, mime: QMimeData) -> bool:
     pos = QPointF(widget.width() / 2, widget.height() / 2)
     actions = Qt.DropAction.CopyAction
     buttons, mods = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(pos.toPoint(), actions, mime, buttons, mods)
+    enter = QDragEnterEvent(pos, actions, mime, buttons, mods)
     QApplication.sendEvent(widget, enter)
     if not enter.isAccepted():
         return False
