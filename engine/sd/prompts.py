@@ -214,10 +214,15 @@ def _sd_chunk_encoder(text_encoder: Any, device: torch.device, clip_skip: int):
             hidden = text_encoder(input_ids, attention_mask=mask)[0]
         else:
             out = text_encoder(input_ids, attention_mask=mask, output_hidden_states=True)
-            hidden = text_encoder.text_model.final_layer_norm(out[-1][-clip_skip])
+            hidden = _final_layer_norm(text_encoder)(out.hidden_states[-clip_skip])
         return apply_weights(hidden, weights)
 
     return encode
+
+
+def _final_layer_norm(text_encoder: Any):
+    # transformers 5 holds the norm on CLIPTextModel itself; 4.x on its inner `text_model`
+    return getattr(text_encoder, "text_model", text_encoder).final_layer_norm
 
 
 def _encode_sdxl(pipe: Any, prompt: str, negative: str, *, clip_skip: int) -> PromptEmbeds:
@@ -284,4 +289,7 @@ def apply_weights(hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
     scale = torch.tensor(weights, dtype=hidden.dtype, device=hidden.device)
     original_mean = hidden.float().mean()
     weighted = hidden * scale.view(1, -1, 1)
-    return weighted * (original_mean / weighted.float().mean()).to(hidden.dtype)
+    weighted_mean = weighted.float().mean()
+    if weighted_mean.abs() < 1e-6 or original_mean.abs() < 1e-6:
+        return weighted  # a (near) zero mean carries no magnitude to restore; avoid 0/0
+    return weighted * (original_mean / weighted_mean).to(hidden.dtype)

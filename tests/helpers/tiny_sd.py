@@ -49,6 +49,14 @@ def _text_config(**extra):
     )
 
 
+def _text_encoder(cls, **extra):
+    encoder = cls(_text_config(**extra)).eval()
+    # trained CLIP has non-zero norm biases (the embeddings' mean is not 0); so do these
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm
+    torch.nn.init.normal_(norm.bias, std=0.2)
+    return encoder
+
+
 def _vae():
     from diffusers import AutoencoderKL
 
@@ -92,7 +100,7 @@ def build_sd1(folder: str | Path, *, seed: int = 0, inpaint: bool = False) -> Pa
     pipe = cls(
         unet=_sd_unet(9 if inpaint else 4),
         vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config()).eval(),
+        text_encoder=_text_encoder(CLIPTextModel),
         tokenizer=_tokenizer("clip"),
         scheduler=PNDMScheduler(**SD_SCHEDULER),
         safety_checker=None,
@@ -133,8 +141,8 @@ def build_sdxl(folder: str | Path, *, seed: int = 0) -> Path:
     pipe = StableDiffusionXLPipeline(
         unet=unet,
         vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config()).eval(),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(projection_dim=32)).eval(),
+        text_encoder=_text_encoder(CLIPTextModel),
+        text_encoder_2=_text_encoder(CLIPTextModelWithProjection, projection_dim=32),
         tokenizer=_tokenizer("clip"),
         tokenizer_2=_tokenizer("clip-g"),
         scheduler=scheduler,
