@@ -188,9 +188,9 @@ class PromptPanel(QWidget):
         self.lora_table.setMaximumHeight(96)
         self.lora_table.hide()
         layout.addWidget(self.lora_table)
-        self.add_lora = QPushButton("Add LoRA…")
-        self.add_lora.clicked.connect(self.add_lora_requested)
-        layout.addWidget(self.add_lora, 0, Qt.AlignmentFlag.AlignLeft)
+        self.add_lora_button = QPushButton("Add LoRA…")
+        self.add_lora_button.clicked.connect(self.add_lora_requested)
+        layout.addWidget(self.add_lora_button, 0, Qt.AlignmentFlag.AlignLeft)
         return box
 
     def _build_buttons(self) -> QHBoxLayout:
