@@ -37,6 +37,13 @@ def program(name: str) -> Path:
     return bundle_dir() / f"{name}{suffix}"
 
 
+def cli_program() -> Path:
+    """`easel-cli` (Windows console exe, or the script beside Easel on Linux); on macOS the app
+    executable itself runs subcommands in a terminal."""
+    cli = program("easel-cli")
+    return cli if cli.exists() else program("Easel")
+
+
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
