@@ -215,7 +215,9 @@ def _take_lora_tags(prompt: str) -> tuple[str, tuple[LoraRef, ...]]:
         LoraRef(path=name, weight=float(weight) if weight else 1.0)
         for name, weight in _LORA_TAG.findall(prompt)
     )
-    return re.sub(r"\s{2,}", " ", _LORA_TAG.sub("", prompt)).strip(), loras
+    # the tags go; the spaces around them collapse, line breaks stay
+    text = re.sub(r"[ \t]{2,}", " ", _LORA_TAG.sub("", prompt))
+    return re.sub(r"[ \t]+\n", "\n", text).strip(), loras
 
 
 def _size(text: str | None) -> tuple[int | None, int | None]:
