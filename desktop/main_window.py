@@ -23,11 +23,13 @@ from PySide6.QtWidgets import (
     QSlider,
     QStyle,
     QToolBar,
+    QToolButton,
     QWidget,
 )
 
 from desktop.bridge import EngineBridge
 from desktop.controller import GenerationController, upscale_request_type
+from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
 from desktop.images import IMAGE_SUFFIXES
 from desktop.state.document import CanvasDocument
@@ -103,7 +105,7 @@ class MainWindow(QMainWindow):
         self.gallery_panel = GalleryPanel(
             self.gallery, can_upscale=upscale_request_type() is not None
         )
-        self.gallery_panel.setMinimumWidth(260)
+        self.gallery_panel.setMinimumWidth(300)
         self.gallery_dock = self._dock(
             "Gallery", "gallery", self.gallery_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
@@ -191,6 +193,26 @@ class MainWindow(QMainWindow):
         self.settings_action = a(
             "Settings…", self.show_settings, QKeySequence.StandardKey.Preferences
         )
+        drawn = {
+            self.brush_action: "brush",
+            self.eraser_action: "eraser",
+            self.clear_mask_action: "clear",
+            self.invert_mask_action: "invert",
+            self.fit_action: "fit",
+            self.actual_action: "actual",
+            self.extend_action: "extend",
+        }
+        for action, name in drawn.items():
+            action.setIcon(icon(name))
+        # short toolbar labels; the menus keep the full names
+        for action, text in (
+            (self.fit_action, "Fit"),
+            (self.actual_action, "100%"),
+            (self.extend_action, "Outpaint…"),
+            (self.clear_mask_action, "Clear"),
+            (self.invert_mask_action, "Invert"),
+        ):
+            action.setIconText(text)
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -233,7 +255,12 @@ class MainWindow(QMainWindow):
         bar.setObjectName("canvas-toolbar")
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
-        bar.addActions([self.undo_action, self.redo_action])
+        for action in (self.undo_action, self.redo_action):
+            # icon only: their text names the edit ("Undo Paint mask") and would jump around
+            button = QToolButton()
+            button.setDefaultAction(action)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+            bar.addWidget(button)
         bar.addSeparator()
         bar.addActions([self.brush_action, self.eraser_action])
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
@@ -248,7 +275,9 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.size_label)
         bar.addActions([self.clear_mask_action, self.invert_mask_action])
         bar.addSeparator()
-        bar.addActions([self.fit_action, self.actual_action, self.extend_action])
+        bar.addActions([self.fit_action, self.actual_action])
+        bar.addSeparator()
+        bar.addAction(self.extend_action)
 
     def _make_status_bar(self) -> None:
         status = self.statusBar()

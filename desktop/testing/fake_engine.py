@@ -154,15 +154,24 @@ def _size(request: Any) -> tuple[int, int]:
 
 
 def _image(request: Any, colour: tuple[int, int, int], fraction: float):
-    from PIL import Image
+    """A soft radial gradient in `colour`, brighter as the job advances (a stand-in picture)."""
+    from PIL import Image, ImageOps
 
-    shade = tuple(int(c * fraction) for c in colour)
-    return Image.new("RGB", _size(request), shade)
+    gradient = Image.radial_gradient("L").resize(_size(request))
+    dark = tuple(int(c * 0.15) for c in colour)
+    light = tuple(min(255, int(c * (0.4 + 0.6 * fraction)) + 40) for c in colour)
+    return ImageOps.colorize(gradient, light, dark)
+
+
+def _shift(colour: tuple[int, int, int], index: int) -> tuple[int, int, int]:
+    """Batch images differ a little, as real ones would."""
+    r, g, b = colour
+    return [(r, g, b), (g, b, r), (b, r, g), (r, b, g)][index % 4]
 
 
 def _result(job_id: int, request: Any, script: Script) -> Result:
     count = int(getattr(request, "batch_size", 1) or 1)
-    images = [_image(request, script.colour, 1.0 - 0.15 * i) for i in range(count)]
+    images = [_image(request, _shift(script.colour, i), 1.0) for i in range(count)]
     base = request.to_dict() if hasattr(request, "to_dict") else {}
     metadata = [dict(base, seed_used=int(base.get("seed", 0)) + i) for i in range(count)]
     return Result(job_id, images=images, metadata=metadata, info=dict(script.extra_info))

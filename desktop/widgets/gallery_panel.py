@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from desktop.state.gallery import GalleryState
 from engine.history import HistoryEntry
 
-THUMB = 112
+THUMB = 120
 #: (signal name, menu text); None is a separator
 ACTIONS = (
     ("open_requested", "Open on canvas"),
@@ -61,7 +61,7 @@ class GalleryPanel(QWidget):
         self.list = QListWidget()
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 12, THUMB + 12))
+        self.list.setGridSize(QSize(THUMB + 10, THUMB + 10))
         self.list.setResizeMode(QListView.ResizeMode.Adjust)
         self.list.setMovement(QListView.Movement.Static)
         self.list.setUniformItemSizes(True)
@@ -86,7 +86,7 @@ class GalleryPanel(QWidget):
             item = QListWidgetItem(self._icon(entry, batch_colours.get(entry.batch_id)), "")
             item.setData(Qt.ItemDataRole.UserRole, entry.id)
             item.setToolTip(_tooltip(entry))
-            item.setSizeHint(QSize(THUMB + 12, THUMB + 12))
+            item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
             self.list.addItem(item)
         self.title.setText(f"GALLERY · {len(entries)}")
         self.empty.setVisible(not entries)
@@ -156,13 +156,16 @@ class GalleryPanel(QWidget):
 
 
 def _batch_colours(entries: list[HistoryEntry]) -> dict[str, QColor]:
-    palette = [QColor(90, 160, 255), QColor(255, 170, 60), QColor(120, 210, 130)]
-    colours, index = {}, 0
-    for entry in entries:
-        if entry.batch_size > 1 and entry.batch_id not in colours:
-            colours[entry.batch_id] = palette[index % len(palette)]
-            index += 1
-    return colours
+    """A colour per batch, from its id so it never changes (thumbnails are cached)."""
+    palette = [
+        QColor(90, 160, 255),
+        QColor(255, 170, 60),
+        QColor(120, 210, 130),
+        QColor(220, 110, 200),
+    ]
+    return {
+        e.batch_id: palette[int(e.batch_id, 16) % len(palette)] for e in entries if e.batch_size > 1
+    }
 
 
 def _tooltip(entry: HistoryEntry) -> str:

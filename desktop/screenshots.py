@@ -1,0 +1,131 @@
+"""Render the main screens offscreen to PNG files, to look at them the way a user would.
+
+    python -m desktop.screenshots screenshots      (or: make screenshots)
+
+Runs the real window on the scriptable fake engine in a throw-away data folder (the user's
+gallery and settings are never touched): the main window with results, the canvas with a mask,
+a generation in progress with its live preview, an error message, the gallery, the model
+browser and the settings dialog.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _wait(app, condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.005)
+    if not condition():
+        raise RuntimeError("the screen did not reach the expected state in time")
+
+
+def _settle(app, seconds: float = 0.15) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+
+
+def render(out_dir: Path) -> list[Path]:
+    from PySide6.QtCore import QPointF
+    from PySide6.QtWidgets import QApplication
+
+    import desktop  # noqa: F401 - PySide6 reference-count workaround
+    from desktop.app import create_window
+    from desktop.bridge import EngineBridge
+    from desktop.testing.fake_engine import FakeEngine, Script
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    engines: list[FakeEngine] = []
+
+    def factory(sink):
+        engines.append(FakeEngine(sink, default=Script(steps=6, colour=(90, 150, 235))))
+        return engines[-1]
+
+    window = create_window(EngineBridge(factory, preload=()))
+    window.resize(1360, 860)
+    window.show()
+    window.start_background_work()
+    _wait(app, lambda: window.bridge.ready)
+    shots: list[Path] = []
+
+    def shoot(widget, name: str) -> None:
+        _settle(app)
+        path = out_dir / f"{name}.png"
+        widget.grab().save(str(path))
+        shots.append(path)
+
+    fake = engines[0]
+    settings = window.settings
+    settings.set("prompt", "a cosy cabin in a snowy forest, warm light in the windows")
+    settings.set("negative_prompt", "blurry, low quality")
+    settings.set("width", 512)
+    settings.set("height", 512)
+    for colour, batch in (((235, 120, 70), 4), ((120, 200, 140), 1), ((90, 150, 235), 2)):
+        fake.queue_script(steps=3, colour=colour)
+        settings.set("batch_size", batch)
+        window.generation.generate()
+        _wait(app, lambda: not window.job.busy)
+    window.toast.hide()
+    shoot(window, "main-window")
+
+    # the canvas with a mask painted over part of the result
+    doc = window.document
+    doc.begin_stroke()
+    for y in range(180, 340, 24):
+        doc.paint_segment(QPointF(150, y), QPointF(360, y + 10), 48, False)
+    doc.end_stroke()
+    window.canvas.fit()
+    shoot(window, "canvas-mask")
+
+    # a job in progress: progress bar, step count, time left, live preview on the canvas
+    fake.queue_script(steps=20, pause_at=9, step_seconds=0.02, colour=(240, 190, 90))
+    window.generation.generate()
+    _wait(app, lambda: fake.paused.is_set() and window.job.step == 8)
+    shoot(window, "progress-live-preview")
+    fake.release()
+    _wait(app, lambda: not window.job.busy)
+
+    window.show_message(
+        "Model not found: 'dreamshaper.safetensors'. Check the path, or add the "
+        "model in the model browser.",
+        "error",
+    )
+    shoot(window, "error-message")
+    window.toast.hide()
+
+    window.gallery_dock.setFloating(True)
+    window.gallery_dock.resize(520, 640)
+    shoot(window.gallery_dock, "gallery")
+    window.gallery_dock.setFloating(False)
+
+    browser = window.show_model_browser()
+    shoot(browser, "model-browser")
+    browser.close()
+    dialog = window.show_settings()
+    shoot(dialog, "settings")
+    dialog.close()
+    window.close()
+    return shots
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out_dir = Path(argv[0] if argv else "screenshots").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory(prefix="easel-shots-") as data_dir:
+        os.environ["EASEL_DATA_DIR"] = data_dir  # never the user's gallery or settings
+        for path in render(out_dir):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
