@@ -225,7 +225,7 @@ def test_gallery_actions(qtbot, window, fake, tmp_path):
 
 def test_layout_settings_and_gallery_survive_a_restart(qtbot, make_window):
     first = make_window()
-    first.resize(700, 520)  # within the offscreen screen, which restoreGeometry clamps to
+    first.resize(780, 560)  # within the offscreen screen, which restoreGeometry clamps to
     first.gallery_dock.hide()
     first.settings.set("prompt", "remember me")
     first.settings.set("steps", 31)
@@ -236,7 +236,7 @@ def test_layout_settings_and_gallery_survive_a_restart(qtbot, make_window):
     assert second.settings.get("prompt") == "remember me"
     assert second.prompt_panel.prompt.toPlainText() == "remember me"
     assert second.settings.get("steps") == 31
-    assert (second.size().width(), second.size().height()) == (700, 520)
+    assert (second.size().width(), second.size().height()) == (780, 560)
     assert second.gallery_dock.isHidden()
     assert len(second.gallery.entries) == 1
 
