@@ -1,0 +1,103 @@
+"""End to end with the real in-process engine and a tiny randomly initialised SD pipeline:
+type a prompt and press Ctrl+Enter, restore settings from a dropped result, drop an image and
+paint a mask for inpaint, cancel mid-run, quit cleanly. One window, one model load (each load
+of torch/diffusers costs seconds on this machine)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from desktop.bridge import EngineBridge
+from engine.api import Mode
+
+from .conftest import drop_files
+
+pytestmark = pytest.mark.slow
+
+LONG = 180_000  # ms: the first job imports diffusers and loads the model on a busy machine
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    import torch
+
+    from tests.helpers.tiny_sd import build_sd1
+
+    torch.set_num_threads(1)
+    return build_sd1(tmp_path_factory.mktemp("tiny-sd") / "tiny-sd1")
+
+
+def _ctrl_enter(qtbot, window):
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=3000)
+    qtbot.keyClick(
+        window.prompt_panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier
+    )
+
+
+def test_real_engine_end_to_end(qtbot, tiny_sd, image_file):
+    from desktop.app import create_window
+
+    window = create_window(EngineBridge())
+    qtbot.addWidget(window)
+    window.show()
+    window.start_background_work()
+    assert "Loading engine" in window.engine_label.text()
+    qtbot.waitUntil(lambda: window.bridge.ready, timeout=LONG)
+    try:
+        _txt2img_restore_inpaint_cancel(qtbot, window, str(tiny_sd), image_file)
+    finally:
+        window.close()
+    assert not window.bridge._engine.is_running
+
+
+def _txt2img_restore_inpaint_cancel(qtbot, window, model, image_file):
+    settings = window.settings
+    settings.set("model", model)
+    for name, value in (("steps", 3), ("width", 64), ("height", 64), ("sampler", "Euler")):
+        settings.set(name, value)
+
+    # 1. type a prompt, Ctrl+Enter, the result lands in the gallery and on the canvas
+    qtbot.keyClicks(window.prompt_panel.prompt, "a red apple")
+    _ctrl_enter(qtbot, window)
+    qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=LONG)
+    entry = window.gallery.entries[0]
+    assert entry.metadata["prompt"] == "a red apple" and entry.metadata["model"] == model
+    assert (entry.width, entry.height) == (64, 64) and window.document.size() == (64, 64)
+
+    # 2. drop that PNG back: its settings are offered and restored
+    settings.set("prompt", "something else")
+    settings.set("steps", 7)
+    drop_files(window.canvas.viewport(), [entry.image_path])
+    assert window.toast.action.text() == "Restore settings"
+    window.toast.action.click()
+    assert settings.get("prompt") == "a red apple" and settings.get("steps") == 3
+    assert settings.get("seed") == entry.metadata["seed"]
+
+    # 3. drop a photo, paint a mask: inpaint runs on the real engine
+    drop_files(window.canvas.viewport(), [image_file])
+    assert settings.mode is Mode.IMG2IMG and window.document.size() == (96, 64)
+    window.canvas.fit()
+    start = window.canvas.mapFromScene(30, 30)
+    viewport = window.canvas.viewport()
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(viewport, start + QPoint(60, 10))
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=start + QPoint(60, 10))
+    assert settings.mode is Mode.INPAINT
+    _ctrl_enter(qtbot, window)
+    qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=LONG)
+    inpainted = window.gallery.entries[0]
+    assert inpainted.metadata["mode"] == "inpaint" and (inpainted.width, inpainted.height) == (
+        96,
+        64,
+    )
+
+    # 4. cancel mid-run with Esc: stops within a step, nothing is added, the app keeps working
+    settings.set("mode", Mode.TXT2IMG.value)
+    settings.set("steps", 400)
+    _ctrl_enter(qtbot, window)
+    qtbot.waitUntil(lambda: window.job.step >= 1, timeout=LONG)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window.job.last_outcome == "cancelled", timeout=30_000)
+    assert len(window.gallery.entries) == 2 and window.job.step < 400
