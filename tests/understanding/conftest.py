@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import tqdm
 from PIL import Image
+
+# transformers shows tqdm bars while loading weights; tqdm's monitor thread would outlive the
+# test that loaded the model and trip the leaked-thread check
+tqdm.tqdm.monitor_interval = 0
 
 MODES = ("RGB", "L", "RGBA", "P", "I;16", "RGB")
 
