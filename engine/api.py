@@ -474,3 +474,40 @@ class ExpandPromptRequest(Serialisable):
             raise InputError("Temperature must be above 0 and at most 2.")
         if not 0.0 < self.top_p <= 1.0:
             raise InputError("Top-p must be above 0 and at most 1.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class UpscaleRequest(Serialisable):
+    """Enlarge an image with an upscaler model file (ESRGAN, Real-ESRGAN, SwinIR, HAT, ... read
+    through spandrel), or with a plain Lanczos resize when `model` is empty.
+
+    Large images are processed in tiles of `tile_size` pixels (0 = whole image at once) that
+    overlap by `tile_overlap` pixels and are blended, so memory stays bounded. `scale` is the
+    final enlargement; 0 means the model's own factor (2 for Lanczos).
+    """
+
+    type_name: ClassVar[str] = "upscale"
+
+    image: str = ""
+    model: str = ""
+    scale: float = 0.0
+    tile_size: int = 256
+    tile_overlap: int = 16
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+    }
+
+    def __post_init__(self):
+        if not self.image:
+            raise InputError("Choose an image to upscale.")
+        if self.scale != 0 and not 1.0 <= self.scale <= 8.0:
+            raise InputError(f"Upscale factor must be between 1 and 8 (got {self.scale}).")
+        if self.tile_size != 0 and not 32 <= self.tile_size <= 4096:
+            raise InputError("Tile size must be 0 (no tiling) or between 32 and 4096 pixels.")
+        if not 0 <= self.tile_overlap <= 256:
+            raise InputError("Tile overlap must be between 0 and 256 pixels.")
+        if self.tile_size and self.tile_overlap * 2 >= self.tile_size:
+            raise InputError("Tile overlap must be less than half the tile size.")
