@@ -23,6 +23,7 @@ HANDLERS: dict[str, Any] = {
     "CaptionRequest": "engine.vision.caption:run_caption",
     "InterrogateRequest": "engine.vision.interrogate:run_interrogate",
     "ExpandPromptRequest": "engine.prompting.expand:run_expand",
+    "UpscaleRequest": "engine.upscale:run_upscale",
 }
 
 
