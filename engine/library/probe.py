@@ -206,6 +206,7 @@ def _classify_sd_checkpoint(shapes: Shapes, metadata: dict, read_values) -> Prob
     if base is None:
         return ProbeResult(
             kind="checkpoint",
+            layout="single_file",
             status="unsupported",
             reason=f"a Stable Diffusion-like UNet with context width {context} and "
             f"conditioning {adm} matches no model family Easel knows",
