@@ -33,6 +33,7 @@ from engine.sd.loading import (
     cache_key,
     load_base_pipeline,
     model_info,
+    model_scheduler_config,
     pipeline_for_mode,
 )
 from engine.sd.lora import applied_loras
@@ -68,7 +69,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         info = model_info(base_pipe)
         apply_memory_options(base_pipe, request.runtime)
         seeds = batch_seeds(request)
-        scheduler = make_scheduler(request.sampler, base_pipe.scheduler.config, seeds=seeds)
+        scheduler = make_scheduler(request.sampler, model_scheduler_config(base_pipe), seeds=seeds)
         pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
         with applied_loras(pipe, request.loras):
             embeds = encode_prompts(

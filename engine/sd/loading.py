@@ -59,8 +59,16 @@ def load_base_pipeline(
     else:
         pipe = _load_diffusers_folder(resolved.path, dtype)
     pipe.set_progress_bar_config(disable=True)
+    # Jobs swap schedulers on this shared pipeline; each new one is built from the model's own
+    # config, never from the previous job's (which would carry its sampler options over).
+    pipe._easel_scheduler_config = dict(pipe.scheduler.config)
     _place(pipe, device, runtime.offload)
     return pipe
+
+
+def model_scheduler_config(pipe) -> dict:
+    """The scheduler config the model shipped with (before any job changed the scheduler)."""
+    return getattr(pipe, "_easel_scheduler_config", None) or dict(pipe.scheduler.config)
 
 
 def _quiet_library_progress_bars() -> None:
@@ -174,7 +182,7 @@ def model_info(pipe) -> ModelInfo:
     return ModelInfo(
         base=base,
         inpaint_unet=int(unet_config.in_channels) == 9,
-        prediction_type=str(pipe.scheduler.config.get("prediction_type", "epsilon")),
+        prediction_type=str(model_scheduler_config(pipe).get("prediction_type", "epsilon")),
     )
 
 

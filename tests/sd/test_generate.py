@@ -129,6 +129,20 @@ def test_sampler_table_covers_every_request_sampler_and_keeps_the_model_schedule
         make_scheduler("Heun++", base)
 
 
+def test_a_sampler_does_not_leak_its_options_into_the_next_job(tiny_models):
+    from engine.services import Services
+    from engine.worker import Engine
+
+    engine = Engine(services=Services())  # a fresh cache: the first UniPC run is pristine
+    try:
+        first = run(engine, request(tiny_models["sd1"], sampler="UniPC"))
+        run(engine, request(tiny_models["sd1"], sampler="DPM++ 2M Karras"))  # Karras sigmas
+        again = run(engine, request(tiny_models["sd1"], sampler="UniPC"))
+    finally:
+        engine.shutdown()
+    assert np.array_equal(pixels(first), pixels(again))
+
+
 # -- determinism and parity with diffusers -----------------------------------------------------
 def test_same_request_same_pixels_and_batch_seeds(sd_engine, tiny_models):
     first = run(sd_engine, request(tiny_models["sd1"], sampler="Euler a"))
