@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import unicodedata
 
 from engine.api import ExpandPromptRequest
 from engine.context import JobContext
@@ -27,6 +26,7 @@ from engine.prompting.styles import (
     load_keywords,
     load_styles,
     merge_fragments,
+    printable_text,
 )
 
 #: an expanded prompt never grows past this (CLIP reads 77 tokens, about 300 characters)
@@ -142,13 +142,6 @@ def expand_with_language_model(request: ExpandPromptRequest, ctx: JobContext) ->
 
 
 def join_continuation(prompt: str, continuation: str) -> str:
-    """The prompt followed by what the model wrote on the same line, fragments kept once.
-
-    Control characters and undecodable bytes (U+FFFD) are dropped: a small model can emit
-    half of a multi-byte character, which must not end up in the prompt box.
-    """
+    """The prompt followed by what the model wrote on the same line, fragments kept once."""
     first_line = continuation.split("\n", 1)[0]
-    printable = "".join(
-        ch for ch in first_line if ch != "\ufffd" and not unicodedata.category(ch).startswith("C")
-    )
-    return merge_fragments(prompt.strip() + printable)
+    return merge_fragments(prompt.strip() + printable_text(first_line))

@@ -13,6 +13,7 @@ comma by comma, so nothing the user already wrote is repeated.
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +49,16 @@ class Style:
 
 def split_fragments(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def printable_text(text: str) -> str:
+    """`text` without control characters and undecodable bytes (U+FFFD), spaces collapsed.
+
+    Small or random language models can emit half of a multi-byte character or a control
+    byte; none of that may reach the prompt box.
+    """
+    kept = (ch for ch in text if ch != "\ufffd" and not unicodedata.category(ch).startswith("C"))
+    return " ".join("".join(kept).split())
 
 
 def merge_fragments(*texts: str) -> str:

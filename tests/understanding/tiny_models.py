@@ -24,7 +24,7 @@ def training_texts() -> list[str]:
     return texts
 
 
-def save_bpe_tokenizer(folder: Path, vocab_size: int = 400):
+def save_bpe_tokenizer(folder: Path, vocab_size: int = 1000):
     """A GPT-2-style byte-level BPE tokenizer trained on the style texts, saved to `folder`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -32,11 +32,9 @@ def save_bpe_tokenizer(folder: Path, vocab_size: int = 400):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
+    # Only the byte symbols the texts use (printable ASCII): every token a random model picks
+    # then decodes to readable text, as a real model's output would.
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS])
     tok.train_from_iterator(training_texts(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS)
     fast.save_pretrained(folder)
@@ -127,6 +125,8 @@ def save_tiny_vision_encoder_decoder(folder: Path, seed: int = 0) -> Path:
         n_head=2,
         add_cross_attention=True,
         is_decoder=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     config.decoder_start_token_id = tokenizer.eos_token_id
