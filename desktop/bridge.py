@@ -36,6 +36,21 @@ log = logging.getLogger(__name__)
 
 #: what the loader thread imports so the first job does not pay for it
 DEFAULT_PRELOAD = ("torch", "engine.generate")
+#: imported too when present: importing diffusers/transformers holds the GIL in long stretches
+#: (stalls of 0.2-0.7 s measured on the GUI thread), so it happens while "Loading engine…" shows
+#: rather than in the middle of the first generation
+#: ("module:attribute" also touches a lazily imported name: diffusers and transformers import
+#: most of their stack on first attribute access, which the first model load would pay for)
+WARM_UP = (
+    "engine.sd.generate",
+    "engine.families.registry",
+    "diffusers:StableDiffusionPipeline",
+    "diffusers:StableDiffusionImg2ImgPipeline",
+    "diffusers:StableDiffusionInpaintPipeline",
+    "diffusers:StableDiffusionXLPipeline",
+    "transformers:CLIPTextModel",
+    "transformers:CLIPTokenizer",
+)
 
 
 def _real_engine(sink: Callable[[Event], None]):
@@ -65,12 +80,15 @@ class EngineBridge(QObject):
         *,
         history: HistoryStore | None = None,
         preload: Sequence[str] = DEFAULT_PRELOAD,
+        warm_up: Sequence[str] | None = None,
         parent: QObject | None = None,
     ):
         super().__init__(parent)
         self._factory = engine_factory or _real_engine
         self._history = history or HistoryStore()
         self._preload = tuple(preload)
+        # warm-ups only make sense with the real engine's preload
+        self._warm_up = tuple(WARM_UP if warm_up is None and preload else warm_up or ())
         self._engine = None
         self._loader: threading.Thread | None = None
         self.ready = False
@@ -98,6 +116,14 @@ class EngineBridge(QObject):
             log.exception("engine failed to load")
             self._inbox.put(("failed-load", f"The engine could not load: {exc}"))
             return
+        for name in self._warm_up:
+            module, _, attribute = name.partition(":")
+            try:
+                loaded = importlib.import_module(module)
+                if attribute:
+                    getattr(loaded, attribute)
+            except Exception:  # optional: the job that needs it reports the problem itself
+                log.warning("warm-up import of %s failed", module, exc_info=True)
         self._inbox.put(("ready", None))
 
     def shutdown(self, timeout: float = 30.0) -> bool:

@@ -1,0 +1,174 @@
+"""Desktop responsiveness: launch-to-window time, idle memory, GUI timer gaps during a generation.
+
+    .venv/bin/python bench/ui_responsiveness.py [--model PATH] [--size 512] [--steps 20]
+
+1. Launch: starts `python -m desktop.cli --startup-report` in a fresh process several times and
+   measures from spawn to the window being shown (the first run is the cold one); the child
+   reports its resident memory at that moment (idle window, engine not loaded).
+2. Responsiveness: opens the real window on the real engine, waits for the engine to load,
+   submits one generation through the GUI's own path, and records the gaps between ticks of a
+   16 ms QTimer on the GUI thread while the job runs (whole job, and sampling steps only).
+   Without --model it builds a tiny randomly initialised SD 1.x pipeline (tests/helpers).
+
+Targets (issue 4): largest gap < 50 ms (p99 reported too), window shown < 1 s, idle RSS < 400 MB.
+Writes bench/out/ui_responsiveness.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def measure_launch(runs: int) -> dict:
+    times, rss = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as data_dir:
+            env = dict(os.environ, EASEL_DATA_DIR=data_dir, QT_QPA_PLATFORM="offscreen")
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "desktop.cli", "--startup-report"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            line = proc.stdout.readline()
+            shown = time.perf_counter() - started
+            proc.wait(timeout=60)
+            report = json.loads(line)
+            assert not report["torch_loaded"], "torch must not load before the window shows"
+            times.append(shown)
+            rss.append(report["rss_mb"])
+    return {
+        "runs": runs,
+        "cold_s": round(times[0], 3),
+        "warm_median_s": round(statistics.median(times[1:] or times), 3),
+        "max_s": round(max(times), 3),
+        "idle_rss_mb_median": round(statistics.median(rss), 1),
+        "idle_rss_mb_max": round(max(rss), 1),
+    }
+
+
+def _gap_stats(gaps_ms: list[float]) -> dict:
+    if not gaps_ms:
+        return {}
+    ordered = sorted(gaps_ms)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return {
+        "ticks": len(ordered),
+        "max_ms": round(ordered[-1], 1),
+        "p99_ms": round(p99, 1),
+        "median_ms": round(statistics.median(ordered), 1),
+    }
+
+
+def measure_generation(model: str | None, size: int, steps: int, threads: int) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    data_dir = tempfile.mkdtemp(prefix="easel-bench-")
+    os.environ["EASEL_DATA_DIR"] = data_dir
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import desktop  # noqa: F401 - PySide6 reference-count workaround
+    from desktop.app import create_window
+    from desktop.bridge import EngineBridge
+
+    if model is None:
+        from tests.helpers.tiny_sd import build_sd1
+
+        model = str(build_sd1(Path(data_dir) / "tiny-sd1"))
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    window = create_window(EngineBridge())
+    window.show()
+    window.start_background_work()
+    _spin(app, lambda: window.bridge.ready, 300)
+    from engine.api import RuntimeOptions
+
+    window.preferences.set_runtime(RuntimeOptions(cpu_threads=threads))
+    for name, value in (("model", model), ("steps", steps), ("width", size), ("height", size)):
+        window.settings.set(name, value)
+    window.settings.set("prompt", "a lighthouse on a cliff at dusk")
+
+    clock = QElapsedTimer()
+    clock.start()
+    ticks: list[tuple[float, str]] = []
+    phase = {"name": "job"}
+    # sampling starts with the first denoising step (step 0 reports may come while loading)
+    window.bridge.progress.connect(
+        lambda job, step, total, info: step >= 1 and phase.update(name=f"step {step}")
+    )
+    timer = QTimer()
+    timer.setInterval(16)
+    timer.timeout.connect(lambda: ticks.append((clock.nsecsElapsed() / 1e6, phase["name"])))
+    timer.start()
+    started = time.perf_counter()
+    window.generation.generate()
+    _spin(app, lambda: not window.job.busy, 900)
+    seconds = time.perf_counter() - started
+    timer.stop()
+    outcome = window.job.last_outcome
+    window.close()
+    gaps = [(b[0] - a[0], b[1]) for a, b in zip(ticks, ticks[1:], strict=False)]
+    slow = [f"{gap:.0f} ms during {name}" for gap, name in gaps if gap > 50]
+    return {
+        "model": "tiny random SD 1.x" if "tiny-sd1" in model else model,
+        "size": size,
+        "steps": steps,
+        "cpu_threads": threads,
+        "outcome": outcome,
+        "job_seconds": round(seconds, 2),
+        "whole_job": _gap_stats([g for g, _ in gaps]),
+        "sampling_only": _gap_stats([g for g, name in gaps if name != "job"]),
+        "gaps_over_50ms": slow[:20],
+    }
+
+
+def _spin(app, condition, timeout_s: float) -> None:
+    """Run the Qt event loop (as app.exec() would) until `condition()` holds."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    deadline = time.monotonic() + timeout_s
+    check = QTimer()
+    check.setInterval(10)
+    check.timeout.connect(lambda: (condition() or time.monotonic() > deadline) and loop.quit())
+    check.start()
+    if not condition():
+        loop.exec()
+    check.stop()
+    if not condition():
+        raise TimeoutError("timed out")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="a model path (default: a tiny random SD 1.x pipeline)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all)")
+    parser.add_argument("--launch-runs", type=int, default=5)
+    args = parser.parse_args()
+    results = {"launch": measure_launch(args.launch_runs)}
+    print(json.dumps(results, indent=2), flush=True)
+    results["generation"] = measure_generation(args.model, args.size, args.steps, args.threads)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ui_responsiveness.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
