@@ -46,7 +46,10 @@ class ModelInfo:
 
 
 def cache_key(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime) -> str:
-    return f"{resolved.cache_key}|{device}|{dtype_name(dtype)}|offload={runtime.offload.value}"
+    # offload changes how modules are placed, so it is part of the key; on the CPU it does
+    # nothing, and a second copy of the same model would only waste RAM
+    offload = runtime.offload.value if device.type != "cpu" else Offload.NONE.value
+    return f"{resolved.cache_key}|{device}|{dtype_name(dtype)}|offload={offload}"
 
 
 def load_base_pipeline(

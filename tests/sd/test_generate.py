@@ -184,6 +184,60 @@ def test_engine_output_equals_a_plain_diffusers_call(sd_engine, tiny_models, mod
         assert np.array_equal(pixels(ours, index), np.asarray(theirs[index]))
 
 
+def test_v_prediction_model_matches_diffusers(sd_engine, tiny_models, tmp_path):
+    # SD 2.x-768 style: the same folder with a v-prediction scheduler config
+    from diffusers import DiffusionPipeline, EulerDiscreteScheduler
+
+    folder = tmp_path / "v-pred"
+    shutil.copytree(tiny_models["sd1"], folder)
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_file.read_text())
+    config["prediction_type"] = "v_prediction"
+    config_file.write_text(json.dumps(config))
+    ours = run(sd_engine, request(folder, sampler="Euler"))
+    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(
+        prompt="a red apple",
+        negative_prompt="blurry",
+        num_inference_steps=3,
+        height=64,
+        width=64,
+        guidance_scale=7.0,
+        generator=[torch.Generator("cpu").manual_seed(42)],
+    ).images[0]
+    assert np.array_equal(pixels(ours), np.asarray(theirs))
+    epsilon = run(sd_engine, request(tiny_models["sd1"], sampler="Euler"))
+    assert not np.array_equal(pixels(ours), pixels(epsilon))
+
+
+def test_memory_options_apply_per_job_and_switch_back(sd_engine, tiny_models, services):
+    from engine.api import RuntimeOptions
+
+    plain = run(sd_engine, request(tiny_models["sd1"]))
+    saving = RuntimeOptions(
+        device="cpu",
+        precision="fp32",
+        cpu_threads=1,
+        attention_slicing=True,
+        vae_tiling=True,
+        vae_slicing=True,
+        offload="model",  # no effect on the CPU, and no error either
+    )
+    sliced = run(sd_engine, request(tiny_models["sd1"], runtime=saving))
+    assert np.abs(pixels(sliced).astype(int) - pixels(plain)).max() <= 2
+    (key,) = [k for k in services.cache.keys() if "tiny-sd1|" in k]  # one copy, not two
+    with services.cache.use(key, lambda: None) as pipe:
+        assert pipe.vae.use_tiling and pipe.vae.use_slicing
+    loads = services.cache.loads
+    back = run(sd_engine, request(tiny_models["sd1"]))
+    assert np.array_equal(pixels(back), pixels(plain))
+    assert services.cache.loads == loads
+    with services.cache.use(key, lambda: None) as pipe:
+        assert not (pipe.vae.use_tiling or pipe.vae.use_slicing)
+
+
 # -- progress, previews, cancel, recovery ------------------------------------------------------
 def test_progress_previews_and_model_cache(sd_engine, tiny_models, services):
     events = []
