@@ -152,15 +152,21 @@ class GenerationController(QObject):
         )
         return self._submit(request, [], show=True)
 
-    def upscale(self, entry: HistoryEntry) -> int | None:
+    def upscale(self, entry: HistoryEntry, model: str = "") -> int | None:
+        """Enlarge a result: with an upscaler model from the library, else a Lanczos x2."""
         request_type = upscale_request_type()
         if request_type is None:
             self.message.emit("Upscaling is not available in this version.", "error")
             return None
         try:
-            request = _build_upscale(request_type, entry)
-        except (EaselError, TypeError) as exc:
-            self.message.emit(f"Could not start the upscale: {exc}", "error")
+            request = request_type(
+                image=str(entry.image_path),
+                model=model,
+                scale=0.0 if model else 2.0,  # 0 = the model's own factor
+                runtime=self.preferences.runtime(),
+            )
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
             return None
         return self._submit(request, [], show=True)
 
@@ -223,18 +229,3 @@ def _save(image: QImage, path: Path) -> None:
     # quality 90 = light PNG compression: a working file only needs to be fast to write and read
     if not image.save(str(path), "PNG", 90):
         raise InputError(f"Could not write the working image to {path}. Is the disk full?")
-
-
-def _build_upscale(request_type: type, entry: HistoryEntry):
-    """Fill the fields the library's UpscaleRequest has (image path and scale)."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(request_type)}
-    kwargs = {}
-    for name in ("image", "input_image", "image_path", "init_image", "path"):
-        if name in names:
-            kwargs[name] = str(entry.image_path)
-            break
-    if "scale" in names:
-        kwargs["scale"] = 2
-    return request_type(**kwargs)

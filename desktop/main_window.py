@@ -315,7 +315,7 @@ class MainWindow(QMainWindow):
         g.init_requested.connect(lambda e: self.open_entry(e, as_init=True))
         g.reuse_requested.connect(self.reuse_entry)
         g.vary_requested.connect(self.generation.vary)
-        g.upscale_requested.connect(self.generation.upscale)
+        g.upscale_requested.connect(self.upscale_entry)
         g.save_requested.connect(self.save_entry_dialog)
         g.copy_requested.connect(lambda e: self.images.copy_file(e.image_path))
         g.delete_requested.connect(lambda e: self.gallery.delete(e.id))
@@ -397,6 +397,11 @@ class MainWindow(QMainWindow):
     def open_entry(self, entry: HistoryEntry, *, as_init: bool) -> None:
         if self.images.open_path(entry.image_path) and not as_init:
             self.settings.set("mode", "txt2img")
+
+    def upscale_entry(self, entry: HistoryEntry):
+        """Upscale with the first working upscaler model in the library, else Lanczos x2."""
+        upscalers = [m for m in self.library.of_kind("upscaler") if m.status == "ok"]
+        return self.generation.upscale(entry, upscalers[0].path if upscalers else "")
 
     def reuse_entry(self, entry: HistoryEntry) -> None:
         request = entry.generation_request()

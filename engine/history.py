@@ -67,6 +67,8 @@ class HistoryEntry:
         """The `GenerationRequest` that made this image, or None if it cannot be rebuilt."""
         from engine.api import GenerationRequest
 
+        if self.metadata.get("type", GenerationRequest.type_name) != GenerationRequest.type_name:
+            return None  # an upscale or another kind of job: no generation settings
         fields = {k: v for k, v in self.metadata.items() if k not in ("init_image", "mask_image")}
         if "seed_used" in fields:  # the seed actually drawn for a random-seed request
             fields["seed"] = fields["seed_used"]

@@ -30,7 +30,7 @@ ACTIONS = (
     ("init_requested", "Use as init image"),
     ("reuse_requested", "Reuse settings"),
     ("vary_requested", "Vary"),
-    ("upscale_requested", "Upscale ×2"),
+    ("upscale_requested", "Upscale"),
     None,
     ("save_requested", "Save as…"),
     ("copy_requested", "Copy"),
@@ -171,6 +171,9 @@ def _batch_colours(entries: list[HistoryEntry]) -> dict[str, QColor]:
 def _tooltip(entry: HistoryEntry) -> str:
     when = datetime.datetime.fromtimestamp(entry.created_at).strftime("%Y-%m-%d %H:%M")
     meta = entry.metadata
+    if meta.get("type") == "upscale":
+        method = meta.get("method", "")
+        return f"Upscaled ×{meta.get('scale', '')} {method}\n{entry.width}×{entry.height} · {when}"
     lines = [entry.prompt or "(no prompt)", f"{entry.width}×{entry.height} · {when}"]
     if meta.get("model"):
         lines.append(f"model: {meta['model']}")

@@ -255,3 +255,18 @@ def test_tools_menu_hosts_or_says_not_available(qtbot, window):
     assert opened is None and "not available" in window.toast.label.text()
     menu_texts = [a.text() for m in window.menuBar().actions() for a in m.menu().actions()]
     assert "Train a model…" in menu_texts and "Evaluate images…" in menu_texts
+
+
+def test_upscale_action_submits_an_upscale_request(qtbot, window, fake):
+    from engine.api import UpscaleRequest
+
+    window.generation.generate()
+    qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=5000)
+    entry = window.gallery.entries[0]
+    texts = [a.text() for a in window.gallery_panel.menu_for(entry).actions()]
+    assert "Upscale" in texts
+    window.gallery_panel.upscale_requested.emit(entry)
+    qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=5000)
+    request = fake.requests[-1]
+    assert isinstance(request, UpscaleRequest)
+    assert (request.image, request.model, request.scale) == (str(entry.image_path), "", 2.0)
