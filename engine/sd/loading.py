@@ -91,7 +91,27 @@ def _load_single_file(path: Path, dtype: torch.dtype):
             f"'{path.name}' is a single checkpoint file; this build of Easel cannot load single "
             "files yet. Use the model in diffusers folder layout (a folder with model_index.json)."
         ) from None
-    return load_single_file_pipeline(path, torch_dtype=dtype)
+    return as_text_to_image(load_single_file_pipeline(path, torch_dtype=dtype), path)
+
+
+def as_text_to_image(pipe, path: Path):
+    """The text-to-image form of a loaded SD/SDXL pipeline (the cached base for every mode).
+
+    A single file may load as an inpaint or img2img class; the modules are the same, so
+    `from_pipe` re-wraps them. An SDXL refiner (no first text encoder) cannot make images from
+    text and is refused.
+    """
+    import diffusers
+
+    sdxl = getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__
+    if sdxl and getattr(pipe, "text_encoder", None) is None:
+        raise ModelError(
+            f"'{path.name}' is an SDXL refiner; Easel runs SDXL base models. Pick the base model."
+        )
+    target = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
+    if isinstance(pipe, target):
+        return pipe
+    return target.from_pipe(pipe)
 
 
 def read_model_index(path: Path) -> dict:

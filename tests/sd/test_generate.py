@@ -390,3 +390,51 @@ def test_all_black_and_fp16_hints():
     with pytest.raises(OutputError, match="fp16.*--precision fp32"):
         check_output(torch.full((1, 3, 8, 8), float("nan")), torch.float16)
     check_output(torch.rand(2, 3, 8, 8) + 0.01, torch.float32)  # a real image passes
+
+
+# -- single-file helpers -------------------------------------------------------------------------
+def test_single_file_pipelines_become_text_to_image_and_refiners_are_refused(tiny_models):
+    from diffusers import (
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLPipeline,
+    )
+
+    from engine.errors import ModelError
+    from engine.sd.loading import as_text_to_image
+
+    inpaint = StableDiffusionInpaintPipeline.from_pretrained(
+        str(tiny_models["inpaint"]), local_files_only=True
+    )
+    base = as_text_to_image(inpaint, tiny_models["inpaint"])
+    assert type(base) is StableDiffusionPipeline and base.unet is inpaint.unet
+    xl = StableDiffusionXLPipeline.from_pretrained(str(tiny_models["sdxl"]), local_files_only=True)
+    assert as_text_to_image(xl, tiny_models["sdxl"]) is xl
+    refiner = StableDiffusionXLImg2ImgPipeline(
+        vae=xl.vae,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=xl.text_encoder_2,
+        tokenizer_2=xl.tokenizer_2,
+        unet=xl.unet,
+        scheduler=xl.scheduler,
+        requires_aesthetics_score=True,
+    )
+    with pytest.raises(ModelError, match="SDXL refiner"):
+        as_text_to_image(refiner, tiny_models["sdxl"])
+
+
+def test_a1111_short_hash_for_single_files(tmp_path):
+    import hashlib
+
+    from engine.library.resolve import ResolvedModel
+    from engine.sd.generate import model_hash, model_name
+
+    checkpoint = tmp_path / "dreamy-v1.safetensors"
+    checkpoint.write_bytes(b"weights" * 1000)
+    resolved = ResolvedModel(path=checkpoint, family="sd", layout="single_file")
+    assert model_hash(resolved) == hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]
+    assert model_name(resolved) == "dreamy-v1"
+    folder = ResolvedModel(path=tmp_path, family="sd", layout="diffusers")
+    assert model_hash(folder) == "" and model_name(folder) == tmp_path.name
