@@ -10,6 +10,9 @@ from PySide6.QtCore import QObject, Signal
 
 from engine.history import HistoryEntry, HistoryStore
 
+#: newest results shown; older ones stay on disk and in the index
+SHOWN_LIMIT = 1000
+
 
 class GalleryState(QObject):
     changed = Signal()
@@ -19,10 +22,10 @@ class GalleryState(QObject):
     def __init__(self, store: HistoryStore | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.store = store or HistoryStore()
-        self.entries: list[HistoryEntry] = self.store.entries()
+        self.entries: list[HistoryEntry] = self.store.entries(SHOWN_LIMIT)
 
     def reload(self) -> None:
-        self.entries = self.store.entries()
+        self.entries = self.store.entries(SHOWN_LIMIT)
         self.changed.emit()
 
     def results_arrived(self, entries: list[HistoryEntry]) -> None:

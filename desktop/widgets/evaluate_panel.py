@@ -82,6 +82,11 @@ class EvaluatePanel(QWidget):
         super().__init__(parent)
         self.setObjectName("evaluatePanel")
         self.setWindowTitle("Evaluate image sets")
+        # the theme's primary button stays blue when disabled; grey it out while a job runs
+        self.setStyleSheet(
+            "QPushButton#primary:disabled { background: #2b2d32; border-color: #43474f; "
+            "color: #6b6f78; }"
+        )
         self._engine = engine_like
         self._runtime = runtime or RuntimeOptions()
         self._job_id: int | None = None
@@ -247,7 +252,10 @@ class EvaluatePanel(QWidget):
             self.progress.setRange(0, event.total)
             self.progress.setValue(event.step)
         stage = event.info.get("stage", "")
-        text = f"{stage}: {event.step} of {event.total} images" if event.total else stage
+        parts = [stage] if stage else []
+        if event.total and 0 < event.step < event.total:
+            parts.append(f"{event.step} of {event.total} images")
+        text = ": ".join(parts) or "Working…"
         rate = event.info.get("images_per_second")
         if rate:
             text += f" · {rate:.1f} images/s"
@@ -257,6 +265,9 @@ class EvaluatePanel(QWidget):
         self.status_label.setText(text)
 
     def _show_result(self, info: dict) -> None:
+        if not all(key in info for key in ("fid", "kid", "count_a", "count_b")):
+            self._show_error("The evaluation finished without FID and KID values.")
+            return
         self.fid_value.setText(f"{info['fid']:.2f}")
         kid_text = f"{info['kid']:.4f}"
         if info.get("kid_std"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QLabel,
@@ -75,22 +75,46 @@ class GalleryPanel(QWidget):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.empty)
         self._icons: dict[int, QIcon] = {}
+        self._placeholder = _placeholder()
+        # thumbnails load a few at a time after the list shows, so a large gallery never holds
+        # up the window (each is a JPEG decode)
+        self._pending: list[tuple[QListWidgetItem, HistoryEntry, QColor | None]] = []
+        self._loader = QTimer(self)
+        self._loader.setInterval(0)
+        self._loader.timeout.connect(self._load_some)
         gallery.changed.connect(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
         self.list.clear()
+        self._pending.clear()
         entries = self.gallery.entries
         batch_colours = _batch_colours(entries)
         for entry in entries:
-            item = QListWidgetItem(self._icon(entry, batch_colours.get(entry.batch_id)), "")
+            cached = self._icons.get(entry.id)
+            item = QListWidgetItem(cached or self._placeholder, "")
             item.setData(Qt.ItemDataRole.UserRole, entry.id)
             item.setToolTip(_tooltip(entry))
             item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
             self.list.addItem(item)
+            if cached is None:
+                self._pending.append((item, entry, batch_colours.get(entry.batch_id)))
         self.title.setText(f"GALLERY · {len(entries)}")
         self.empty.setVisible(not entries)
         self.list.setVisible(bool(entries))
+        if self._pending:
+            self._loader.start()
+
+    def _load_some(self, count: int = 12) -> None:
+        for item, entry, band in self._pending[:count]:
+            item.setIcon(self._icon(entry, band))
+        del self._pending[:count]
+        if not self._pending:
+            self._loader.stop()
+
+    @property
+    def loading(self) -> bool:
+        return bool(self._pending)
 
     def _icon(self, entry: HistoryEntry, band: QColor | None) -> QIcon:
         """The thumbnail; images of one batch share a coloured band so a batch reads as a group."""
@@ -153,6 +177,12 @@ class GalleryPanel(QWidget):
         entry = self.gallery.find(item.data(Qt.ItemDataRole.UserRole))
         if entry is not None:
             getattr(self, name).emit(entry)
+
+
+def _placeholder() -> QIcon:
+    pixmap = QPixmap(THUMB, THUMB)
+    pixmap.fill(QColor(44, 46, 51))
+    return QIcon(pixmap)
 
 
 def _batch_colours(entries: list[HistoryEntry]) -> dict[str, QColor]:
