@@ -1,0 +1,156 @@
+"""Latent diffusion (Rombach et al. 2022): the DDPM UNet run in the latent space of a small VAE.
+
+The autoencoder is Easel's own, kept here rather than reusing the VAE family's model because
+latent diffusion needs a different trade-off: a spatial latent (4 x H/4 x W/4) that keeps layout,
+a KL term only strong enough to keep the latent smooth (weight ~1e-6, as in Stable Diffusion's
+KL-f8) rather than a beta-VAE bottleneck, and a decoder cheap enough for a 2-core CPU. Space-to-
+depth (pixel unshuffle) does the first and last factor 2 without full-resolution convolutions.
+
+Sampling: prompt -> MiniLM embedding -> UNet (CFG, DDIM or DDPM) on latents -> decode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.families.ddpm import _norm
+
+
+@dataclass
+class AutoencoderConfig:
+    image_channels: int = 3
+    latent_channels: int = 4
+    #: widths at H/2 and H/4; the latent is H/4 x W/4
+    channels: tuple[int, ...] = (32, 64)
+    #: KL weight used in training, recorded for the card
+    kl_weight: float = 1e-6
+
+    def __post_init__(self):
+        self.channels = tuple(self.channels)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AutoencoderConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def downscale(self) -> int:
+        return 2 ** len(self.channels)
+
+
+class _Res(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class Autoencoder(nn.Module):
+    """`encode(images in [-1, 1]) -> (mean, logvar)`, `decode(latents) -> images in [-1, 1]`."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = config
+        c1, c2 = config.channels
+        c_in = config.image_channels * 4  # after pixel unshuffle by 2
+        self.encoder = nn.Sequential(
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(c_in, c1, 3, padding=1),
+            _Res(c1),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+            _Res(c2),
+            _norm(c2),
+            nn.SiLU(),
+            nn.Conv2d(c2, 2 * config.latent_channels, 3, padding=1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(config.latent_channels, c2, 3, padding=1),
+            _Res(c2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(c2, c1, 3, padding=1),
+            _Res(c1),
+            _norm(c1),
+            nn.SiLU(),
+            nn.Conv2d(c1, c_in, 3, padding=1),
+            nn.PixelShuffle(2),
+        )
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.encoder(images).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latents)
+
+    def loss(self, images: torch.Tensor, generator=None) -> tuple[torch.Tensor, dict]:
+        """L1 reconstruction + a small KL to N(0, I) (the reparameterisation trick)."""
+        mean, logvar = self.encode(images)
+        std = (0.5 * logvar).exp()
+        z = mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        recon = self.decode(z)
+        l1 = F.l1_loss(recon, images)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3)).mean()
+        return l1 + self.config.kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+
+
+# --------------------------------------------------------------------------------------------
+# The model folder: one module holding the autoencoder and the latent UNet
+
+DEFAULTS: dict = {
+    "resolution": 64,
+    "channels": 3,
+    "autoencoder": AutoencoderConfig().to_dict(),
+    "unet": {
+        "base_channels": 32,
+        "channel_mults": [1, 2, 4],
+        "blocks_per_level": 1,
+        "attention_levels": [2],
+        "conditioning": "text",
+        "cond_dim": 384,
+    },
+    "schedule": {"kind": "cosine", "timesteps": 1000},
+    #: latents are multiplied by this before diffusion so they have unit variance (measured
+    #: on the training set after the autoencoder is trained; SD's 0.18215 is the same idea)
+    "latent_scale": 1.0,
+    "text_encoder": "all-MiniLM-L6-v2",
+    "prompt_template": "{}",
+    "guidance_scale": 3.0,
+    "steps": 20,
+    "sampler": "DDIM",
+    "learning_rate": 5e-4,
+    "ae_learning_rate": 1e-3,
+}
+
+
+class LatentDiffusion(nn.Module):
+    """The autoencoder and the UNet as one module, so the folder has one weights file."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from engine.families.ddpm import UNet, UNetConfig
+
+        ae_config = AutoencoderConfig.from_dict(config["autoencoder"])
+        self.autoencoder = Autoencoder(ae_config)
+        unet = dict(config["unet"])
+        unet["in_channels"] = ae_config.latent_channels
+        self.unet = UNet(UNetConfig.from_dict(unet))
+        self.latent_scale = float(config.get("latent_scale", 1.0))
+
+
+def build(config: dict) -> LatentDiffusion:
+    return LatentDiffusion(config)

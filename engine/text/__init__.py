@@ -1,0 +1,1 @@
+"""Text encoders for Easel's native text-conditioned models (loaded lazily in the worker)."""

@@ -1,0 +1,254 @@
+"""Build Easel's built-in models from the Fluent Emoji Flat set, end to end.
+
+    python scripts/build_builtin_models.py data            # npm pack + rasterise (QtSvg) -> .npz
+    python scripts/build_builtin_models.py embed           # MiniLM caption embeddings -> .npz
+    python scripts/build_builtin_models.py ldm --minutes M # train the autoencoder + latent UNet
+    python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
+
+The rasterising step lives here, not in the engine, because it needs Qt (QtSvg) and the engine
+never imports Qt. Everything else is the engine's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from engine.datasets import emoji  # noqa: E402
+
+
+def rasterise(bodies: dict[str, str], size: int, resolution: int) -> dict[str, np.ndarray]:
+    """Render each SVG body at `resolution` onto white with QtSvg (anti-aliased)."""
+    from PySide6.QtCore import QByteArray, QRectF
+    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    _app = QGuiApplication.instance() or QGuiApplication([])
+    out = {}
+    for name, body in bodies.items():
+        renderer = QSvgRenderer(QByteArray(emoji.svg_document(body, size).encode("utf-8")))
+        if not renderer.isValid():
+            print(f"skipping {name}: QtSvg cannot read it", file=sys.stderr)
+            continue
+        image = QImage(resolution, resolution, QImage.Format.Format_RGB888)
+        image.fill(0xFFFFFF)
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        renderer.render(painter, QRectF(0, 0, resolution, resolution))
+        painter.end()
+        stride = image.bytesPerLine()
+        raw = np.frombuffer(image.constBits(), dtype=np.uint8, count=stride * resolution)
+        out[name] = (
+            raw.reshape(resolution, stride)[:, : resolution * 3]
+            .reshape(resolution, resolution, 3)
+            .copy()
+        )
+    return out
+
+
+def cmd_data(args) -> None:
+    start = time.perf_counter()
+    package = emoji.fetch_package(args.cache)
+    bodies, category_of, size = emoji.read_package(package)
+    rendered = rasterise(bodies, size, args.resolution)
+    names = sorted(rendered)
+    images = np.stack([rendered[n] for n in names])
+    categories = [category_of.get(n, "Other") for n in names]
+    path = emoji.npz_path(args.cache, args.resolution)
+    emoji.save_rendered(path, images, names, categories)
+    held = sum(emoji.is_held_out(n) for n in names)
+    print(f"{len(names)} emoji ({held} held out) -> {path} in {time.perf_counter() - start:.1f}s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Latent diffusion: autoencoder, then the text-conditioned latent UNet (time-budgeted phases)
+
+SAMPLE_PROMPTS = (
+    "a red apple",
+    "cat face",
+    "a red fruit",
+    "kitty",
+    "smiling face",
+    "rocket",
+    "dog face",
+    "pizza",
+    "a blue heart",
+    "sun",
+    "house",
+    "thumbs up",
+    "crying face",
+    "christmas tree",
+    "car",
+    "ghost",
+)
+
+
+def log(path: Path, message: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {message}"
+    print(line, flush=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def caption_embeddings(names, cache: Path | None) -> torch.Tensor:
+    """(templates, N, 384) MiniLM embeddings of every caption template, cached on disk."""
+    from engine.text.minilm import MiniLMEncoder
+
+    path = emoji.npz_path(cache, 0).with_name("caption-embeddings.npz")
+    captions = [emoji.caption(n) for n in names]
+    if path.is_file():
+        with np.load(path) as data:
+            if list(data["captions"]) == captions:
+                return torch.from_numpy(data["embeddings"])
+    encoder = MiniLMEncoder()
+    rows = [encoder.encode([t.format(c) for c in captions]) for t in emoji.CAPTION_TEMPLATES]
+    embeddings = torch.stack(rows)
+    np.savez(path, captions=np.array(captions), embeddings=embeddings.numpy())
+    return embeddings
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def train_autoencoder(ae, images, minutes: float, logfile: Path, seed: int) -> int:
+    from engine.training.diffusion import AutoencoderStepper, random_crops
+
+    stepper = AutoencoderStepper(ae, lr=1e-3, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    while time.perf_counter() - start < minutes * 60:
+        idx = torch.randint(0, len(images), (32,), generator=gen)
+        out = stepper.step(random_crops(images[idx], 32, gen))
+        if stepper.steps_done % 50 == 0:
+            log(logfile, f"ae step {stepper.steps_done} l1 {out['l1']:.4f} kl {out['kl']:.1f}")
+    return stepper.steps_done
+
+
+def export_ldm(out: Path, model, stepper, config: dict, summary: dict) -> None:
+    from engine.training.checkpoint import save_model
+
+    state = {f"unet.{k}": v for k, v in stepper.ema.state_dict().items()}
+    state.update({f"autoencoder.{k}": v for k, v in model.autoencoder.state_dict().items()})
+    config = {**config, "training": summary}
+    save_model(out, state, config)
+
+
+def cmd_ldm(args) -> None:
+    from engine.families import ldm
+    from engine.families.ddpm import Schedule, ScheduleConfig
+    from engine.training.diffusion import OptimConfig, UNetStepper, encode_latents
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out, logfile = args.out, args.out / "train.log"
+    out.mkdir(parents=True, exist_ok=True)
+    data = emoji.load_rendered(args.cache, args.resolution).train()
+    images = to_tensor(data.images)
+    embeddings = caption_embeddings(data.names, args.cache)
+    log(logfile, f"{len(images)} training emoji, embeddings {tuple(embeddings.shape)}")
+    config = ldm.DEFAULTS | {"family": "ldm", "format": 1, "resolution": args.resolution}
+    model = ldm.build(config)
+    ae_file = out / "autoencoder.pt.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    if ae_file.is_file():
+        model.autoencoder.load_state_dict(load_file(str(ae_file)))
+        ae_steps = int(json.loads((out / "ae.json").read_text())["steps"])
+    else:
+        ae_steps = train_autoencoder(model.autoencoder, images, args.ae_minutes, logfile, args.seed)
+        save_file(model.autoencoder.state_dict(), str(ae_file))
+        (out / "ae.json").write_text(json.dumps({"steps": ae_steps}))
+    model.autoencoder.requires_grad_(False).eval()
+    latents = encode_latents(model.autoencoder, images)
+    scale = float(1.0 / latents.std())
+    config["latent_scale"] = model.latent_scale = scale
+    latents = latents * scale
+    log(logfile, f"latents {tuple(latents.shape)} scale {scale:.4f}")
+    schedule = Schedule(ScheduleConfig.from_dict(config["schedule"]))
+    optim = OptimConfig(lr=args.lr, ema_decay=0.995, cond_drop=0.15, warmup_steps=100)
+    stepper = UNetStepper(model.unet, schedule, optim, seed=args.seed)
+    resume_state = out / "unet-state.safetensors"
+    if resume_state.is_file():
+        load_stepper(stepper, load_file(str(resume_state)))
+        log(logfile, f"resumed at unet step {stepper.steps_done}")
+    gen = torch.Generator().manual_seed(args.seed + stepper.steps_done)
+    start = last_save = time.perf_counter()
+    losses = []
+    while time.perf_counter() - start < args.minutes * 60:
+        idx = torch.randint(0, len(latents), (args.batch,), generator=gen)
+        template = torch.randint(0, embeddings.shape[0], (args.batch,), generator=gen)
+        losses.append(stepper.step(latents[idx], embeddings[template, idx])["loss"])
+        if stepper.steps_done % 25 == 0:
+            log(logfile, f"unet step {stepper.steps_done} loss {np.mean(losses[-25:]):.4f}")
+        if time.perf_counter() - last_save > args.save_minutes * 60:
+            save_all(out, model, stepper, config, ae_steps, losses, start, logfile)
+            last_save = time.perf_counter()
+    save_all(out, model, stepper, config, ae_steps, losses, start, logfile)
+
+
+def load_stepper(stepper, tensors) -> None:
+    from engine.training.checkpoint import load_module_tensors, load_optimizer_tensors
+
+    load_module_tensors(stepper.model, tensors, "model")
+    load_module_tensors(stepper.ema, tensors, "ema")
+    load_optimizer_tensors(stepper.optimizer, tensors, "optim")
+    stepper.steps_done = int(tensors["steps_done"].item())
+
+
+def save_all(out, model, stepper, config, ae_steps, losses, start, logfile) -> None:
+    from safetensors.torch import save_file
+
+    from engine.training.checkpoint import module_tensors, optimizer_tensors
+
+    tensors = {**module_tensors(stepper.model, "model"), **module_tensors(stepper.ema, "ema")}
+    tensors.update(optimizer_tensors(stepper.optimizer, "optim"))
+    tensors["steps_done"] = torch.tensor(stepper.steps_done)
+    save_file(tensors, str(out / "unet-state.safetensors.tmp"))
+    (out / "unet-state.safetensors.tmp").replace(out / "unet-state.safetensors")
+    summary = {
+        "autoencoder_steps": ae_steps,
+        "unet_steps": stepper.steps_done,
+        "final_loss": float(np.mean(losses[-100:])) if losses else None,
+        "session_minutes": (time.perf_counter() - start) / 60,
+    }
+    export_ldm(out, model, stepper, config, summary)
+    log(logfile, f"saved model at unet step {stepper.steps_done}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="fetch the emoji package and rasterise it")
+    data.add_argument("--resolution", type=int, default=64)
+    data.set_defaults(run=cmd_data)
+    train = sub.add_parser("ldm", help="train the text-to-image latent diffusion model")
+    train.add_argument("--out", type=Path, default=ROOT / "resources" / "models" / "emoji-ldm")
+    train.add_argument("--resolution", type=int, default=64)
+    train.add_argument("--ae-minutes", type=float, default=10.0)
+    train.add_argument("--minutes", type=float, default=60.0, help="UNet training time")
+    train.add_argument("--save-minutes", type=float, default=4.0)
+    train.add_argument("--batch", type=int, default=32)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--threads", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(run=cmd_ldm)
+    args = parser.parse_args(argv)
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
