@@ -511,3 +511,27 @@ class UpscaleRequest(Serialisable):
             raise InputError("Tile overlap must be between 0 and 256 pixels.")
         if self.tile_size and self.tile_overlap * 2 >= self.tile_size:
             raise InputError("Tile overlap must be less than half the tile size.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class DownloadRequest(Serialisable):
+    """Download a model repository from the Hugging Face hub into Easel's models folder.
+
+    The only job that uses the network, and only when the user asks. Resumable and cancellable.
+    """
+
+    type_name: ClassVar[str] = "download"
+
+    repo_id: str = ""
+    revision: str = "main"
+    name: str = ""  # folder name in the models folder; default: the repo's name
+
+    def __post_init__(self):
+        parts = self.repo_id.strip().split("/")
+        if len(parts) != 2 or not all(parts):
+            raise InputError(
+                f"'{self.repo_id}' is not a Hugging Face repo id; it looks like 'owner/model-name'."
+            )
+        if not self.revision.strip():
+            raise InputError("Give a revision (branch, tag or commit), e.g. 'main'.")
