@@ -24,6 +24,7 @@ HANDLERS: dict[str, Any] = {
     "InterrogateRequest": "engine.vision.interrogate:run_interrogate",
     "ExpandPromptRequest": "engine.prompting.expand:run_expand",
     "UpscaleRequest": "engine.upscale:run_upscale",
+    "DownloadRequest": "engine.library.download:run_download",
 }
 
 
