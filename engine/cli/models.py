@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     importing.add_argument(
         "--convert", action="store_true", help="convert a single-file checkpoint to diffusers"
     )
+    download = sub.add_parser("download", help="download a Hugging Face repo (needs network)")
+    download.add_argument("repo_id", help="e.g. owner/model-name")
+    download.add_argument("--revision", default="main")
+    download.add_argument("--name", help="folder name in the models folder")
     probe = sub.add_parser("probe", help="identify a model file or folder")
     probe.add_argument("file")
     probe.add_argument("--json", action="store_true", help="machine-readable output")
@@ -127,7 +131,29 @@ def _probe(args) -> int:
     return EXIT_OK if result.ok else 3
 
 
+def _download(args) -> int:
+    from engine.library.download import download_repo
+    from engine.library.scan import scan_library
+
+    def progress(done: int, total: int, file: str) -> None:
+        share = f"{100 * done / total:5.1f}%" if total else f"{done / 1e6:8.1f} MB"
+        print(f"\r{share} {file[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    try:
+        folder = download_repo(
+            args.repo_id, revision=args.revision, name=args.name, progress=progress
+        )
+    except KeyboardInterrupt:
+        print("\nCancelled; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(file=sys.stderr)
+    scan_library(sources=[(folder.parent, "models")], include_hf_cache=False)
+    print(f"Downloaded {args.repo_id} to {folder}")
+    return EXIT_OK
+
+
 ACTIONS = {
+    "download": _download,
     "scan": _scan,
     "list": _list,
     "add-folder": _add_folder,

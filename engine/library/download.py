@@ -220,3 +220,38 @@ def discard_partial(name: str, *, models_root: str | os.PathLike | None = None) 
 
     staging = (Path(models_root) if models_root else models_dir()) / f".download-{name}"
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_download(request, ctx):
+    """The `DownloadRequest` handler: download, then add the folder to the library."""
+    import time
+
+    from engine.events import Result
+    from engine.library.records import ModelLibrary
+    from engine.library.scan import scan_library
+
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int, file: str) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 0.1 or done >= total:  # at most ten updates a second
+            last[0] = now
+            ctx.progress(done, max(total, done), file=file, stage="downloading")
+
+    folder = download_repo(
+        request.repo_id,
+        revision=request.revision,
+        name=request.name or None,
+        progress=progress,
+        cancel=lambda: ctx.cancelled,
+    )
+    library = ModelLibrary()
+    scan_library(library, sources=[(folder.parent, "models")], include_hf_cache=False)
+    record = library.by_path(folder)
+    info = {
+        "path": str(folder),
+        "record_id": record.id if record else None,
+        "seconds": time.perf_counter() - started,
+    }
+    return Result(ctx.job_id, info=info)

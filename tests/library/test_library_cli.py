@@ -101,3 +101,8 @@ def test_import_with_conversion_to_a_diffusers_folder(tmp_path, no_network):
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert probe_path(folder).layout == "diffusers"
     assert not [p for p in models_dir().iterdir() if p.name.startswith(".")]
+
+
+def test_download_command_without_network(no_network, capsys):
+    assert main(["models", "download", "owner/some-model"]) == 3
+    assert capsys.readouterr().err.startswith("error: No network:")

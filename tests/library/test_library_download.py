@@ -141,3 +141,20 @@ def test_missing_repo_and_bad_ids(hub):
 def test_no_network_says_so(no_network):
     with pytest.raises(ModelError, match="^No network: could not reach the Hugging Face hub"):
         download_repo("stabilityai/sd-turbo")
+
+
+def test_download_job_through_the_engine(engine, hub, monkeypatch):
+    from engine.api import DownloadRequest
+    from engine.events import Progress, Result
+
+    monkeypatch.setenv("HF_ENDPOINT", _endpoint(hub))
+    monkeypatch.setenv("HF_HUB_CACHE", str(models_dir() / "no-hf-cache"))
+    events = []
+    engine.subscribe(events.append)
+    final = engine.run(DownloadRequest(repo_id="owner/tiny", name="from-job"), timeout=60)
+    assert isinstance(final, Result), final
+    assert final.info["path"] == str(models_dir() / "from-job")
+    assert final.info["record_id"] is not None
+    assert any(isinstance(e, Progress) and e.info.get("stage") == "downloading" for e in events)
+    with pytest.raises(InputError, match="owner/model-name"):
+        DownloadRequest(repo_id="nonsense")
