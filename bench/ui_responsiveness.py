@@ -35,6 +35,8 @@ def measure_launch(runs: int) -> dict:
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as data_dir:
             env = dict(os.environ, EASEL_DATA_DIR=data_dir, QT_QPA_PLATFORM="offscreen")
+            # as installed: bytecode is cached (the first, cold run writes it)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             started = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "desktop.cli", "--startup-report"],

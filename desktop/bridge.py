@@ -168,6 +168,10 @@ class EngineBridge(QObject):
                 _copy_to(entries, Path(self.output_folder))
         except (EaselError, OSError) as exc:
             return ("event", Failed(event.job_id, message=str(exc), kind="OutputError"))
+        except Exception as exc:  # a bug here must still end the job for the GUI, never hang it
+            log.exception("could not keep the result of job %s", event.job_id)
+            message = f"Could not keep the result ({type(exc).__name__}: {exc})."
+            return ("event", Failed(event.job_id, message=message, kind="internal"))
         return ("result", event.job_id, entries, dict(event.info))
 
     # -- GUI thread side --------------------------------------------------------------------

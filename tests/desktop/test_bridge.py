@@ -107,3 +107,15 @@ def test_broken_engine_load_is_reported(qtbot):
         bridge.start()
     assert "could not load" in blocker.args[0]
     assert bridge.shutdown(timeout=10)
+
+
+def test_unsavable_result_ends_the_job_as_failed(qtbot, bridge_and_log, monkeypatch):
+    bridge, fake, log = bridge_and_log
+
+    def broken(*args, **kwargs):
+        raise ValueError("disk says no")
+
+    monkeypatch.setattr(bridge._history, "add_batch", broken)
+    with qtbot.waitSignal(bridge.failed, timeout=5000) as blocker:
+        bridge.submit(_request())
+    assert "disk says no" in blocker.args[1] and "result" not in _names(log)
