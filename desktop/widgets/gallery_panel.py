@@ -74,7 +74,7 @@ class GalleryPanel(QWidget):
         self.empty.setObjectName("note")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         layout.addWidget(self.empty)
-        self._icons: dict[int, QIcon] = {}
+        self._icons: dict[tuple[int, str], QIcon] = {}  # (entry id, band colour) -> icon
         self._placeholder = _placeholder()
         # thumbnails load a few at a time after the list shows, so a large gallery never holds
         # up the window (each is a JPEG decode)
@@ -91,14 +91,15 @@ class GalleryPanel(QWidget):
         entries = self.gallery.entries
         batch_colours = _batch_colours(entries)
         for entry in entries:
-            cached = self._icons.get(entry.id)
+            band = batch_colours.get(entry.batch_id)
+            cached = self._icons.get((entry.id, band.name() if band else ""))
             item = QListWidgetItem(cached or self._placeholder, "")
             item.setData(Qt.ItemDataRole.UserRole, entry.id)
             item.setToolTip(_tooltip(entry))
             item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
             self.list.addItem(item)
             if cached is None:
-                self._pending.append((item, entry, batch_colours.get(entry.batch_id)))
+                self._pending.append((item, entry, band))
         self.title.setText(f"GALLERY · {len(entries)}")
         self.empty.setVisible(not entries)
         self.list.setVisible(bool(entries))
@@ -118,8 +119,9 @@ class GalleryPanel(QWidget):
 
     def _icon(self, entry: HistoryEntry, band: QColor | None) -> QIcon:
         """The thumbnail; images of one batch share a coloured band so a batch reads as a group."""
-        if entry.id in self._icons:
-            return self._icons[entry.id]
+        key = (entry.id, band.name() if band else "")
+        if key in self._icons:
+            return self._icons[key]
         pixmap = QPixmap(str(entry.thumb_path))
         if pixmap.isNull():
             pixmap = QPixmap(THUMB, THUMB)
@@ -138,7 +140,7 @@ class GalleryPanel(QWidget):
             painter.fillRect(0, THUMB - 5, THUMB, 5, band)
         painter.end()
         icon = QIcon(canvas)
-        self._icons[entry.id] = icon
+        self._icons[key] = icon
         return icon
 
     def selected_entry(self) -> HistoryEntry | None:
@@ -186,16 +188,14 @@ def _placeholder() -> QIcon:
 
 
 def _batch_colours(entries: list[HistoryEntry]) -> dict[str, QColor]:
-    """A colour per batch, from its id so it never changes (thumbnails are cached)."""
-    palette = [
-        QColor(90, 160, 255),
-        QColor(255, 170, 60),
-        QColor(120, 210, 130),
-        QColor(220, 110, 200),
-    ]
-    return {
-        e.batch_id: palette[int(e.batch_id, 16) % len(palette)] for e in entries if e.batch_size > 1
-    }
+    """Alternating colours for batches, counted from the oldest so a batch keeps its colour when
+    newer results arrive (and neighbouring batches always differ)."""
+    palette = [QColor(90, 160, 255), QColor(255, 170, 60), QColor(120, 210, 130)]
+    colours: dict[str, QColor] = {}
+    for entry in reversed(entries):
+        if entry.batch_size > 1 and entry.batch_id not in colours:
+            colours[entry.batch_id] = palette[len(colours) % len(palette)]
+    return colours
 
 
 def _tooltip(entry: HistoryEntry) -> str:
