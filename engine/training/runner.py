@@ -30,8 +30,8 @@ TRAINERS: dict[str, str] = {
     "vae": "engine.training.vae:VAETrainer",
     "beta-vae": "engine.training.vae:VAETrainer",
     "nvae": "engine.training.vae:NVAETrainer",
-    "ddpm": "engine.training.ddpm:DDPMTrainer",
-    "ldm": "engine.training.ldm:LDMTrainer",
+    "ddpm": "engine.training.diffusion:DDPMTrainer",
+    "ldm": "engine.training.diffusion:LDMTrainer",
 }
 
 #: families that learn a mapping between two picture sets and need `data_dir_b`
