@@ -77,7 +77,32 @@ def make_grid(images: Sequence[Image.Image], columns: int | None = None, pad: in
     for index, image in enumerate(images):
         row, col = divmod(index, columns)
         grid.paste(image.convert("RGB"), (pad + col * (width + pad), pad + row * (height + pad)))
+    # the layout rides along (in memory) so a viewer can cut out the cell the user clicks
+    grid.info["easel_grid"] = {
+        "columns": columns,
+        "rows": rows,
+        "count": len(images),
+        "cell_width": width,
+        "cell_height": height,
+        "pad": pad,
+    }
     return grid
+
+
+def grid_cell(grid: Image.Image, x: int, y: int) -> Image.Image | None:
+    """The picture under pixel (x, y) of a `make_grid` grid, or None (gutter, unknown layout)."""
+    layout = grid.info.get("easel_grid")
+    if not layout:
+        return None
+    pad, width, height = layout["pad"], layout["cell_width"], layout["cell_height"]
+    col, col_offset = divmod(x - pad, width + pad)
+    row, row_offset = divmod(y - pad, height + pad)
+    index = row * layout["columns"] + col
+    inside = 0 <= col < layout["columns"] and 0 <= row < layout["rows"]
+    if not inside or col_offset >= width or row_offset >= height or index >= layout["count"]:
+        return None
+    left, top = pad + col * (width + pad), pad + row * (height + pad)
+    return grid.crop((left, top, left + width, top + height))
 
 
 def open_picture(path: str | Path, what: str = "init image") -> Image.Image:
