@@ -140,6 +140,8 @@ def _run_request(request: GenerationRequest, outputs: list[Path], *, quiet: bool
             done.set()
 
     engine = Engine(sink)
+    if not quiet:
+        print(f"seed {request.seed}", file=sys.stderr)
     try:
         job_id = engine.submit(request)
         try:
@@ -147,11 +149,14 @@ def _run_request(request: GenerationRequest, outputs: list[Path], *, quiet: bool
                 pass
         except KeyboardInterrupt:
             bar.finish()
-            print("cancelling...", file=sys.stderr)
+            print("cancelling... (Ctrl-C again to quit at once)", file=sys.stderr)
             engine.cancel(job_id)
-            done.wait()
+            try:
+                done.wait()
+            except KeyboardInterrupt:
+                return EXIT_CANCELLED  # the worker is a daemon thread: it dies with us
     finally:
-        engine.shutdown(timeout=30)
+        engine.shutdown(timeout=0 if not done.is_set() else 30)
     bar.finish()
     event = final["event"]
     if isinstance(event, Cancelled):

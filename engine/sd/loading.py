@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ def load_base_pipeline(
     resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime: RuntimeOptions
 ):
     """The text-to-image pipeline for `resolved`, on `device` in `dtype`."""
+    _offline()
     _quiet_library_progress_bars()
     if resolved.layout == "single_file":
         pipe = _load_single_file(resolved.path, dtype)
@@ -72,6 +74,12 @@ def load_base_pipeline(
 def model_scheduler_config(pipe) -> dict:
     """The scheduler config the model shipped with (before any job changed the scheduler)."""
     return getattr(pipe, "_easel_scheduler_config", None) or dict(pipe.scheduler.config)
+
+
+def _offline() -> None:
+    # The CLI and the app set this before anything imports huggingface_hub; this covers other
+    # embedders. Loading itself also passes local_files_only=True.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _quiet_library_progress_bars() -> None:

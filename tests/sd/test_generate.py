@@ -238,6 +238,17 @@ def test_memory_options_apply_per_job_and_switch_back(sd_engine, tiny_models, se
         assert not (pipe.vae.use_tiling or pipe.vae.use_slicing)
 
 
+def test_loading_and_generating_need_no_network(tiny_models, no_network):
+    from engine.services import Services
+    from engine.worker import Engine
+
+    engine = Engine(services=Services())  # nothing cached: this loads from disk
+    try:
+        assert isinstance(run(engine, request(tiny_models["sdxl"])), Result)
+    finally:
+        engine.shutdown()
+
+
 # -- progress, previews, cancel, recovery ------------------------------------------------------
 def test_progress_previews_and_model_cache(sd_engine, tiny_models, services):
     events = []
