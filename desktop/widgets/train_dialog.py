@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from desktop.images import pil_to_qimage
 from engine.errors import EaselError
 from engine.events import Cancelled, Failed, Preview, Progress, Result, Started
+from engine.families.grid import grid_cell
 
 FAMILIES = {
     "dcgan": "DCGAN (GAN; class subfolders make it conditional)",
@@ -128,8 +129,6 @@ class SampleGrid(QLabel):
 
     def cell_at(self, x: float, y: float):
         """The picture under widget position (x, y), or None."""
-        from engine.families.common import grid_cell
-
         if self.grid is None or self.pixmap() is None:
             return None
         pixmap = self.pixmap()
