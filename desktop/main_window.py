@@ -530,6 +530,9 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Stopping the running job…")
             self.bridge.shutdown(timeout=60)
             self.library.shutdown()
+            # the undo stack announces its clean-up while child objects are being deleted;
+            # nobody may react to that once the window is gone
+            self.document.undo_stack.blockSignals(True)
         event.accept()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
