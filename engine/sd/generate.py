@@ -57,8 +57,9 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     inputs = load_job_inputs(request)
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
-    ctx.progress(0, request.steps, stage="loading model")
     key = cache_key(resolved, device, dtype, request.runtime)
+    if key not in ctx.cache:
+        ctx.progress(0, request.steps, stage="loading model")
 
     def loader():
         return load_base_pipeline(resolved, device, dtype, request.runtime)
