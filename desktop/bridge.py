@@ -93,6 +93,8 @@ class EngineBridge(QObject):
         self._loader: threading.Thread | None = None
         self.ready = False
         self.output_folder = ""  # results are also copied here when set
+        self._own_jobs: set[int] = set()
+        self._claiming = False
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._timer = QTimer(self)
         self._timer.setInterval(self.POLL_MS)
@@ -139,17 +141,44 @@ class EngineBridge(QObject):
 
     # -- requests ---------------------------------------------------------------------------
     def submit(self, request: Any) -> int:
+        """Submit a job whose events this bridge relays (and whose images it keeps)."""
         if self._engine is None:
             self.start()
-        return self._engine.submit(request)
+        # the engine reports Queued synchronously inside submit(): that is how we claim the id
+        self._claiming = True
+        try:
+            job_id = self._engine.submit(request)
+        finally:
+            self._claiming = False
+        self._own_jobs.add(job_id)
+        return job_id
 
     def cancel(self, job_id: int | None = None) -> None:
-        if self._engine is not None:
+        """Cancel one of this bridge's jobs, or all of them when `job_id` is None."""
+        if self._engine is None:
+            return
+        if job_id is not None:
             self._engine.cancel(job_id)
+            return
+        for own in list(self._own_jobs):
+            self._engine.cancel(own)
+
+    def port(self) -> EnginePort:
+        """An engine-like handle for hosted tools (training, evaluation): same engine and worker,
+        but their jobs are theirs: the bridge neither relays their events nor keeps their images."""
+        if self._engine is None:
+            self.start()
+        return EnginePort(self._engine)
 
     # -- worker thread side -----------------------------------------------------------------
     def _sink(self, event: Event) -> None:
         """Runs on the engine's thread: no Qt here (see the module docstring)."""
+        if isinstance(event, Queued) and self._claiming:
+            self._own_jobs.add(event.job_id)
+        if event.job_id not in self._own_jobs:
+            return  # a hosted tool's job: it listens for itself
+        if isinstance(event, (Result, Failed, Cancelled)):
+            self._own_jobs.discard(event.job_id)
         if isinstance(event, Preview):
             if event.image is None:
                 return
@@ -209,6 +238,25 @@ class EngineBridge(QObject):
             self.failed.emit(event.job_id, event.message, event.kind)
         elif isinstance(event, Cancelled):
             self.cancelled.emit(event.job_id)
+
+
+class EnginePort:
+    """`submit`, `cancel`, `subscribe`, `unsubscribe` of the shared engine, for hosted tools."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+
+    def submit(self, request: Any) -> int:
+        return self._engine.submit(request)
+
+    def cancel(self, job_id: int | None = None) -> None:
+        self._engine.cancel(job_id)
+
+    def subscribe(self, sink: Callable[[Event], None]) -> None:
+        self._engine.subscribe(sink)
+
+    def unsubscribe(self, sink: Callable[[Event], None]) -> None:
+        self._engine.unsubscribe(sink)
 
 
 def _copy_to(entries: list, folder: Path) -> None:

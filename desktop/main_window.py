@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QInputDialog,
@@ -31,7 +32,7 @@ from desktop.bridge import EngineBridge
 from desktop.controller import GenerationController, upscale_request_type
 from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
-from desktop.images import IMAGE_SUFFIXES
+from desktop.images import IMAGE_SUFFIXES, pil_to_qimage
 from desktop.state.document import CanvasDocument
 from desktop.state.gallery import GalleryState
 from desktop.state.generation import GenerationSettings
@@ -488,9 +489,16 @@ class MainWindow(QMainWindow):
         except (ImportError, AttributeError, TypeError, EaselError) as exc:
             self.show_message(f"{class_name} is not available in this build ({exc}).", ERROR)
             return None
+        if hasattr(window, "open_image"):  # a picture the tool made, opened on the canvas
+            window.open_image.connect(self._open_pil)
+        if isinstance(window, QWidget) and not isinstance(window, QDialog):
+            window.setWindowFlag(Qt.WindowType.Window)  # a panel shown as its own window
         self._tool_windows.append(window)
         window.show()
         return window
+
+    def _open_pil(self, image) -> None:
+        self.images.open_qimage(pil_to_qimage(image), "The picture")
 
     # -- persistence and shutdown -----------------------------------------------------------------
     def _restore(self) -> None:
@@ -549,10 +557,18 @@ class MainWindow(QMainWindow):
 
 
 def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
-    """Pass what the hosted tool asks for by name: the engine bridge and/or the parent."""
+    """Pass what the hosted tool asks for by name: an engine handle, the runtime options, the
+    parent window."""
     try:
         params = inspect.signature(tool_class).parameters
     except (TypeError, ValueError):
         return {}
-    offered = {"bridge": window.bridge, "engine": window.bridge, "parent": window}
+    port = window.bridge.port()
+    offered = {
+        "engine_like": port,
+        "engine": port,
+        "bridge": port,
+        "runtime": window.preferences.runtime(),
+        "parent": window,
+    }
     return {name: value for name, value in offered.items() if name in params}

@@ -270,3 +270,23 @@ def test_upscale_action_submits_an_upscale_request(qtbot, window, fake):
     request = fake.requests[-1]
     assert isinstance(request, UpscaleRequest)
     assert (request.image, request.model, request.scale) == (str(entry.image_path), "", 2.0)
+
+
+def test_hosted_tools_open_and_their_jobs_stay_theirs(qtbot, window, fake):
+    from desktop.main_window import HOSTED_TOOLS
+
+    for _text, module, class_name in HOSTED_TOOLS:
+        tool = window.open_tool(module, class_name)
+        assert tool is not None, window.toast.label.text()
+        assert tool.isVisible() and tool.isWindow()
+    port = window.bridge.port()
+    events = []
+    port.subscribe(events.append)
+    job = port.submit(GenerationRequest(prompt="a tool's job", width=32, height=32))
+    qtbot.waitUntil(lambda: any(type(e).__name__ == "Result" for e in events), timeout=5000)
+    qtbot.wait(50)
+    port.unsubscribe(events.append)
+    assert [e.job_id for e in events] == [job] * len(events)
+    assert window.gallery.entries == [] and not window.job.busy  # not the main window's job
+    window.generation.generate()  # and the main window's own jobs still flow
+    qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=5000)
