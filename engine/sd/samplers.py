@@ -7,6 +7,7 @@ below only chooses the solver. Schedulers keep per-run state, so one is never sh
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,11 @@ def make_scheduler(name: str, base_config: Any, *, seeds: list[int] | None = Non
     import diffusers
 
     scheduler_class = getattr(diffusers, spec.scheduler_class)
+    # Keep only what this scheduler takes: the model's config was written for another class
+    # (PNDM's skip_prk_steps, say), and diffusers would print a warning for every extra key.
+    accepted = inspect.signature(scheduler_class.__init__).parameters
+    config = {k: v for k, v in dict(base_config).items() if k in accepted}
     options = dict(spec.options)
     if spec.needs_noise_seed and seeds is not None:
         options["noise_sampler_seed"] = list(seeds)
-    return scheduler_class.from_config(base_config, **options)
+    return scheduler_class.from_config(config, **options)
