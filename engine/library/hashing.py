@@ -11,7 +11,8 @@ import hashlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import JobCancelled, ModelError
@@ -73,23 +74,32 @@ def folder_hash(path: str | os.PathLike, **kwargs) -> str:
 class HashCache:
     """File hashes keyed by (path, size, mtime) in the library database."""
 
-    def __init__(self, db_path: str | os.PathLike | None = None):
+    def __init__(self, db_path: str | os.PathLike | None = None, *, session=None):
+        """`session`: a context manager factory yielding a connection to use instead of one
+        per call (the scan passes its batch so hundreds of hashes cost one commit)."""
         if db_path is None:
             from engine.paths import database_path
 
             db_path = database_path()
         self.db_path = Path(db_path)
-        self._lock = threading.Lock()
-        with self._connect() as db:
+        self._lock = threading.RLock()
+        self._session = session or self._own_session
+        with self._session() as db:
             db.execute(_SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path, timeout=30)
+    @contextmanager
+    def _own_session(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            yield db
+            db.commit()
+        finally:
+            db.close()
 
     def cached(self, path: str | os.PathLike) -> str | None:
         """The stored hash if the file is unchanged since it was hashed, else None."""
         key, size, mtime = _identity(path)
-        with self._lock, self._connect() as db:
+        with self._lock, self._session() as db:
             row = db.execute(
                 "SELECT sha256 FROM file_hashes WHERE path=? AND size=? AND mtime_ns=?",
                 (key, size, mtime),
@@ -103,7 +113,7 @@ class HashCache:
             return found
         key, size, mtime = _identity(path)
         value = folder_hash(path, **kwargs) if Path(path).is_dir() else sha256_file(path, **kwargs)
-        with self._lock, self._connect() as db:
+        with self._lock, self._session() as db:
             db.execute(
                 "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, sha256) "
                 "VALUES (?, ?, ?, ?)",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 #: The format caps headers at 100 MB; anything larger is not a safetensors file.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -38,25 +38,51 @@ class BrokenFile(Exception):  # noqa: N818 - reported as a status, not raised to
     """The file is not a readable model file; `str()` says why."""
 
 
-@dataclass(frozen=True)
-class TensorInfo:
+class TensorInfo(NamedTuple):
+    """One tensor's entry. A NamedTuple, not a dataclass: a checkpoint header lists thousands of
+    tensors and a scan reads hundreds of headers, so building entries must be cheap."""
+
     dtype: str
     shape: tuple[int, ...]
     start: int  # byte offset of the data, from the start of the file
     end: int
 
 
-@dataclass
 class Header:
-    """Tensors by name and the free-form `__metadata__` strings."""
+    """Tensors by name and the free-form `__metadata__` strings.
 
-    tensors: dict[str, TensorInfo]
-    metadata: dict[str, str] = field(default_factory=dict)
-    file_size: int = 0
+    Entries stay as parsed JSON until asked for: a scan only needs every name and a few shapes,
+    and building thousands of entry objects per file would cost more than reading the file.
+    """
+
+    def __init__(self, entries: dict, metadata: dict[str, str], file_size: int, data_start: int):
+        self._entries = entries
+        self.metadata = metadata
+        self.file_size = file_size
+        self.data_start = data_start
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(entry["shape"]) for name, entry in self._entries.items()}
+
+    def info(self, name: str) -> TensorInfo | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        begin, end = entry["data_offsets"]
+        return TensorInfo(
+            entry["dtype"], tuple(entry["shape"]), self.data_start + begin, self.data_start + end
+        )
+
+    @property
+    def tensors(self) -> dict[str, TensorInfo]:
+        return {name: self.info(name) for name in self._entries}
 
     def shape(self, key: str) -> tuple[int, ...] | None:
-        info = self.tensors.get(key)
-        return info.shape if info else None
+        entry = self._entries.get(key)
+        return tuple(entry["shape"]) if entry else None
 
 
 def read_header(path: str | os.PathLike) -> Header:
@@ -96,31 +122,24 @@ def _parse(raw: bytes, *, data_start: int, file_size: int) -> Header:
     metadata = data.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
         raise BrokenFile("the header's __metadata__ is not a JSON object")
-    tensors: dict[str, TensorInfo] = {}
-    data_end = 0
-    for name, entry in data.items():
-        info = _tensor_info(name, entry, data_start)
-        tensors[name] = info
-        data_end = max(data_end, info.end)
-    if data_end > file_size:
-        missing = data_end - file_size
+    try:
+        offsets = [entry["data_offsets"] for entry in data.values()]
+        for entry in data.values():
+            if not isinstance(entry["shape"], list) or not isinstance(entry["dtype"], str):
+                raise TypeError("bad entry")
+        data_end = max((end for _, end in offsets), default=0)
+        impossible = any(not 0 <= begin <= end for begin, end in offsets)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BrokenFile("the header's tensor entries are malformed") from exc
+    if impossible:
+        raise BrokenFile("the header lists tensors with impossible offsets")
+    if data_start + data_end > file_size:
+        missing = data_start + data_end - file_size
         raise BrokenFile(
             f"the file is truncated: its tensors need {missing:,} more bytes than it has"
         )
     meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    return Header(tensors=tensors, metadata=meta, file_size=file_size)
-
-
-def _tensor_info(name: str, entry: object, data_start: int) -> TensorInfo:
-    try:
-        dtype = entry["dtype"]
-        shape = tuple(int(d) for d in entry["shape"])
-        begin, end = (int(x) for x in entry["data_offsets"])
-    except (TypeError, KeyError, ValueError) as exc:
-        raise BrokenFile(f"the header entry for '{name}' is malformed") from exc
-    if end < begin or begin < 0:
-        raise BrokenFile(f"the header entry for '{name}' has impossible offsets")
-    return TensorInfo(dtype=str(dtype), shape=shape, start=data_start + begin, end=data_start + end)
+    return Header(data, meta, file_size, data_start)
 
 
 def read_tensor_values(path: str | os.PathLike, info: TensorInfo) -> list[float]:

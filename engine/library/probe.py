@@ -103,13 +103,12 @@ def probe_path(path: str | Path) -> ProbeResult:
         header = read_header(path)
     except BrokenFile as exc:
         return broken(str(exc))
-    shapes = {name: info.shape for name, info in header.tensors.items()}
-    return classify(shapes, header.metadata, read_values=_value_reader(path, header))
+    return classify(header.shapes(), header.metadata, read_values=_value_reader(path, header))
 
 
 def _value_reader(path: Path, header: Header) -> Callable[[str], list[float] | None]:
     def read(key: str) -> list[float] | None:
-        info = header.tensors.get(key)
+        info = header.info(key)
         if info is None or info.end - info.start > 1 << 20:
             return None
         try:

@@ -12,6 +12,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -97,7 +99,8 @@ class ModelLibrary:
             db_path = database_path()
         self.db_path = Path(db_path)
         self._lock = threading.RLock()
-        with self.connect() as db:
+        self._batch: sqlite3.Connection | None = None
+        with self.session() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
 
@@ -105,6 +108,36 @@ class ModelLibrary:
         db = sqlite3.connect(self.db_path, timeout=30)
         db.row_factory = sqlite3.Row
         return db
+
+    @contextmanager
+    def session(self) -> Iterator[sqlite3.Connection]:
+        """A connection that commits and closes at the end, or the open batch's connection."""
+        with self._lock:
+            if self._batch is not None:
+                yield self._batch
+                return
+            db = self.connect()
+            try:
+                yield db
+                db.commit()
+            finally:
+                db.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes into one transaction (a scan writes hundreds of rows: one commit,
+        one fsync, instead of one each)."""
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            self._batch = self.connect()
+            try:
+                yield
+                self._batch.commit()
+            finally:
+                self._batch.close()
+                self._batch = None
 
     # ------------------------------------------------------------------ reading
     def list_models(self, *, kind: str | None = None, include_missing: bool = True):
@@ -118,18 +151,18 @@ class ModelLibrary:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY kind, base, name COLLATE NOCASE"
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             return [_record(row) for row in db.execute(query, args)]
 
     def get(self, model_id: int) -> ModelRecord | None:
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             row = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM models WHERE id = ?", (model_id,)
             ).fetchone()
         return _record(row) if row else None
 
     def by_path(self, path: str | os.PathLike) -> ModelRecord | None:
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             row = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM models WHERE path = ?", (_key(path),)
             ).fetchone()
@@ -145,7 +178,7 @@ class ModelLibrary:
             found = self.get(int(digits))
             if found:
                 return found
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             row = db.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM models WHERE name = ? COLLATE NOCASE "
                 "ORDER BY status = 'ok' DESC, COALESCE(last_used, added) DESC LIMIT 1",
@@ -159,7 +192,7 @@ class ModelLibrary:
         values = {k: v for k, v in values.items() if k in _COLUMNS and k != "id"}
         if "path" in values:
             values["path"] = _key(values["path"])
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             if model_id is None:
                 values.setdefault("added", time.time())
                 names = ", ".join(values)
@@ -174,9 +207,16 @@ class ModelLibrary:
             )
             return model_id
 
+    def with_fingerprint(self, fingerprint: str) -> list[ModelRecord]:
+        with self.session() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM models WHERE fingerprint = ?", (fingerprint,)
+            ).fetchall()
+        return [_record(row) for row in rows]
+
     def delete(self, model_id: int) -> None:
         """Forget a record (the file itself is left alone)."""
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             db.execute("DELETE FROM models WHERE id = ?", (model_id,))
 
     def set_notes(self, model_id: int, notes: str) -> None:
@@ -187,7 +227,7 @@ class ModelLibrary:
 
     # ------------------------------------------------------------------ folders
     def folders(self) -> list[Path]:
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             return [Path(r[0]) for r in db.execute("SELECT path FROM model_folders ORDER BY path")]
 
     def add_folder(self, path: str | os.PathLike) -> Path:
@@ -195,7 +235,7 @@ class ModelLibrary:
         if not folder.is_dir():
             raise InputError(f"'{folder}' is not a folder. Pick a folder that holds models.")
         key = _key(folder)
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             db.execute(
                 "INSERT OR IGNORE INTO model_folders (path, added) VALUES (?, ?)",
                 (key, time.time()),
@@ -205,7 +245,7 @@ class ModelLibrary:
     def remove_folder(self, path: str | os.PathLike) -> None:
         """Stop scanning a folder and forget its records (its files are left alone)."""
         key = _key(path)
-        with self._lock, self.connect() as db:
+        with self.session() as db:
             db.execute("DELETE FROM model_folders WHERE path = ?", (key,))
             db.execute("DELETE FROM models WHERE source = ?", (f"folder:{key}",))
 

@@ -157,14 +157,15 @@ def scan_library(
     if hash_files:
         from engine.library.hashing import HashCache
 
-        hasher = HashCache(library.db_path)
-    for index, candidate in enumerate(candidates):
-        if cancel and cancel():
-            break
-        if progress:
-            progress(index, len(candidates), candidate.name)
-        _scan_one(library, candidate, known, report, hasher)
-    _mark_missing(library, report)
+        hasher = HashCache(library.db_path, session=library.session)
+    with library.batch():
+        for index, candidate in enumerate(candidates):
+            if cancel and cancel():
+                break
+            if progress:
+                progress(index, len(candidates), candidate.name)
+            _scan_one(library, candidate, known, report, hasher)
+        _mark_missing(library, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -250,10 +251,8 @@ def _vanished_twin(library: ModelLibrary, print_: str) -> ModelRecord | None:
     """The one record with this fingerprint whose file is gone (a move), if exactly one."""
     if not print_:
         return None
-    with library.connect() as db:
-        rows = db.execute("SELECT id, path FROM models WHERE fingerprint = ?", (print_,)).fetchall()
-    gone = [row["id"] for row in rows if not Path(row["path"]).exists()]
-    return library.get(gone[0]) if len(gone) == 1 else None
+    gone = [r for r in library.with_fingerprint(print_) if not Path(r.path).exists()]
+    return gone[0] if len(gone) == 1 else None
 
 
 def _mark_missing(library: ModelLibrary, report: ScanReport) -> None:
