@@ -54,30 +54,48 @@ def save_png_with_metadata(image: Image.Image, path: str | PathLike, metadata: d
 
 
 def a1111_parameters(metadata: dict) -> str:
-    """The `parameters` text exactly as A1111 lays it out."""
-    request = GenerationRequest.from_dict(metadata)
-    prompt = request.prompt + "".join(
-        f" <lora:{Path(lora.path).stem}:{lora.weight:g}>" for lora in request.loras
+    """The `parameters` text exactly as A1111 lays it out.
+
+    Built from the dict itself (not a validated request), so metadata from any family (a 28x28
+    GAN sample, say) still gets a readable line instead of an error.
+    """
+    get = metadata.get
+    loras = [_lora_fields(item) for item in get("loras") or ()]
+    prompt = str(get("prompt", "")) + "".join(
+        f" <lora:{Path(path).stem}:{weight:g}>" for path, weight in loras if path
     )
     lines = [prompt]
-    if request.negative_prompt:
-        lines.append(f"Negative prompt: {request.negative_prompt}")
+    if get("negative_prompt"):
+        lines.append(f"Negative prompt: {get('negative_prompt')}")
     fields: list[tuple[str, Any]] = [
-        ("Steps", request.steps),
-        ("Sampler", request.sampler),
-        ("CFG scale", f"{request.guidance_scale:g}"),
-        ("Seed", request.seed),
-        ("Size", f"{request.width}x{request.height}"),
-        ("Model hash", metadata.get("model_hash") or None),
-        ("Model", metadata.get("model_name") or Path(request.model).stem or None),
+        ("Steps", get("steps")),
+        ("Sampler", get("sampler")),
+        ("CFG scale", _number_text(get("guidance_scale"))),
+        ("Seed", get("seed")),
+        ("Size", f"{get('width')}x{get('height')}" if get("width") and get("height") else None),
+        ("Model hash", get("model_hash") or None),
+        ("Model", get("model_name") or Path(str(get("model") or "")).stem or None),
     ]
-    if request.mode.value != "txt2img":
-        fields.append(("Denoising strength", f"{request.strength:g}"))
-    if request.clip_skip > 1:
-        fields.append(("Clip skip", request.clip_skip))
+    if str(get("mode", "txt2img")) != "txt2img":
+        fields.append(("Denoising strength", _number_text(get("strength"))))
+    if int(get("clip_skip") or 0) > 1:
+        fields.append(("Clip skip", get("clip_skip")))
     fields.append(("Version", VERSION))
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None))
     return "\n".join(lines)
+
+
+def _lora_fields(item: Any) -> tuple[str, float]:
+    if isinstance(item, dict):
+        return str(item.get("path", "")), float(item.get("weight", 1.0))
+    return str(getattr(item, "path", "")), float(getattr(item, "weight", 1.0))
+
+
+def _number_text(value: Any) -> str | None:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return None
 
 
 def _quote(value: Any) -> str:

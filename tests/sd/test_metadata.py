@@ -221,3 +221,15 @@ def test_no_or_unreadable_metadata_gives_none(tmp_path):
     text_file.write_text("not an image")
     assert read_generation_metadata(text_file) is None
     assert read_generation_metadata(tmp_path / "missing.png") is None
+
+
+def test_any_family_metadata_is_written_even_when_it_is_not_a_valid_request(tmp_path):
+    # a native GAN sample: 28x28 (not a multiple of 8), a sampler name SD does not have
+    metadata = {"prompt": "", "model": "builtin:digits-gan", "seed": 3, "width": 28,
+                "height": 28, "steps": 1, "sampler": "gan", "family": "dcgan"}  # fmt: skip
+    path = save_png_with_metadata(Image.new("RGB", (28, 28)), tmp_path / "g.png", metadata)
+    chunks = read_png_text(path)
+    assert json.loads(chunks["easel"]) == metadata
+    assert "Size: 28x28" in chunks["parameters"] and "Seed: 3" in chunks["parameters"]
+    request = read_generation_metadata(path)  # falls back to the A1111 text: size rounded
+    assert (request.width, request.height, request.seed) == (32, 32, 3)
