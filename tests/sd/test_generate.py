@@ -309,7 +309,11 @@ def test_lora_for_another_model_is_refused(sd_engine, tiny_models, tmp_path):
     save_file({"some.unrelated.weight": torch.zeros(3, 3)}, str(junk))
     refused = run(sd_engine, request(tiny_models["sd1"], loras=(LoraRef(str(junk)),)))
     assert isinstance(refused, Failed) and "does not fit" in refused.message
-    assert isinstance(run(sd_engine, request(tiny_models["sd1"])), Result)
+    base = pixels(run(sd_engine, request(tiny_models["sd1"])))
+    # a good LoRA followed by a bad one: the good one must not stay in the cached model
+    both = (LoraRef(str(tiny_models["lora"])), LoraRef(str(junk)))
+    assert isinstance(run(sd_engine, request(tiny_models["sd1"], loras=both)), Failed)
+    assert np.array_equal(pixels(run(sd_engine, request(tiny_models["sd1"]))), base)
 
 
 # -- bad input ----------------------------------------------------------------------------------
