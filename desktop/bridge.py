@@ -68,6 +68,8 @@ class EngineBridge(QObject):
     preview = Signal(int, QImage)
     #: job id, history entries (one per image, in batch order), job info
     result = Signal(int, list, dict)
+    #: job id, the batch's first image; emitted just before `result`
+    result_image = Signal(int, QImage)
     failed = Signal(int, str, str)  # job id, message, kind
     cancelled = Signal(int)
 
@@ -201,7 +203,8 @@ class EngineBridge(QObject):
             log.exception("could not keep the result of job %s", event.job_id)
             message = f"Could not keep the result ({type(exc).__name__}: {exc})."
             return ("event", Failed(event.job_id, message=message, kind="internal"))
-        return ("result", event.job_id, entries, dict(event.info))
+        first = event.images[0] if event.images else None
+        return ("result", event.job_id, entries, dict(event.info), first)
 
     # -- GUI thread side --------------------------------------------------------------------
     def drain(self) -> None:
@@ -223,6 +226,8 @@ class EngineBridge(QObject):
         elif kind == "preview":
             self.preview.emit(payload[1], pil_to_qimage(payload[2]))
         elif kind == "result":
+            if payload[4] is not None:  # the picture itself: no PNG decode on the GUI thread
+                self.result_image.emit(payload[1], pil_to_qimage(payload[4]))
             self.result.emit(payload[1], payload[2], payload[3])
         else:
             self._deliver_event(payload[1])

@@ -64,10 +64,12 @@ class GenerationController(QObject):
         self.preferences = preferences
         self._work_files: dict[int, list[Path]] = {}
         self._show_result: set[int] = set()  # jobs whose result goes onto the canvas
+        self._result_images: dict[int, QImage] = {}
         bridge.queued.connect(self.job.queued)
         bridge.started.connect(self.job.started)
         bridge.progress.connect(self.job.progress)
         bridge.preview.connect(self.on_preview)
+        bridge.result_image.connect(self._remember_image)
         bridge.result.connect(self.on_result)
         bridge.failed.connect(self.on_failed)
         bridge.cancelled.connect(self.on_cancelled)
@@ -175,7 +177,11 @@ class GenerationController(QObject):
         if job_id == self.job.job_id and job_id in self._show_result:
             self.document.set_preview(image)
 
+    def _remember_image(self, job_id: int, image: QImage) -> None:
+        self._result_images[job_id] = image
+
     def on_result(self, job_id: int, entries: list, info: dict) -> None:
+        image = self._result_images.pop(job_id, None)
         self._finish(job_id, "result")
         self.gallery.results_arrived(entries)
         if not entries:
@@ -186,7 +192,7 @@ class GenerationController(QObject):
             self.settings.last_seed = seed
         if job_id in self._show_result:
             self._show_result.discard(job_id)
-            self._put_on_canvas(first.image_path, "Result")
+            self._put_on_canvas(first.image_path, "Result", image)
         count = len(entries)
         self.message.emit(
             f"Done: {count} image{'s' if count > 1 else ''} added to the gallery.", "info"
@@ -207,17 +213,19 @@ class GenerationController(QObject):
     def _finish(self, job_id: int, outcome: str) -> None:
         self.job.finished(job_id, outcome)
         self.document.set_preview(None)
+        self._result_images.pop(job_id, None)
         if outcome != "result":
             self._show_result.discard(job_id)
         for path in self._work_files.pop(job_id, []):
             path.unlink(missing_ok=True)
 
-    def _put_on_canvas(self, path: Path, text: str) -> None:
-        try:
-            image = load_image_file(path)
-        except EaselError as exc:
-            self.message.emit(str(exc), "error")
-            return
+    def _put_on_canvas(self, path: Path, text: str, image: QImage | None = None) -> None:
+        if image is None:
+            try:
+                image = load_image_file(path)
+            except EaselError as exc:
+                self.message.emit(str(exc), "error")
+                return
         keep_mask = self.settings.mode is Mode.INPAINT and self.document.size() == (
             image.width(),
             image.height(),

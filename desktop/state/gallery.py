@@ -29,8 +29,11 @@ class GalleryState(QObject):
         self.changed.emit()
 
     def results_arrived(self, entries: list[HistoryEntry]) -> None:
-        self.reload()
-        self.added.emit(entries)
+        """New results go on top; no re-query and no full redraw (they arrive mid-session)."""
+        known = {e.id for e in self.entries}
+        fresh = [e for e in entries if e.id not in known]
+        self.entries = (fresh + self.entries)[:SHOWN_LIMIT]
+        self.added.emit(fresh)
 
     def delete(self, entry_id: int) -> None:
         self.store.delete(entry_id)

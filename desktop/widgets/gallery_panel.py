@@ -83,6 +83,7 @@ class GalleryPanel(QWidget):
         self._loader.setInterval(0)
         self._loader.timeout.connect(self._load_some)
         gallery.changed.connect(self.refresh)
+        gallery.added.connect(self._insert_new)
         self.refresh()
 
     def refresh(self) -> None:
@@ -100,11 +101,32 @@ class GalleryPanel(QWidget):
             self.list.addItem(item)
             if cached is None:
                 self._pending.append((item, entry, band))
-        self.title.setText(f"GALLERY · {len(entries)}")
-        self.empty.setVisible(not entries)
-        self.list.setVisible(bool(entries))
+        self._show_count()
         if self._pending:
             self._loader.start()
+
+    def _insert_new(self, entries: list[HistoryEntry]) -> None:
+        """Put a finished batch at the top without rebuilding the whole list."""
+        colours = _batch_colours(self.gallery.entries)
+        for row, entry in enumerate(entries):
+            band = colours.get(entry.batch_id)
+            self.list.insertItem(row, self._item(entry, band))
+        while self.list.count() > len(self.gallery.entries):
+            self.list.takeItem(self.list.count() - 1)
+        self._show_count()
+
+    def _item(self, entry: HistoryEntry, band: QColor | None) -> QListWidgetItem:
+        item = QListWidgetItem(self._icon(entry, band), "")
+        item.setData(Qt.ItemDataRole.UserRole, entry.id)
+        item.setToolTip(_tooltip(entry))
+        item.setSizeHint(QSize(THUMB + 10, THUMB + 10))
+        return item
+
+    def _show_count(self) -> None:
+        count = len(self.gallery.entries)
+        self.title.setText(f"GALLERY · {count}")
+        self.empty.setVisible(not count)
+        self.list.setVisible(bool(count))
 
     def _load_some(self, count: int = 12) -> None:
         for item, entry, band in self._pending[:count]:

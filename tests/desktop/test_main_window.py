@@ -213,6 +213,9 @@ def test_gallery_actions(qtbot, window, fake, tmp_path):
     assert window.settings.mode is Mode.IMG2IMG
     window.gallery_panel.vary_requested.emit(entry)
     qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=5000)
+    shown = window.gallery_panel.list
+    ids = [shown.item(r).data(Qt.ItemDataRole.UserRole) for r in range(shown.count())]
+    assert ids == [e.id for e in window.gallery.store.entries()]  # newest first, as stored
     varied = fake.requests[-1]
     assert varied.mode is Mode.IMG2IMG and varied.strength == 0.35
     assert varied.init_image == str(entry.image_path) and varied.prompt == "a green frog"
