@@ -293,3 +293,41 @@ def test_hosted_tools_open_and_their_jobs_stay_theirs(qtbot, window, fake):
     assert window.gallery.entries == [] and not window.job.busy  # not the main window's job
     window.generation.generate()  # and the main window's own jobs still flow
     qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=5000)
+
+
+def test_a1111_png_settings_are_offered_too(qtbot, window, tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(
+        "parameters",
+        "a watercolor fox\nNegative prompt: blurry\n"
+        "Steps: 28, Sampler: DPM++ 2M Karras, CFG scale: 6.5, Seed: 77, Size: 512x768",
+    )
+    path = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 96), "orange").save(path, pnginfo=info)
+    drop_files(window.canvas.viewport(), [path])
+    window.toast.action.click()
+    s = window.settings
+    assert (s.get("prompt"), s.get("negative_prompt"), s.get("steps")) == (
+        "a watercolor fox",
+        "blurry",
+        28,
+    )
+    assert (s.get("sampler"), s.get("guidance_scale"), s.get("seed")) == (
+        "DPM++ 2M Karras",
+        6.5,
+        77,
+    )
+
+
+def test_dropping_a_model_file_on_the_window_imports_it(qtbot, window, tmp_path):
+    from engine.library.records import ModelLibrary as Records
+
+    from .test_dialogs import _lora_file
+
+    lora = _lora_file(tmp_path / "watercolor.safetensors")
+    drop_files(window.canvas.viewport(), [lora])
+    assert Records().by_path(lora) is not None
+    assert window.library.find(str(lora.resolve())) is not None
+    assert not window.document.has_image()  # a model is not a picture
