@@ -10,6 +10,7 @@ beside a picture gives its caption. Unreadable files are skipped and counted, ne
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +63,11 @@ class Batch:
     images_b: torch.Tensor | None = None  # second domain (CycleGAN)
 
 
-def load_training_data(source: str, resolution: int, *, channels: int = 3) -> TrainingData:
-    """A folder of pictures or `builtin:NAME`, decoded at `resolution`."""
+def load_training_data(
+    source: str, resolution: int, *, channels: int = 3, check: Callable[[], None] | None = None
+) -> TrainingData:
+    """A folder of pictures or `builtin:NAME`, decoded at `resolution`. `check` is called every
+    few pictures (a job passes its cancel check: a big folder takes a while to decode)."""
     if source.startswith("builtin:"):
         return _load_builtin(source.split(":", 1)[1], resolution)
     folder = Path(source).expanduser()
@@ -77,7 +81,9 @@ def load_training_data(source: str, resolution: int, *, channels: int = 3) -> Tr
         )
     class_names = _class_names(folder, files)
     pictures, labels, captions, skipped = [], [], [], []
-    for path in files:
+    for index, path in enumerate(files):
+        if check is not None and index % 32 == 0:
+            check()
         try:
             pictures.append(_decode(path, resolution, channels))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -8,6 +8,7 @@ model folder (config, weights, model card) that `easel generate --model DIR` sam
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -56,9 +57,14 @@ def run_training(request, ctx) -> Result:
     resume_tensors, resume_counters = (
         checkpoint.load_checkpoint(out_dir) if request.resume else ({}, {})
     )
-    data, data_b = _load_data(request, family, resume_counters.get("config"))
-    ctx.check_cancelled()
-    config = resume_counters.get("config") or training_config(request, family, data)
+    saved_config = resume_counters.get("config")
+    if saved_config and saved_config.get("family") != family:
+        raise InputError(
+            f"The run in '{out_dir}' trains a {saved_config.get('family')} model, not {family}: "
+            "pick that family to resume it, or another folder for a new run."
+        )
+    data, data_b = _load_data(request, family, saved_config, ctx.check_cancelled)
+    config = saved_config or training_config(request, family, data)
     with torch.random.fork_rng(devices=[]):  # weights start from the request's seed
         torch.manual_seed(int(request.seed))
         trainer = trainer_class(request, config, device)
@@ -168,9 +174,9 @@ class _Loop:
     def _save(self, *, stopped: bool):
         """Checkpoint, final grid, model folder and card. Also on cancel: what was learnt so far
         is usable at once, and the checkpoint lets a later run continue."""
-        self._save_checkpoint()
-        if self.state.step == 0:
+        if self.state.step == 0:  # stopped before the first step: nothing worth keeping
             return None
+        self._save_checkpoint()
         grid = self._sample()
         grid.save(self.out_dir / "samples" / "final.png")
         state_dict, config = self.trainer.export()
@@ -251,10 +257,13 @@ def _prepare_out_dir(request) -> Path:
     return out_dir
 
 
-def _load_data(request, family: str, saved_config: dict | None):
+def _load_data(request, family: str, saved_config: dict | None, check_cancelled):
     resolution = int(saved_config["resolution"]) if saved_config else request.resolution
     channels = int(saved_config.get("channels", 3)) if saved_config else 3
-    data = load_training_data(request.data_dir, resolution, channels=channels)
+    load = functools.partial(
+        load_training_data, resolution=resolution, channels=channels, check=check_cancelled
+    )
+    data = load(request.data_dir)
     data_b = None
     if family in TWO_DOMAIN_FAMILIES:
         if not request.data_dir_b:
@@ -262,7 +271,7 @@ def _load_data(request, family: str, saved_config: dict | None):
                 f"{family} learns to translate between two sets of pictures: give the second "
                 "folder too (--data-b, or 'Second folder' in the Train dialog)."
             )
-        data_b = load_training_data(request.data_dir_b, resolution, channels=channels)
+        data_b = load(request.data_dir_b)
         data.skipped.extend(f"(B) {s}" for s in data_b.skipped)
     return data, data_b
 

@@ -155,6 +155,8 @@ def test_requests_that_cannot_run_are_refused(pictures, tmp_path):
     run_training(train_request("vae", pictures, out, steps=1), RecordingContext())
     with pytest.raises(InputError, match="already holds a trained model"):
         run_training(train_request("vae", pictures, out, steps=2), RecordingContext())
+    with pytest.raises(InputError, match="trains a vae model, not dcgan"):
+        run_training(train_request("dcgan", pictures, out, resume=True), RecordingContext())
     with pytest.raises(InputError, match="no checkpoint to resume"):
         run_training(
             train_request("vae", pictures, tmp_path / "new", resume=True), RecordingContext()
@@ -215,3 +217,12 @@ def wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+def test_cancel_before_the_first_step_leaves_nothing_behind(pictures, tmp_path):
+    ctx = RecordingContext()
+    ctx.cancel_event.set()
+    with pytest.raises(JobCancelled):
+        run_training(train_request("vae", pictures, tmp_path / "none"), ctx)
+    assert not (tmp_path / "none" / "checkpoint").exists()
+    assert not (tmp_path / "none" / "config.json").exists()
