@@ -325,12 +325,13 @@ class MainWindow(QMainWindow):
     # -- state -> widgets ---------------------------------------------------------------------
     def _job_changed(self) -> None:
         job = self.job
-        texts = {
-            "loading": "⏳ Loading engine…",
-            "ready": "● Engine ready",
-            "broken": "⚠ Engine failed",
-        }
-        self.engine_label.setText(texts.get(job.engine_state, job.engine_state))
+        # a coloured dot (U+25CF is in every common UI font; emoji glyphs are not)
+        colour, text = {
+            "loading": ("#e0a84f", "Loading engine…"),
+            "ready": ("#5cc87a", "Engine ready"),
+            "broken": ("#e0605a", "Engine failed to load"),
+        }.get(job.engine_state, ("#9aa0ab", job.engine_state))
+        self.engine_label.setText(f'<span style="color:{colour}">●</span>&nbsp;{text}')
         self.engine_label.setToolTip(job.engine_message)
         busy = job.busy
         self.progress.setVisible(busy)

@@ -51,8 +51,6 @@ def render(out_dir: Path) -> list[Path]:
     window = create_window(EngineBridge(factory, preload=()))
     window.resize(1360, 860)
     window.show()
-    window.start_background_work()
-    _wait(app, lambda: window.bridge.ready)
     shots: list[Path] = []
 
     def shoot(widget, name: str) -> None:
@@ -60,6 +58,10 @@ def render(out_dir: Path) -> list[Path]:
         path = out_dir / f"{name}.png"
         widget.grab().save(str(path))
         shots.append(path)
+
+    shoot(window, "first-launch-loading-engine")  # empty canvas, hint, "Loading engine…"
+    window.start_background_work()
+    _wait(app, lambda: window.bridge.ready)
 
     fake = engines[0]
     settings = window.settings

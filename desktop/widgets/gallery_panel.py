@@ -69,11 +69,11 @@ class GalleryPanel(QWidget):
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemDoubleClicked.connect(lambda item: self._emit("open_requested", item))
-        layout.addWidget(self.list)
+        layout.addWidget(self.list, 1)
         self.empty = QLabel("Results appear here.\nEvery image you make is kept.")
         self.empty.setObjectName("note")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        layout.addWidget(self.empty)
+        layout.addWidget(self.empty, 1)
         self._icons: dict[tuple[int, str], QIcon] = {}  # (entry id, band colour) -> icon
         self._placeholder = _placeholder()
         # thumbnails load a few at a time after the list shows, so a large gallery never holds
