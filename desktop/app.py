@@ -41,13 +41,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def create_window(bridge=None):
     """The themed main window with its engine bridge (not started). Needs a QApplication."""
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from desktop.bridge import EngineBridge
     from desktop.main_window import MainWindow
     from desktop.theme import apply_theme
+    from engine.paths import resource
 
-    apply_theme(QApplication.instance())
+    app = QApplication.instance()
+    apply_theme(app)
+    icon_path = resource("icons", "easel.png")
+    if icon_path.is_file():
+        app.setWindowIcon(QIcon(str(icon_path)))
     return MainWindow(bridge or EngineBridge())
 
 
