@@ -163,6 +163,7 @@ class TrainDialog(QDialog):
         self._timer.setInterval(POLL_MS)
         self._timer.timeout.connect(self.drain)
         self._listening = False
+        self._suggested_out = ""
         self._listen(True)
         self.samples.picture_clicked.connect(self.open_image)
         self._update_family()
@@ -262,10 +263,26 @@ class TrainDialog(QDialog):
             edit.setText(folder)
 
     def _update_family(self) -> None:
+        self._suggest_out_dir()
         two_domains = self.family_combo.currentData() == "cyclegan"
         self.data_b_edit.parentWidget().setVisible(two_domains)
         if self._data_b_label is not None:
             self._data_b_label.setVisible(two_domains)
+
+    def _suggest_out_dir(self) -> None:
+        """A fresh folder in the user's models folder (so the library lists the result), kept
+        in step with the family until the user types their own."""
+        current = self.out_edit.text().strip()
+        if current and current != self._suggested_out:
+            return
+        from engine.paths import models_dir
+
+        base = models_dir() / f"my-{self.family_combo.currentData()}"
+        candidate, number = base, 2
+        while candidate.exists():
+            candidate, number = base.with_name(f"{base.name}-{number}"), number + 1
+        self._suggested_out = str(candidate)
+        self.out_edit.setText(self._suggested_out)
 
     # -- actions --------------------------------------------------------------------------------
     def build_request(self):

@@ -56,6 +56,10 @@ def test_training_live_in_the_dialog_and_opening_a_sample(dialog, qtbot, tmp_pat
 
 
 def test_bad_settings_are_explained_and_nothing_is_submitted(dialog, qtbot, tmp_path):
+    # the suggested output folder is a fresh one in the models folder, following the family
+    assert dialog.out_edit.text().endswith("models/my-dcgan")
+    dialog.family_combo.setCurrentIndex(dialog.family_combo.findData("nvae"))
+    assert dialog.out_edit.text().endswith("models/my-nvae")
     dialog.out_edit.setText(str(tmp_path / "model"))
     qtbot.mouseClick(dialog.start_button, qtbot_left())
     assert "Choose a folder of images" in dialog.status_label.text()
