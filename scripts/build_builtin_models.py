@@ -159,6 +159,8 @@ def cmd_ldm(args) -> None:
     embeddings = caption_embeddings(data.names, args.cache)
     log(logfile, f"{len(images)} training emoji, embeddings {tuple(embeddings.shape)}")
     config = ldm.DEFAULTS | {"family": "ldm", "format": 1, "resolution": args.resolution}
+    config |= {"conditioning": "text", "text_encoder": "all-MiniLM-L6-v2"}
+    config["unet"] = {**config["unet"], "conditioning": "text", "cond_dim": 384}
     model = ldm.build(config)
     ae_file = out / "autoencoder.pt.safetensors"
     from safetensors.torch import load_file, save_file

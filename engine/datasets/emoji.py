@@ -169,3 +169,20 @@ def load_rendered(cache_dir: Path | None = None, resolution: int = 64) -> EmojiS
             categories=data["categories"],
             held_out=data["held_out"],
         )
+
+
+def training_data(resolution: int, cache_dir: Path | None = None):
+    """`builtin:emoji` for the training runner: the training split, captions, categories."""
+    import torch
+
+    from engine.training.data import TrainingData
+
+    train = load_rendered(cache_dir, resolution).train()
+    return TrainingData(
+        images=torch.from_numpy(train.images).permute(0, 3, 1, 2).contiguous(),
+        source=f"builtin:emoji ({PACKAGE}, training split)",
+        labels=torch.from_numpy(train.labels),
+        classes=train.category_names,
+        captions=train.captions,
+        licence=ATTRIBUTION,
+    )

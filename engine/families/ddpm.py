@@ -260,9 +260,12 @@ class Schedule:
     def __post_init__(self):
         n = self.config.timesteps
         if self.config.kind == "linear":
+            # Ho et al.'s betas are for 1000 steps; scale them so any T spans the same noise
+            # levels (Nichol & Dhariwal 2021, `get_named_beta_schedule`)
+            scale = 1000 / n
             betas = torch.linspace(
-                self.config.beta_start, self.config.beta_end, n, dtype=torch.float64
-            )
+                scale * self.config.beta_start, scale * self.config.beta_end, n, dtype=torch.float64
+            ).clamp(max=0.999)
         else:
             s = 0.008  # offset so beta_0 is not vanishingly small (Nichol & Dhariwal, eq. 17)
             steps = torch.arange(n + 1, dtype=torch.float64) / n
@@ -444,3 +447,155 @@ def sample(
                 "choose DDIM (fast, any number of steps) or DDPM (every timestep)."
             )
     return x, denoise
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The model folder (`family: "ddpm"`) and generation for the engine
+
+DEFAULTS: dict = {
+    "resolution": 32,
+    "channels": 3,
+    "unet": {
+        "base_channels": 32,
+        "channel_mults": [1, 2, 2],
+        "blocks_per_level": 1,
+        "attention_levels": [2],
+        "conditioning": "none",
+    },
+    "schedule": {"kind": "cosine", "timesteps": 1000},
+    "classes": [],
+    #: "auto" (class labels if the data has classes, else none), "none", "class" or "text"
+    "conditioning": "auto",
+    "text_encoder": "",  # "all-MiniLM-L6-v2" for text-conditioned models
+    "prompt_template": "{}",
+    "guidance_scale": 3.0,
+    "steps": 20,
+    "sampler": "DDIM",
+    "learning_rate": 2e-4,
+    "warmup_steps": 100,  # linear learning-rate warm-up
+    "ema_decay": 0.999,  # samples come from the EMA weights
+    "cond_drop": 0.15,  # share of conditions dropped in training, for classifier-free guidance
+}
+SAMPLERS = ("DDIM", "DDPM")
+PREVIEW_EVERY = 5  # steps between previews (a preview costs a decode for latent models)
+
+
+def unet_config(config: dict, in_channels: int) -> UNetConfig:
+    return UNetConfig.from_dict({**config["unet"], "in_channels": in_channels})
+
+
+def build(config: dict) -> UNet:
+    return UNet(unet_config(config, int(config["channels"])))
+
+
+def schedule_for(config: dict) -> Schedule:
+    return Schedule(ScheduleConfig.from_dict(config["schedule"]))
+
+
+def class_index(config: dict, value) -> int | None:
+    """A class from an index or a name (case-insensitive); None for nothing given."""
+    classes = [str(c) for c in config.get("classes") or []]
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(classes):
+            raise InputError(f"Class label must be 0 to {len(classes) - 1} (got {index}).")
+        return index
+    lowered = [c.lower() for c in classes]
+    if text.lower() not in lowered:
+        raise InputError(f"Unknown class '{text}'. This model knows: {', '.join(classes)}.")
+    return lowered.index(text.lower())
+
+
+def conditions(model: UNet, config: dict, request) -> tuple:
+    """(cond, uncond) for `GuidedDenoiser` from the prompt, negative prompt or class label."""
+    kind = model.config.conditioning
+    if kind == "text":
+        from engine.text.minilm import shared_encoder
+
+        template = config.get("prompt_template") or "{}"
+        prompt, negative = request.prompt.strip(), request.negative_prompt.strip()
+        encoder = shared_encoder() if prompt or negative else None
+        cond = encoder.encode([template.format(prompt)]) if prompt else None
+        uncond = encoder.encode([template.format(negative)]) if negative else None
+        return cond, uncond
+    if kind == "class":
+        chosen = class_index(config, request.extras.get("class_label", request.prompt))
+        avoid = class_index(config, request.negative_prompt)
+        as_tensor = lambda i: None if i is None else torch.tensor([i])  # noqa: E731
+        return as_tensor(chosen), as_tensor(avoid)
+    return None, None
+
+
+def sampler_options(config: dict, request) -> dict:
+    """Sampler, steps, eta and guidance from the request (other samplers fall back to DDIM)."""
+    from engine.families.common import float_extra
+
+    name = request.sampler.upper() if request.sampler.upper() in SAMPLERS else "DDIM"
+    return {
+        "sampler": name,
+        "steps": int(request.steps or config.get("steps", 20)),
+        "eta": float_extra(request.extras, "eta", 0.0, low=0.0, high=1.0),
+        "guidance_scale": float(request.guidance_scale),
+    }
+
+
+def sample_for_request(
+    model: UNet,
+    config: dict,
+    request,
+    ctx,
+    *,
+    latent_shape: tuple[int, ...],
+    clip: float | None,
+    decode=None,
+) -> torch.Tensor:
+    """Sample `request.batch_size` images (or latents) with progress, previews and cancel.
+
+    Image i starts from the noise of seed + i (so with DDIM eta=0 it is the same picture as a
+    single image with that seed); DDPM and eta>0 draw their fresh noise from `seed`.
+    """
+    from engine.families.common import batch_noise, generator_for, image_seeds, to_images
+
+    options = sampler_options(config, request)
+    cond, uncond = conditions(model, config, request)
+    steps_total = (
+        options["steps"] if options["sampler"] == "DDIM" else schedule_for(config).timesteps
+    )
+    if options["sampler"] == "DDIM" and not 1 <= options["steps"] <= steps_total:
+        raise InputError("Steps must be at least 1.")
+
+    def on_step(step: int, total: int, x0: torch.Tensor) -> None:
+        ctx.check_cancelled()
+        ctx.progress(step, total)
+        if decode is not None and (step % PREVIEW_EVERY == 0) and step < total:
+            ctx.preview(to_images(decode(x0[:1]))[0])
+
+    noise = batch_noise(latent_shape, image_seeds(request.seed, request.batch_size))
+    denoise = GuidedDenoiser(model, cond, uncond, options["guidance_scale"])
+    generator = generator_for(request.seed)
+    schedule = schedule_for(config)
+    if options["sampler"] == "DDPM":
+        return ddpm_sample(denoise, schedule, noise, generator, clip=clip, on_step=on_step)
+    return ddim_sample(
+        denoise,
+        schedule,
+        noise,
+        generator,
+        steps=options["steps"],
+        eta=options["eta"],
+        clip=clip,
+        on_step=on_step,
+    )
+
+
+def generate(model: UNet, config: dict, request, ctx) -> list:
+    from engine.families.common import to_images
+
+    r, c = int(config["resolution"]), int(config["channels"])
+    x = sample_for_request(
+        model, config, request, ctx, latent_shape=(c, r, r), clip=1.0, decode=lambda x0: x0
+    )
+    return to_images(x)

@@ -120,9 +120,13 @@ DEFAULTS: dict = {
         "channel_mults": [1, 2, 4],
         "blocks_per_level": 1,
         "attention_levels": [2],
-        "conditioning": "text",
-        "cond_dim": 384,
+        "conditioning": "none",
     },
+    #: "auto" (class labels if the data has classes, else none), "none", "class" or "text"
+    #: (MiniLM embeddings of the captions; the built-in emoji model)
+    "conditioning": "auto",
+    "classes": [],
+    "ae_steps": 500,  # training steps spent on the autoencoder before the UNet starts
     "schedule": {"kind": "cosine", "timesteps": 1000},
     #: latents are multiplied by this before diffusion so they have unit variance (measured
     #: on the training set after the autoencoder is trained; SD's 0.18215 is the same idea)
@@ -134,6 +138,9 @@ DEFAULTS: dict = {
     "sampler": "DDIM",
     "learning_rate": 5e-4,
     "ae_learning_rate": 1e-3,
+    "warmup_steps": 100,
+    "ema_decay": 0.995,
+    "cond_drop": 0.15,
 }
 
 
@@ -154,3 +161,27 @@ class LatentDiffusion(nn.Module):
 
 def build(config: dict) -> LatentDiffusion:
     return LatentDiffusion(config)
+
+
+def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
+    """Prompt -> MiniLM -> UNet on latents (CFG; DDIM or DDPM) -> decoder -> pictures."""
+    from engine.families.common import to_images
+    from engine.families.ddpm import sample_for_request
+
+    ae = model.autoencoder.config
+    side = int(config["resolution"]) // ae.downscale
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return model.autoencoder.decode(latents / model.latent_scale)
+
+    # latents are not bounded like pixels, so x0 is not clipped (as in Stable Diffusion)
+    latents = sample_for_request(
+        model.unet,
+        config,
+        request,
+        ctx,
+        latent_shape=(ae.latent_channels, side, side),
+        clip=None,
+        decode=decode,
+    )
+    return to_images(decode(latents))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.errors import InputError
 from engine.families.ddpm import Schedule, UNet, diffusion_loss
 from engine.families.ldm import Autoencoder
 
@@ -125,3 +126,194 @@ def encode_latents(ae: Autoencoder, images: torch.Tensor, batch: int = 128) -> t
     """Latent means of `images` (deterministic): what the latent UNet trains on."""
     ae.eval()
     return torch.cat([ae.encode(images[i : i + batch])[0] for i in range(0, len(images), batch)])
+
+
+# --------------------------------------------------------------------------------------------
+# Trainers for the shared training runner (`easel train --family ddpm|ldm`)
+
+from engine.training.base import Trainer  # noqa: E402
+
+GRID_STEPS = 20  # DDIM steps for the sample grids shown during training
+
+
+def resolve_conditioning(config: dict) -> dict:
+    """Fill the UNet's conditioning from the top-level `conditioning` setting and the data.
+
+    "auto" means class labels when the folder has class subfolders, else unconditional; text
+    conditioning (MiniLM) is asked for explicitly (`--set conditioning=text`) and needs captions.
+    """
+    config = {**config, "unet": dict(config["unet"])}
+    kind = str(config.get("conditioning", "auto"))
+    if kind == "auto":
+        kind = "class" if config.get("classes") else "none"
+    if kind not in ("none", "class", "text"):
+        raise InputError(f"Unknown conditioning '{kind}': use auto, none, class or text.")
+    if kind == "class" and not config.get("classes"):
+        raise InputError("Class conditioning needs class subfolders in the training folder.")
+    config["conditioning"] = kind
+    config["unet"]["conditioning"] = kind
+    config["unet"]["num_classes"] = len(config.get("classes") or [])
+    if kind == "text":
+        from engine.text.minilm import EMBEDDING_DIM
+
+        config["unet"]["cond_dim"] = EMBEDDING_DIM
+        config["text_encoder"] = "all-MiniLM-L6-v2"
+    return config
+
+
+class DDPMTrainer(Trainer):
+    """Pixel-space diffusion: the epsilon objective on the images themselves."""
+
+    default_lr = 2e-4
+
+    def __init__(self, request, config: dict, device):
+        super().__init__(request, resolve_conditioning(config), device)
+        from engine.families import ddpm
+
+        self.unet = ddpm.UNet(ddpm.unet_config(self.config, self.model_channels())).to(device)
+        self.schedule = ddpm.schedule_for(self.config)
+        optim = OptimConfig(
+            lr=self.lr,
+            ema_decay=float(self.config.get("ema_decay", 0.999)),
+            cond_drop=float(self.config.get("cond_drop", 0.15)),
+            warmup_steps=int(self.config.get("warmup_steps", 100)),
+        )
+        self.stepper = UNetStepper(self.unet, self.schedule, optim)
+        self.stepper.generator = self.generator  # one training stream, saved with the state
+        self.modules = {"unet": self.unet, "ema": self.stepper.ema}
+        self.optimizers = {"unet": self.stepper.optimizer}
+        self.unet_first_step = 0  # the LDM trains its autoencoder first
+        self._embeddings: dict[str, torch.Tensor] = {}
+        self._grid_conditions: torch.Tensor | None = None
+
+    def model_channels(self) -> int:
+        return int(self.config["channels"])
+
+    def conditions(self, batch) -> torch.Tensor | None:
+        kind = self.config["conditioning"]
+        if kind == "class":
+            return batch.labels
+        if kind != "text":
+            return None
+        if not batch.captions:
+            raise InputError(
+                "Text conditioning needs a caption per picture (a .txt file beside each image, "
+                "or captions.txt); add them or train with --set conditioning=auto."
+            )
+        return self.embed(batch.captions)
+
+    def embed(self, captions: list[str]) -> torch.Tensor:
+        from engine.text.minilm import shared_encoder
+
+        missing = [c for c in dict.fromkeys(captions) if c not in self._embeddings]
+        if missing:
+            self._embeddings.update(zip(missing, shared_encoder().encode(missing), strict=True))
+        return torch.stack([self._embeddings[c] for c in captions]).to(self.device)
+
+    def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def train_step(self, batch) -> dict:
+        cond = self.conditions(batch)
+        if self._grid_conditions is None and cond is not None:
+            self._grid_conditions = cond[: self.grid_size].detach().clone()
+        self.stepper.steps_done = self.step - self.unet_first_step
+        return self.stepper.step(self.to_model_space(batch.images), cond)
+
+    def grid_conditions(self) -> torch.Tensor | None:
+        if self.config["conditioning"] == "class":
+            count = len(self.config["classes"])
+            return torch.arange(self.grid_size) % count
+        return self._grid_conditions
+
+    @torch.no_grad()
+    def sample_grid(self, generator: torch.Generator):
+        from engine.families.ddpm import GuidedDenoiser, ddim_sample
+
+        cond = self.grid_conditions()
+        count = self.grid_size if cond is None else len(cond)
+        noise = torch.randn((count, *self.sample_shape()), generator=generator).to(self.device)
+        scale = float(self.config.get("guidance_scale", 3.0)) if cond is not None else 1.0
+        denoise = GuidedDenoiser(self.stepper.ema, cond, None, scale)
+        x = ddim_sample(
+            denoise, self.schedule, noise, generator, steps=GRID_STEPS, clip=self.clip()
+        )
+        return self.grid(self.to_pixels(x))
+
+    def sample_shape(self) -> tuple[int, ...]:
+        r = int(self.config["resolution"])
+        return (int(self.config["channels"]), r, r)
+
+    def clip(self) -> float | None:
+        return 1.0
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def export(self):
+        return dict(self.stepper.ema.state_dict()), self.config
+
+
+class LDMTrainer(DDPMTrainer):
+    """Latent diffusion: `ae_steps` steps train the autoencoder, then the UNet on its latents."""
+
+    default_lr = 5e-4
+
+    def __init__(self, request, config: dict, device):
+        from engine.families.ldm import Autoencoder, AutoencoderConfig
+
+        ae_config = AutoencoderConfig.from_dict(config["autoencoder"])
+        self._latent_channels = ae_config.latent_channels
+        super().__init__(request, config, device)
+        self.autoencoder = Autoencoder(ae_config).to(device)
+        ae_lr = float(self.config.get("ae_learning_rate", 1e-3))
+        self.ae_stepper = AutoencoderStepper(self.autoencoder, lr=ae_lr)
+        self.ae_stepper.generator = self.generator
+        self.modules["autoencoder"] = self.autoencoder
+        self.optimizers["autoencoder"] = self.ae_stepper.optimizer
+        self.ae_steps = self.unet_first_step = int(self.config.get("ae_steps", 500))
+        self.latent_scale = float(self.config.get("latent_scale", 1.0))
+        self._scale_measured = False
+
+    def model_channels(self) -> int:
+        return self._latent_channels
+
+    def train_step(self, batch) -> dict:
+        if self.step < self.ae_steps:
+            out = self.ae_stepper.step(batch.images)
+            return {"loss": out["loss"], "autoencoder_l1": out["l1"]}
+        if not self._scale_measured:
+            # unit-variance latents, measured once the autoencoder is frozen (SD's 0.18215)
+            self.autoencoder.eval().requires_grad_(False)
+            mean, _ = self.autoencoder.encode(batch.images)
+            self.latent_scale = float(1.0 / mean.std().clamp(min=1e-6))
+            self._scale_measured = True
+        return {"loss": super().train_step(batch)["loss"]}
+
+    def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.autoencoder.encode(images)[0] * self.latent_scale
+
+    def sample_shape(self) -> tuple[int, ...]:
+        side = int(self.config["resolution"]) // self.autoencoder.config.downscale
+        return (self._latent_channels, side, side)
+
+    def clip(self) -> float | None:
+        return None
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.decode(x / self.latent_scale)
+
+    def counters(self) -> dict:
+        return {"latent_scale": self.latent_scale, "scale_measured": self._scale_measured}
+
+    def load_counters(self, counters: dict) -> None:
+        self.latent_scale = float(counters.get("latent_scale", self.latent_scale))
+        self._scale_measured = bool(counters.get("scale_measured", False))
+        if self._scale_measured:
+            self.autoencoder.eval().requires_grad_(False)
+
+    def export(self):
+        state = {f"unet.{k}": v for k, v in self.stepper.ema.state_dict().items()}
+        state.update({f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()})
+        return state, {**self.config, "latent_scale": self.latent_scale}
