@@ -355,8 +355,6 @@ class MainWindow(QMainWindow):
 
     def _preferences_changed(self) -> None:
         self.bridge.output_folder = self.preferences.output_folder()
-        self.library.folders = self.preferences.model_folders()
-        self.library.rescan_async()
 
     def show_message(self, text: str, kind: str = "info") -> None:
         self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
@@ -475,7 +473,10 @@ class MainWindow(QMainWindow):
     def show_settings(self):
         from desktop.widgets.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.preferences, self)
+        dialog = SettingsDialog(self.preferences, self, library=self.library)
+        dialog.accepted.connect(
+            lambda: dialog.problems and self.show_message("\n".join(dialog.problems), ERROR)
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -118,14 +118,38 @@ class ModelLibrary(QObject):
     def of_kind(self, *kinds: str) -> list[ModelInfo]:
         return [m for m in self.models if m.kind in kinds]
 
+    # -- the user's model folders (the library's own list when it is installed) -----------------
+    def current_folders(self) -> list[str]:
+        records = _records_module()
+        if records is None:
+            return list(self.folders)
+        return [str(p) for p in records.ModelLibrary().folders()]
+
+    def set_folders(self, folders: list[str]) -> list[str]:
+        """Make the library scan exactly these folders, then rescan. Returns problems found."""
+        problems: list[str] = []
+        self.folders = list(folders)
+        records = _records_module()
+        if records is not None:
+            library = records.ModelLibrary()
+            wanted = {str(Path(f).expanduser().resolve()) for f in folders}
+            for folder in library.folders():
+                if str(folder) not in wanted:
+                    library.remove_folder(folder)
+            for folder in folders:
+                try:
+                    library.add_folder(folder)
+                except InputError as exc:
+                    problems.append(str(exc))
+        self.rescan_async()
+        return problems
+
     # -- background rescan ----------------------------------------------------------------------
     def rescan_async(self) -> bool:
         records = _records_module()
         if records is None or self.scanning:
             return False
-        self._scan_thread = threading.Thread(
-            target=self._scan, args=(list(self.folders),), name="easel-model-scan"
-        )
+        self._scan_thread = threading.Thread(target=self._scan, name="easel-model-scan")
         self._scan_thread.start()
         self._poll.start()
         return True
@@ -134,16 +158,12 @@ class ModelLibrary(QObject):
     def scanning(self) -> bool:
         return self._scan_thread is not None and self._scan_thread.is_alive()
 
-    def _scan(self, folders: list[str]) -> None:
+    def _scan(self) -> None:
         try:
             from engine.library.records import ModelLibrary as Records
             from engine.library.scan import scan_library
 
-            records = Records()
-            for folder in folders:
-                if Path(folder).is_dir():
-                    records.add_folder(folder)
-            scan_library(records)
+            scan_library(Records())
         except Exception as exc:  # never let a scan take the app down; show why
             self._scan_error = f"The model scan failed: {exc}"
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.state.models import ModelLibrary
 from desktop.state.preferences import Preferences
 from engine.api import DeviceChoice, Offload, Precision, RuntimeOptions
 
@@ -57,11 +58,15 @@ def _combo(labels: dict, current) -> QComboBox:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, preferences: Preferences, parent=None):
+    def __init__(
+        self, preferences: Preferences, parent=None, *, library: ModelLibrary | None = None
+    ):
         super().__init__(parent)
+        self.library = library
         self.setWindowTitle("Settings")
         self.setMinimumWidth(560)
         self.preferences = preferences
+        self.problems: list[str] = []
         runtime = preferences.runtime()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 16)
@@ -116,7 +121,8 @@ class SettingsDialog(QDialog):
         group = QGroupBox("Folders")
         form = QFormLayout(group)
         self.folders = QListWidget()
-        self.folders.addItems(self.preferences.model_folders())
+        folders = self.library.current_folders() if self.library else None
+        self.folders.addItems(folders if folders is not None else self.preferences.model_folders())
         self.folders.setMaximumHeight(84)
         buttons = QWidget()
         row = QHBoxLayout(buttons)
@@ -167,6 +173,8 @@ class SettingsDialog(QDialog):
         self.preferences.apply(
             runtime=self.runtime(), folders=folders, output_folder=self.output.text().strip()
         )
+        if self.library is not None:
+            self.problems = self.library.set_folders(folders)
 
     def accept(self) -> None:
         self.apply()

@@ -120,3 +120,30 @@ def test_size_presets_and_custom_multiples_of_eight(qtbot, window):
     window.settings.last_seed = 99
     qtbot.mouseClick(panel.reuse_seed, Qt.MouseButton.LeftButton)
     assert window.settings.get("seed") == 99 and panel.seed.value() == 99
+
+
+def test_model_folders_from_settings_are_scanned_and_forgotten(qtbot, window, tmp_path):
+    folder = tmp_path / "my-models"
+    folder.mkdir()
+    lora = _lora_file(folder / "pastel.safetensors")
+    dialog = window.show_settings()
+    dialog.folders.addItem(str(folder))
+    dialog.accept()
+    qtbot.waitUntil(lambda: window.library.find(str(lora.resolve())) is not None, timeout=10_000)
+    assert [str(p) for p in Records().folders()] == [str(folder.resolve())]
+    again = window.show_settings()
+    assert [again.folders.item(i).text() for i in range(again.folders.count())] == [
+        str(folder.resolve())
+    ]
+    again.folders.takeItem(0)
+    again.accept()
+    qtbot.waitUntil(lambda: window.library.find(str(lora.resolve())) is None, timeout=10_000)
+    assert lora.exists()  # forgetting a folder never touches its files
+
+
+def test_missing_model_folder_is_reported(qtbot, window, tmp_path):
+    dialog = window.show_settings()
+    dialog.folders.addItem(str(tmp_path / "nowhere"))
+    dialog.accept()
+    assert "is not a folder" in window.toast.label.text()
+    qtbot.waitUntil(lambda: not window.library.scanning, timeout=10_000)
