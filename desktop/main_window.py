@@ -21,10 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QProgressBar,
-    QSlider,
     QStyle,
-    QToolBar,
-    QToolButton,
     QWidget,
 )
 
@@ -33,6 +30,7 @@ from desktop.controller import GenerationController, upscale_request_type
 from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
 from desktop.images import IMAGE_SUFFIXES, pil_to_qimage
+from desktop.menus import build_menus, build_toolbar
 from desktop.state.document import CanvasDocument
 from desktop.state.gallery import GalleryState
 from desktop.state.generation import GenerationSettings
@@ -46,12 +44,6 @@ from desktop.widgets.toast import ERROR, Toast
 from engine.errors import EaselError
 from engine.history import HistoryEntry
 
-#: Tools menu entries hosted here, written elsewhere: (menu text, module, class)
-HOSTED_TOOLS = (
-    ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
-    ("Evaluate images…", "desktop.widgets.evaluate_panel", "EvaluatePanel"),
-)
-
 
 class MainWindow(QMainWindow):
     def __init__(self, bridge: EngineBridge, preferences: Preferences | None = None):
@@ -64,8 +56,8 @@ class MainWindow(QMainWindow):
         self._make_state()
         self._make_widgets()
         self._make_actions()
-        self._make_menus()
-        self._make_toolbar()
+        build_menus(self)
+        build_toolbar(self)
         self._make_status_bar()
         self._wire()
         self._restore()
@@ -214,71 +206,6 @@ class MainWindow(QMainWindow):
             (self.invert_mask_action, "Invert"),
         ):
             action.setIconText(text)
-
-    def _make_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.open_action, self.save_action])
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        edit = bar.addMenu("&Edit")
-        edit.addActions([self.undo_action, self.redo_action])
-        edit.addSeparator()
-        edit.addActions([self.copy_action, self.paste_action])
-        edit.addSeparator()
-        edit.addAction(self.settings_action)
-        canvas = bar.addMenu("&Canvas")
-        canvas.addActions(
-            [self.brush_action, self.eraser_action, self.smaller_action, self.bigger_action]
-        )
-        canvas.addSeparator()
-        canvas.addActions([self.clear_mask_action, self.invert_mask_action, self.show_mask_action])
-        canvas.addSeparator()
-        canvas.addActions(
-            [self.fit_action, self.actual_action, self.zoom_in_action, self.zoom_out_action]
-        )
-        canvas.addSeparator()
-        canvas.addAction(self.extend_action)
-        generate = bar.addMenu("&Generate")
-        generate.addActions([self.generate_action, self.cancel_action])
-        models = bar.addMenu("&Models")
-        models.addAction(self.models_action)
-        tools = bar.addMenu("&Tools")
-        for text, module, class_name in HOSTED_TOOLS:
-            action = QAction(text, self)
-            action.triggered.connect(lambda _=False, m=module, c=class_name: self.open_tool(m, c))
-            tools.addAction(action)
-        view = bar.addMenu("&View")
-        view.addActions([self.prompt_dock.toggleViewAction(), self.gallery_dock.toggleViewAction()])
-
-    def _make_toolbar(self) -> None:
-        bar = QToolBar("Canvas")
-        bar.setObjectName("canvas-toolbar")
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
-        for action in (self.undo_action, self.redo_action):
-            # icon only: their text names the edit ("Undo Paint mask") and would jump around
-            button = QToolButton()
-            button.setDefaultAction(action)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-            bar.addWidget(button)
-        bar.addSeparator()
-        bar.addActions([self.brush_action, self.eraser_action])
-        self.size_slider = QSlider(Qt.Orientation.Horizontal)
-        self.size_slider.setRange(2, 300)
-        self.size_slider.setFixedWidth(140)
-        self.size_slider.setValue(self.canvas.brush_size)
-        self.size_slider.setToolTip("Brush size ([ and ])")
-        self.size_label = QLabel(f" {self.canvas.brush_size} px ")
-        self.size_label.setMinimumWidth(52)
-        bar.addWidget(QLabel(" Size "))
-        bar.addWidget(self.size_slider)
-        bar.addWidget(self.size_label)
-        bar.addActions([self.clear_mask_action, self.invert_mask_action])
-        bar.addSeparator()
-        bar.addActions([self.fit_action, self.actual_action])
-        bar.addSeparator()
-        bar.addAction(self.extend_action)
 
     def _make_status_bar(self) -> None:
         status = self.statusBar()

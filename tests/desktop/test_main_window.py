@@ -276,7 +276,7 @@ def test_upscale_action_submits_an_upscale_request(qtbot, window, fake):
 
 
 def test_hosted_tools_open_and_their_jobs_stay_theirs(qtbot, window, fake):
-    from desktop.main_window import HOSTED_TOOLS
+    from desktop.menus import HOSTED_TOOLS
 
     for _text, module, class_name in HOSTED_TOOLS:
         tool = window.open_tool(module, class_name)
