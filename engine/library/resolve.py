@@ -67,7 +67,10 @@ def _resolve_library_id(reference: str) -> ResolvedModel | None:
 def _resolve_path(path: Path) -> ResolvedModel:
     if path.is_dir():
         if (path / "model_index.json").is_file():
-            return ResolvedModel(path=path, family="sd", layout="diffusers")
+            base, variant = _folder_base(path)
+            return ResolvedModel(
+                path=path, family="sd", layout="diffusers", base=base, variant=variant
+            )
         config_file = path / "config.json"
         if config_file.is_file():
             config = _read_json(config_file)
@@ -79,10 +82,37 @@ def _resolve_path(path: Path) -> ResolvedModel:
             "an Easel 'config.json'. Pick the folder that contains one of them."
         )
     if path.suffix.lower() in {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}:
-        return ResolvedModel(path=path, family="sd", layout="single_file")
+        return _resolve_single_file(path)
     raise ModelError(
         f"'{path.name}' is not a model file Easel can load "
         "(use .safetensors, or a diffusers folder)."
+    )
+
+
+def _folder_base(path: Path) -> tuple[str, str]:
+    """Base and variant of a diffusers folder when the probe knows them (else empty)."""
+    from engine.library.probe_folder import probe_folder
+
+    result = probe_folder(path)
+    return (result.base, result.variant) if result.ok else ("", "")
+
+
+def _resolve_single_file(path: Path) -> ResolvedModel:
+    """A checkpoint file, identified from its content; other kinds are refused with the reason
+    (a LoRA or VAE picked as the model, a damaged file, a pickle that would run code)."""
+    from engine.library.probe import probe_path
+
+    result = probe_path(path)
+    if result.status in {"broken", "unsafe"}:
+        detail = result.reason if result.status == "unsafe" else f"it is damaged: {result.reason}"
+        raise ModelError(f"'{path.name}' cannot be used: {detail}")
+    if result.kind != "checkpoint":
+        what = "a LoRA: add it under LoRAs" if result.kind == "lora" else f"a {result.kind}"
+        if result.kind == "unknown":
+            what = f"not a model Easel recognises ({result.reason})"
+        raise ModelError(f"'{path.name}' is {what}, not a full model. Pick a checkpoint.")
+    return ResolvedModel(
+        path=path, family="sd", layout="single_file", base=result.base, variant=result.variant
     )
 
 

@@ -95,3 +95,27 @@ def test_malicious_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
     message = str(caught.value)
     assert "Refused" in message and "run code" in message and "safetensors" in message
+
+
+def test_resolve_model_identifies_single_files_and_refuses_other_kinds(tmp_path):
+    from engine.library.resolve import resolve_model
+
+    xl = write_stripped(tmp_path / "model.safetensors", sdxl_shapes(9))
+    resolved = resolve_model(str(xl))
+    assert (resolved.family, resolved.layout, resolved.base, resolved.variant) == (
+        "sd",
+        "single_file",
+        "sdxl",
+        "inpaint",
+    )
+    folder = resolve_model(str(resource("configs", "sd2-768-v")))
+    assert (folder.layout, folder.base, folder.variant) == ("diffusers", "sd2", "v_prediction")
+    lora = write_stripped(
+        tmp_path / "lora.safetensors", {"lora_unet_x_attn2_to_k.lora_down.weight": (4, 768)}
+    )
+    with pytest.raises(ModelError, match="is a LoRA"):
+        resolve_model(str(lora))
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="damaged: the file is empty"):
+        resolve_model(str(empty))
