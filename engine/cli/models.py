@@ -5,6 +5,7 @@ easel models list [--kind K] [--json]
 easel models add-folder PATH        scan another folder too (it is only read)
 easel models import FILE [--name N] [--link] [--convert]
 easel models probe FILE             say what a file or folder is, without importing it
+easel models download OWNER/NAME    fetch a Hugging Face repo (the only network use; opt-in)
 """
 
 from __future__ import annotations
