@@ -27,6 +27,11 @@ MASK_OPACITY = 0.45
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
 
 
+def _same_shape(a: QImage, b: QImage) -> bool:
+    """Same aspect ratio (within a pixel of rounding), so one can be scaled over the other."""
+    return abs(a.width() * b.height() - a.height() * b.width()) <= max(a.width(), a.height())
+
+
 def mask_overlay(mask: QImage) -> QImage:
     """The mask as a coloured image whose alpha is the mask (drawn at MASK_OPACITY)."""
     overlay = QImage(mask.size(), QImage.Format.Format_ARGB32_Premultiplied)
@@ -138,18 +143,28 @@ class CanvasView(QGraphicsView):
         preview = self.document.preview
         if preview is None:
             self._preview_item.setPixmap(QPixmap())
+            self._show_document(True)
             return
-        pixmap = QPixmap.fromImage(preview)
-        self._preview_item.setPixmap(pixmap)
+        first = self._preview_item.pixmap().isNull()
+        self._preview_item.setPixmap(QPixmap.fromImage(preview))
         target = self.document.image
-        if target is not None and preview.size() != target.size():
-            # a preview at latent resolution: stretch it over the working image
+        if target is not None and _same_shape(preview, target):
+            # an edit of the working image (often at latent resolution): lay it over the image
             self._preview_item.setScale(target.width() / max(1, preview.width()))
-        else:
-            self._preview_item.setScale(1.0)
-        if target is None:
-            self.scene().setSceneRect(self._preview_item.sceneBoundingRect())
+            return
+        # a new picture of another shape: show it alone, framed, until the job ends
+        self._preview_item.setScale(1.0)
+        self._show_document(False)
+        if first:
+            self.scene().setSceneRect(
+                self._preview_item.sceneBoundingRect().adjusted(-2000, -2000, 2000, 2000)
+            )
             self.fitInView(self._preview_item, Qt.AspectRatioMode.KeepAspectRatio)
+            self.zoom_changed.emit(self.zoom)
+
+    def _show_document(self, visible: bool) -> None:
+        self._image_item.setVisible(visible)
+        self._mask_item.setVisible(visible and self.mask_visible)
 
     # -- mouse: paint, pan, zoom ------------------------------------------------------------
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override

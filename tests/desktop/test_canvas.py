@@ -99,3 +99,28 @@ def test_large_gallery_opens_with_placeholders_then_thumbnails(qtbot, make_windo
     assert panel.list.count() == 40
     qtbot.waitUntil(lambda: not panel.loading, timeout=5000)
     assert panel.title.text() == "GALLERY · 40"
+
+
+def test_live_preview_over_the_image_or_alone(qtbot, window, fake, image_file):
+    from desktop.testing.fake_engine import Script
+
+    window.images.open_path(image_file)  # 96x64 on the canvas
+    canvas = window.canvas
+    window.settings.set("mode", "txt2img")
+    window.settings.set("width", 64)
+    window.settings.set("height", 64)
+    fake.scripts.append(Script(steps=4, pause_at=3))
+    window.generation.generate()
+    qtbot.waitUntil(lambda: not canvas._preview_item.pixmap().isNull(), timeout=5000)
+    assert not canvas._image_item.isVisible()  # a square preview is shown alone
+    fake.release()
+    qtbot.waitUntil(lambda: not window.job.busy, timeout=5000)
+    assert canvas._image_item.isVisible() and canvas._preview_item.pixmap().isNull()
+    assert window.document.size() == (64, 64)
+    window.settings.set("mode", "img2img")  # same shape as the canvas: drawn over it
+    fake.scripts.append(Script(steps=4, pause_at=3))
+    window.generation.generate()
+    qtbot.waitUntil(lambda: not canvas._preview_item.pixmap().isNull(), timeout=5000)
+    assert canvas._image_item.isVisible()
+    fake.release()
+    qtbot.waitUntil(lambda: not window.job.busy, timeout=5000)
