@@ -96,6 +96,10 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     window.show()
     window.start_background_work()
     _spin(app, lambda: window.bridge.ready, 300)
+    from desktop.app import rss_mb
+
+    # torch, diffusers and transformers imported, no model loaded yet
+    engine_ready_rss = rss_mb()
     from engine.api import RuntimeOptions
 
     window.preferences.set_runtime(RuntimeOptions(cpu_threads=threads))
@@ -131,6 +135,7 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
         "cpu_threads": threads,
         "outcome": outcome,
         "job_seconds": round(seconds, 2),
+        "rss_mb_engine_loaded_no_model": round(engine_ready_rss, 1),
         "whole_job": _gap_stats([g for g, _ in gaps]),
         "sampling_only": _gap_stats([g for g, name in gaps if name != "job"]),
         "gaps_over_50ms": slow[:20],
