@@ -102,6 +102,7 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     engine_ready_rss = rss_mb()
     from engine.api import RuntimeOptions
 
+    baseline = _timer_gaps(app, 8.0)  # same window, engine loaded and idle: the machine's jitter
     window.preferences.set_runtime(RuntimeOptions(cpu_threads=threads))
     for name, value in (("model", model), ("steps", steps), ("width", size), ("height", size)):
         window.settings.set(name, value)
@@ -136,10 +137,27 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
         "outcome": outcome,
         "job_seconds": round(seconds, 2),
         "rss_mb_engine_loaded_no_model": round(engine_ready_rss, 1),
+        "idle_baseline": baseline,
         "whole_job": _gap_stats([g for g, _ in gaps]),
         "sampling_only": _gap_stats([g for g, name in gaps if name != "job"]),
         "gaps_over_50ms": slow[:20],
     }
+
+
+def _timer_gaps(app, seconds: float) -> dict:
+    """Gaps of a 16 ms timer while nothing runs: what the OS scheduler alone costs right now."""
+    from PySide6.QtCore import QElapsedTimer, QTimer
+
+    clock = QElapsedTimer()
+    clock.start()
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(16)
+    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
+    timer.start()
+    _spin(app, lambda: clock.elapsed() > seconds * 1000, seconds + 30)
+    timer.stop()
+    return _gap_stats([b - a for a, b in zip(ticks, ticks[1:], strict=False)])
 
 
 def _spin(app, condition, timeout_s: float) -> None:
