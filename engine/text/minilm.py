@@ -37,8 +37,13 @@ class MiniLMEncoder:
 
     def __init__(self, model_path: str | Path | None = None, *, cache_size: int = 256):
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = Path(model_path) if model_path else default_model_path()
+        # transformers' "Loading weights" bar would print from the worker and leave tqdm's
+        # monitor thread behind; a 22 MB load needs no progress bar
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
@@ -46,6 +51,9 @@ class MiniLMEncoder:
             raise ModelError(
                 f"The MiniLM text encoder in {path} could not be loaded: {exc}"
             ) from exc
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()

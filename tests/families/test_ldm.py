@@ -1,0 +1,114 @@
+"""Latent diffusion: the autoencoder, text conditioning through MiniLM, model folders through the
+engine, guidance with a negative prompt, cancel, and training through the shared runner."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusion_tiny import TINY_AE, TINY_SCHEDULE, TINY_UNET, save_random_model
+from gan_vae_tiny import RecordingContext, same_pictures, write_pictures
+
+from engine.api import GenerationRequest, RuntimeOptions, TrainingRequest
+from engine.errors import JobCancelled
+from engine.families.ldm import Autoencoder, AutoencoderConfig
+from engine.families.registry import load_native_model
+from engine.generate import run_generation
+from engine.training.diffusion import AutoencoderStepper
+from engine.training.runner import run_training
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ldm") / "tiny-ldm"
+    return save_random_model("ldm", folder, conditioning="text")
+
+
+def request(folder, **fields) -> GenerationRequest:
+    fields.setdefault("steps", 5)
+    fields.setdefault("sampler", "DDIM")
+    fields.setdefault("guidance_scale", 3.0)
+    return GenerationRequest(model=str(folder), runtime=RuntimeOptions(cpu_threads=1), **fields)
+
+
+def test_autoencoder_shapes_and_learning():
+    torch.manual_seed(0)
+    ae = Autoencoder(AutoencoderConfig(**TINY_AE))
+    images = torch.zeros(8, 3, 16, 16)
+    images[:, 0] = 0.9
+    images[:, :, 4:12, 4:12] = -0.8
+    mean, logvar = ae.encode(images)
+    assert mean.shape == logvar.shape == (8, 4, 4, 4)
+    assert ae.decode(mean).shape == images.shape
+    stepper = AutoencoderStepper(ae, lr=5e-3)
+    first = stepper.step(images)["l1"]
+    for _ in range(25):
+        last = stepper.step(images)["l1"]
+    assert last < 0.6 * first
+
+
+def test_text_to_image_through_the_engine_is_seeded_and_follows_the_prompt(text_model):
+    native = load_native_model(text_model)
+    assert native.family == "ldm" and native.model.unet.config.conditioning == "text"
+    apple = run_generation(request(text_model, prompt="a red apple", seed=3), RecordingContext())
+    again = run_generation(request(text_model, prompt="a red apple", seed=3), RecordingContext())
+    cat = run_generation(request(text_model, prompt="cat face", seed=3), RecordingContext())
+    negative = run_generation(
+        request(text_model, prompt="a red apple", negative_prompt="green", seed=3),
+        RecordingContext(),
+    )
+    assert apple.images[0].size == (16, 16)
+    assert same_pictures(apple.images[0], again.images[0])
+    assert not same_pictures(apple.images[0], cat.images[0])
+    assert not same_pictures(apple.images[0], negative.images[0])
+    assert apple.metadata[0]["prompt"] == "a red apple" and apple.metadata[0]["family"] == "ldm"
+
+
+def test_batches_empty_prompts_previews_and_cancel(text_model):
+    ctx = RecordingContext()
+    result = run_generation(request(text_model, prompt="", batch_size=3, steps=10), ctx)
+    assert len(result.images) == 3 and [p.step for p in ctx.of_type("Progress")][-1] == 10
+    assert ctx.of_type("Preview")  # decoded x0 estimates while sampling
+
+    stopping = RecordingContext(cancel_after=2)
+    with pytest.raises(JobCancelled):
+        run_generation(request(text_model, prompt="rocket", steps=10), stopping)
+    assert len(stopping.of_type("Progress")) == 2
+
+
+def test_training_an_ldm_with_captions_through_the_runner(tmp_path):
+    pictures = write_pictures(tmp_path / "pictures", count=6)
+    for index, png in enumerate(sorted(pictures.glob("*.png"))):
+        png.with_suffix(".txt").write_text(f"red square number {index}")
+    out = tmp_path / "ldm"
+    extras = {
+        "unet": TINY_UNET,
+        "schedule": TINY_SCHEDULE,
+        "autoencoder": TINY_AE,
+        "conditioning": "text",
+        "ae_steps": 4,
+        "warmup_steps": 1,
+    }
+    train = TrainingRequest(
+        family="ldm",
+        data_dir=str(pictures),
+        out_dir=str(out),
+        steps=8,
+        resolution=16,
+        batch_size=6,
+        sample_every=6,
+        extras=extras,
+        runtime=RuntimeOptions(cpu_threads=1),
+    )
+    ctx = RecordingContext()
+    run_training(train, ctx)
+    progress = ctx.of_type("Progress")
+    assert "autoencoder_l1" in progress[0].info["losses"]  # the autoencoder goes first
+    native = load_native_model(out)
+    assert native.config["conditioning"] == "text" and native.config["latent_scale"] != 1.0
+    image = run_generation(request(out, prompt="red square"), RecordingContext()).images[0]
+    assert image.size == (16, 16)
