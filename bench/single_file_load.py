@@ -90,6 +90,18 @@ def load_single(path: Path, config: Path | None):
     return load_single_file_pipeline(path, torch_dtype=torch.float16, config=config)
 
 
+def check_same_weights(a, b) -> None:
+    """The two loads must be the same model, fully materialised (nothing left on `meta`)."""
+    import torch
+
+    for name in ("unet", "vae", "text_encoder"):
+        left, right = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert left.keys() == right.keys(), name
+        for key, tensor in left.items():
+            assert tensor.device.type != "meta", f"{name}.{key} was never loaded"
+            assert torch.equal(tensor, right[key]), f"{name}.{key} differs"
+
+
 def timed(fn) -> tuple[float, object]:
     started = time.perf_counter()
     result = fn()
@@ -164,6 +176,8 @@ def main() -> int:
             f"{'PASS' if ratio <= 1.2 else 'FAIL'})"
         )
         pipes = {"single": load_single(single, config), "folder": load_diffusers(folder)}
+        check_same_weights(pipes["single"], pipes["folder"])
+        print("both loads hold identical weights (every tensor compared)")
         switches = switch_times(pipes)
         worst = max(switches)
         print(
