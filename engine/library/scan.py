@@ -213,7 +213,12 @@ def _scan_one(library, candidate: Candidate, known: dict, report: ScanReport, ha
 
 
 def _probe_values(candidate: Candidate, size: int) -> dict:
-    result: ProbeResult = probe_path(candidate.path)
+    try:
+        result: ProbeResult = probe_path(candidate.path)
+    except Exception as exc:  # noqa: BLE001 - one odd file must never stop a scan
+        result = ProbeResult(
+            kind="broken", status="broken", reason=f"it could not be identified ({exc})"
+        )
     return {
         "kind": result.kind,
         "base": result.base,
