@@ -103,7 +103,12 @@ def probe_path(path: str | Path) -> ProbeResult:
         header = read_header(path)
     except BrokenFile as exc:
         return broken(str(exc))
-    return classify(header.shapes(), header.metadata, read_values=_value_reader(path, header))
+    try:
+        return classify(header.shapes(), header.metadata, read_values=_value_reader(path, header))
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        # Shapes are not checked entry by entry when the header is read (that would cost more
+        # than the read); a malformed one surfaces here instead.
+        return broken(f"the header's tensor shapes are malformed ({exc})")
 
 
 def _value_reader(path: Path, header: Header) -> Callable[[str], list[float] | None]:

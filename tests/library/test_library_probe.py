@@ -148,6 +148,17 @@ def test_broken_files_are_reported_not_raised(tmp_path):
     tiny = tmp_path / "tiny.safetensors"
     tiny.write_bytes(b"\x01\x02")
     good_header = json.dumps({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+    attn = U + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    odd_shape = json.dumps(
+        {
+            U + "input_blocks.0.0.weight": {
+                "dtype": "F16",
+                "shape": [1, 4],
+                "data_offsets": [0, 0],
+            },
+            attn: {"dtype": "F16", "shape": [1, [768]], "data_offsets": [0, 0]},
+        }
+    )
     cases = {
         empty: "empty",
         tiny: "too small",
@@ -158,6 +169,7 @@ def test_broken_files_are_reported_not_raised(tmp_path):
             tmp_path / "cut.safetensors", good_header.encode(), extra=b"1234"
         ): "truncated",
         _header_file(tmp_path / "list.safetensors", b"[1, 2]"): "not a JSON object",
+        _header_file(tmp_path / "shape.safetensors", odd_shape.encode()): "shapes are malformed",
     }
     for path, words in cases.items():
         result = probe_path(path)
