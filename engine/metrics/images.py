@@ -64,6 +64,8 @@ def open_rgb(path: str | Path) -> Image.Image:
     numbers stay comparable); 16-bit and float images are scaled to 8 bits first instead of
     being clipped, which would turn most of them white.
     """
+    if not Path(path).is_file():
+        raise InputError(f"'{path}' does not exist or is not an image file. Check the path.")
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -81,3 +82,23 @@ def test_cli_exit_code_for_empty_folder(tmp_path, tiny_sets, capsys):
     _, err = capsys.readouterr()
     assert code == InputError.exit_code
     assert "has no images" in err
+
+
+def test_features_are_cached_until_a_set_changes(engine, tiny_sets):
+    request = EvaluateRequest(
+        set_a=str(tiny_sets[0]), set_b=str(tiny_sets[1]), batch_size=3, runtime=ONE_THREAD
+    )
+    first = engine.run(request)
+    assert isinstance(first, Result) and first.info["cached_sets"] == []
+    stages = []
+    engine.subscribe(lambda e: isinstance(e, Progress) and stages.append(e.info.get("stage")))
+    again = engine.run(request)
+    assert again.info["cached_sets"] == ["A", "B"]
+    assert again.info["fid"] == first.info["fid"] and again.info["kid"] == first.info["kid"]
+    assert "Set A" not in stages and "Set B" not in stages  # nothing was extracted
+    image = sorted(tiny_sets[0].iterdir())[0]
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "edited"
+    changed = engine.run(request)
+    assert changed.info["cached_sets"] == ["B"]
+    assert changed.info["fid"] == pytest.approx(first.info["fid"], rel=1e-9)

