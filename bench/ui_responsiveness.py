@@ -98,7 +98,7 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     _spin(app, lambda: window.bridge.ready, 300)
     from desktop.app import rss_mb
 
-    # torch, diffusers and transformers imported, no model loaded yet
+    # torch imported, no model loaded yet
     engine_ready_rss = rss_mb()
     from engine.api import RuntimeOptions
 
@@ -106,6 +106,8 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     window.preferences.set_runtime(RuntimeOptions(cpu_threads=threads))
     for name, value in (("model", model), ("steps", steps), ("width", size), ("height", size)):
         window.settings.set(name, value)
+    _spin(app, lambda: window.bridge.warm, 300)  # choosing an SD model imports its stack
+    warm_rss = rss_mb()
     window.settings.set("prompt", "a lighthouse on a cliff at dusk")
 
     clock = QElapsedTimer()
@@ -137,6 +139,7 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
         "outcome": outcome,
         "job_seconds": round(seconds, 2),
         "rss_mb_engine_loaded_no_model": round(engine_ready_rss, 1),
+        "rss_mb_sd_stack_imported_no_model": round(warm_rss, 1),
         "idle_baseline": baseline,
         "whole_job": _gap_stats([g for g, _ in gaps]),
         "sampling_only": _gap_stats([g for g, name in gaps if name != "job"]),

@@ -34,16 +34,16 @@ from engine.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
-#: what the loader thread imports so the first job does not pay for it
+#: what the loader thread imports right after the window shows (torch: about +210 MB RSS)
 DEFAULT_PRELOAD = ("torch", "engine.generate")
-#: imported too when present: importing diffusers/transformers holds the GIL in long stretches
-#: (stalls of 0.2-0.7 s measured on the GUI thread), so it happens while "Loading engine…" shows
-#: rather than in the middle of the first generation
+#: the Stable Diffusion stack, imported on the same kind of thread when an SD model is chosen
+#: (`warm_up()`): importing diffusers/transformers holds the GIL in long stretches (0.2-0.7 s
+#: GUI stalls measured) and costs about +200 MB, so it happens while the status bar says so,
+#: not in the middle of the first generation and not for users of the built-in models only.
 #: ("module:attribute" also touches a lazily imported name: diffusers and transformers import
 #: most of their stack on first attribute access, which the first model load would pay for)
 WARM_UP = (
     "engine.sd.generate",
-    "engine.families.registry",
     "diffusers:StableDiffusionPipeline",
     "diffusers:StableDiffusionImg2ImgPipeline",
     "diffusers:StableDiffusionInpaintPipeline",
@@ -62,6 +62,7 @@ def _real_engine(sink: Callable[[Event], None]):
 class EngineBridge(QObject):
     engine_ready = Signal()
     engine_failed = Signal(str)
+    warming = Signal(bool)  # the SD stack is being imported (True), or is ready (False)
     queued = Signal(int)
     started = Signal(int)
     progress = Signal(int, int, int, dict)  # job id, step, total, info
@@ -93,7 +94,9 @@ class EngineBridge(QObject):
         self._warm_up = tuple(WARM_UP if warm_up is None and preload else warm_up or ())
         self._engine = None
         self._loader: threading.Thread | None = None
+        self._warmer: threading.Thread | None = None
         self.ready = False
+        self.warm = not self._warm_up  # True once the SD stack is imported
         self.output_folder = ""  # results are also copied here when set
         self._own_jobs: set[int] = set()
         self._claiming = False
@@ -120,6 +123,20 @@ class EngineBridge(QObject):
             log.exception("engine failed to load")
             self._inbox.put(("failed-load", f"The engine could not load: {exc}"))
             return
+        self._inbox.put(("ready", None))
+
+    def warm_up(self) -> bool:
+        """Import the Stable Diffusion stack in the background (once). False if nothing to do."""
+        if self.warm or self._warmer is not None:
+            return False
+        self._warmer = threading.Thread(target=self._warm, name="easel-engine-warm-up")
+        self._warmer.start()
+        self.warming.emit(True)
+        return True
+
+    def _warm(self) -> None:
+        if self._loader is not None:
+            self._loader.join()  # torch first: the SD stack imports it anyway
         for name in self._warm_up:
             module, _, attribute = name.partition(":")
             try:
@@ -128,7 +145,7 @@ class EngineBridge(QObject):
                     getattr(loaded, attribute)
             except Exception:  # optional: the job that needs it reports the problem itself
                 log.warning("warm-up import of %s failed", module, exc_info=True)
-        self._inbox.put(("ready", None))
+        self._inbox.put(("warm", None))
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Cancel every job and join the worker and loader threads."""
@@ -136,9 +153,10 @@ class EngineBridge(QObject):
         self._timer.stop()
         if self._engine is not None:
             stopped = bool(self._engine.shutdown(timeout=timeout))
-        if self._loader is not None:
-            self._loader.join(timeout)
-            stopped = stopped and not self._loader.is_alive()
+        for thread in (self._loader, self._warmer):
+            if thread is not None:
+                thread.join(timeout)
+                stopped = stopped and not thread.is_alive()
         return stopped
 
     # -- requests ---------------------------------------------------------------------------
@@ -221,6 +239,9 @@ class EngineBridge(QObject):
         if kind == "ready":
             self.ready = True
             self.engine_ready.emit()
+        elif kind == "warm":
+            self.warm = True
+            self.warming.emit(False)
         elif kind == "failed-load":
             self.engine_failed.emit(payload[1])
         elif kind == "preview":

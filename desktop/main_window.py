@@ -238,6 +238,9 @@ class MainWindow(QMainWindow):
         self.size_slider.valueChanged.connect(self.canvas.set_brush_size)
         self.job.changed.connect(self._job_changed)
         self.preferences.changed.connect(self._preferences_changed)
+        self.settings.changed.connect(lambda name: name == "model" and self._prepare_model())
+        self.bridge.engine_ready.connect(self._prepare_model)
+        self.bridge.warming.connect(self._warming)
         g = self.gallery_panel
         g.open_requested.connect(lambda e: self.open_entry(e, as_init=False))
         g.init_requested.connect(lambda e: self.open_entry(e, as_init=True))
@@ -256,6 +259,7 @@ class MainWindow(QMainWindow):
         colour, text = {
             "loading": ("#e0a84f", "Loading engine…"),
             "ready": ("#5cc87a", "Engine ready"),
+            "warming": ("#e0a84f", "Preparing Stable Diffusion…"),
             "broken": ("#e0605a", "Engine failed to load"),
         }.get(job.engine_state, ("#9aa0ab", job.engine_state))
         self.engine_label.setText(f'<span style="color:{colour}">●</span>&nbsp;{text}')
@@ -279,6 +283,18 @@ class MainWindow(QMainWindow):
     def _tool_changed(self, tool: str) -> None:
         self.brush_action.setChecked(tool == BRUSH)
         self.eraser_action.setChecked(tool == ERASER)
+
+    def _prepare_model(self) -> None:
+        """Import the Stable Diffusion stack as soon as an SD model is chosen (in the background,
+        with a visible state), so the first generation does not pay for it."""
+        if self.bridge.ready and self.library.needs_diffusers(self.settings.get("model")):
+            self.bridge.warm_up()
+
+    def _warming(self, busy: bool) -> None:
+        if busy:
+            self.job.set_engine_state("warming", "Importing diffusers and transformers")
+        elif self.job.engine_state == "warming":
+            self.job.set_engine_state("ready", "Engine ready")
 
     def _preferences_changed(self) -> None:
         self.bridge.output_folder = self.preferences.output_folder()

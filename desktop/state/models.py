@@ -115,6 +115,18 @@ class ModelLibrary(QObject):
     def find(self, reference: str) -> ModelInfo | None:
         return next((m for m in self.models if m.reference == reference), None)
 
+    def needs_diffusers(self, reference: str) -> bool:
+        """Whether running this model needs the Stable Diffusion stack (diffusers)."""
+        if not reference or reference.startswith("builtin:"):
+            return False
+        info = self.find(reference)
+        if info is not None and info.kind in ("native", "lora", "vae", "upscaler"):
+            return False
+        path = Path(info.path if info else reference)
+        if path.is_dir():
+            return (path / "model_index.json").is_file()
+        return path.suffix.lower() in MODEL_FILE_SUFFIXES
+
     def of_kind(self, *kinds: str) -> list[ModelInfo]:
         return [m for m in self.models if m.kind in kinds]
 

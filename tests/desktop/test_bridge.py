@@ -119,3 +119,23 @@ def test_unsavable_result_ends_the_job_as_failed(qtbot, bridge_and_log, monkeypa
     with qtbot.waitSignal(bridge.failed, timeout=5000) as blocker:
         bridge.submit(_request())
     assert "disk says no" in blocker.args[1] and "result" not in _names(log)
+
+
+def test_warm_up_imports_in_the_background_once(qtbot):
+    import sys
+
+    bridge = EngineBridge(
+        FakeEngine, preload=("json",), warm_up=("xml.dom.minidom", "email:message_from_string")
+    )
+    with qtbot.waitSignal(bridge.engine_ready, timeout=5000):
+        bridge.start()
+    assert not bridge.warm
+    states = []
+    bridge.warming.connect(states.append)
+    try:
+        assert bridge.warm_up()
+        qtbot.waitUntil(lambda: bridge.warm, timeout=10_000)
+        assert states == [True, False] and "xml.dom.minidom" in sys.modules
+        assert not bridge.warm_up()  # once
+    finally:
+        assert bridge.shutdown(timeout=10)

@@ -147,3 +147,20 @@ def test_missing_model_folder_is_reported(qtbot, window, tmp_path):
     dialog.accept()
     assert "is not a folder" in window.toast.label.text()
     qtbot.waitUntil(lambda: not window.library.scanning, timeout=10_000)
+
+
+def test_which_models_need_the_stable_diffusion_stack(window, tmp_path):
+    library = window.library
+    assert not library.needs_diffusers("builtin:emoji-ldm")
+    lora = _lora_file(tmp_path / "style.safetensors")
+    library.import_file(str(lora))
+    assert not library.needs_diffusers(str(lora.resolve()))  # a LoRA, known from its content
+    assert library.needs_diffusers(str(tmp_path / "some-checkpoint.safetensors"))
+    diffusers_folder = tmp_path / "sd-folder"
+    diffusers_folder.mkdir()
+    (diffusers_folder / "model_index.json").write_text("{}")
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "config.json").write_text('{"family": "dcgan"}')
+    assert library.needs_diffusers(str(diffusers_folder))
+    assert not library.needs_diffusers(str(native))

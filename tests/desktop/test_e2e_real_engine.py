@@ -55,6 +55,9 @@ def test_real_engine_end_to_end(qtbot, tiny_sd, image_file):
 def _txt2img_restore_inpaint_cancel(qtbot, window, model, image_file):
     settings = window.settings
     settings.set("model", model)
+    assert "Preparing Stable Diffusion" in window.engine_label.text()  # imports in background
+    qtbot.waitUntil(lambda: window.bridge.warm, timeout=LONG)
+    assert window.engine_label.text().endswith("Engine ready")
     for name, value in (("steps", 3), ("width", 64), ("height", 64), ("sampler", "Euler")):
         settings.set(name, value)
 
