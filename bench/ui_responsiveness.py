@@ -30,29 +30,35 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def _launch(stage: str) -> tuple[float, dict]:
+    """Spawn the app, return (seconds until it reported, its report)."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = dict(os.environ, EASEL_DATA_DIR=data_dir, QT_QPA_PLATFORM="offscreen")
+        # as installed: bytecode is cached (the first, cold run writes it)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "desktop.cli", f"--startup-report={stage}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = proc.stdout.readline()
+        seconds = time.perf_counter() - started
+        proc.wait(timeout=120)
+        return seconds, json.loads(line)
+
+
 def measure_launch(runs: int) -> dict:
     times, rss = [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory() as data_dir:
-            env = dict(os.environ, EASEL_DATA_DIR=data_dir, QT_QPA_PLATFORM="offscreen")
-            # as installed: bytecode is cached (the first, cold run writes it)
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            started = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "desktop.cli", "--startup-report"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            line = proc.stdout.readline()
-            shown = time.perf_counter() - started
-            proc.wait(timeout=60)
-            report = json.loads(line)
-            assert not report["torch_loaded"], "torch must not load before the window shows"
-            times.append(shown)
-            rss.append(report["rss_mb"])
+        seconds, report = _launch("window")
+        assert not report["torch_loaded"], "torch must not load before the window shows"
+        times.append(seconds)
+        rss.append(report["rss_mb"])
+    engine_seconds, engine_report = _launch("engine")
     return {
         "runs": runs,
         "cold_s": round(times[0], 3),
@@ -60,6 +66,9 @@ def measure_launch(runs: int) -> dict:
         "max_s": round(max(times), 3),
         "idle_rss_mb_median": round(statistics.median(rss), 1),
         "idle_rss_mb_max": round(max(rss), 1),
+        # after the window shows the loader imports torch: memory once that is done, no model
+        "engine_ready_s": round(engine_seconds, 2),
+        "engine_ready_rss_mb": round(engine_report["rss_mb"], 1),
     }
 
 
@@ -96,10 +105,6 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     window.show()
     window.start_background_work()
     _spin(app, lambda: window.bridge.ready, 300)
-    from desktop.app import rss_mb
-
-    # torch imported, no model loaded yet
-    engine_ready_rss = rss_mb()
     from engine.api import RuntimeOptions
 
     baseline = _timer_gaps(app, 8.0)  # same window, engine loaded and idle: the machine's jitter
@@ -107,7 +112,7 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
     for name, value in (("model", model), ("steps", steps), ("width", size), ("height", size)):
         window.settings.set(name, value)
     _spin(app, lambda: window.bridge.warm, 300)  # choosing an SD model imports its stack
-    warm_rss = rss_mb()
+
     window.settings.set("prompt", "a lighthouse on a cliff at dusk")
 
     clock = QElapsedTimer()
@@ -138,8 +143,6 @@ def measure_generation(model: str | None, size: int, steps: int, threads: int) -
         "cpu_threads": threads,
         "outcome": outcome,
         "job_seconds": round(seconds, 2),
-        "rss_mb_engine_loaded_no_model": round(engine_ready_rss, 1),
-        "rss_mb_sd_stack_imported_no_model": round(warm_rss, 1),
         "idle_baseline": baseline,
         "whole_job": _gap_stats([g for g, _ in gaps]),
         "sampling_only": _gap_stats([g for g, name in gaps if name != "job"]),

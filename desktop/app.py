@@ -32,9 +32,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("image", nargs="?", help="an image to open on the canvas")
     parser.add_argument(
         "--startup-report",
-        action="store_true",
-        help="print start-up time and memory as JSON once the window shows, then quit "
-        "(used by bench/ui_responsiveness.py)",
+        nargs="?",
+        const="window",
+        choices=("window", "engine"),
+        help="print start-up time and memory as JSON once the window shows (or once the engine "
+        "has loaded, with 'engine'), then quit (used by bench/ui_responsiveness.py)",
     )
     return parser.parse_args(argv)
 
@@ -70,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("Easel")
     window = create_window()
     window.show()
-    if args.startup_report:
+    if args.startup_report == "window":
         QTimer.singleShot(0, lambda: _report_and_quit(window))
+        return app.exec()
+    if args.startup_report == "engine":
+        window.bridge.engine_ready.connect(lambda: _report_and_quit(window))
+        QTimer.singleShot(0, window.start_background_work)
         return app.exec()
     QTimer.singleShot(0, window.start_background_work)  # torch loads after the window shows
     if args.image:
