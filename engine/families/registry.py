@@ -145,8 +145,9 @@ def generate_native(request, ctx, resolved):
 
     device = _inference_device(request.runtime)
     started = time.perf_counter()
+    key = _cache_key(resolved, ctx.cache)
     loader = lambda: load_native_model(resolved.path, device)  # noqa: E731
-    with ctx.cache.use(resolved.cache_key, loader) as native:
+    with ctx.cache.use(key, loader) as native:
         native.to(device)
         loaded = time.perf_counter()
         with torch.inference_mode():
@@ -172,6 +173,20 @@ def generate_native(request, ctx, resolved):
         "device": str(device),
     }
     return Result(ctx.job_id, images=images, metadata=metadata, info=info)
+
+
+def _cache_key(resolved, cache) -> str:
+    """The resolved key plus the weights' modification time: a folder trained further (resume)
+    in the same session is reloaded, and its stale copy leaves the cache."""
+    try:
+        stamp = (Path(resolved.path) / WEIGHTS_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = f"{resolved.cache_key}@{stamp}"
+    for old in cache.keys():
+        if old.startswith(f"{resolved.cache_key}@") and old != key:
+            cache.drop(old)
+    return key
 
 
 def _inference_device(runtime) -> torch.device:

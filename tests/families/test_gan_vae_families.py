@@ -263,3 +263,9 @@ def test_native_models_are_cached_between_jobs(tmp_path):
     second.services = ctx.services
     run(folder, second)
     assert ctx.cache.loads == 1
+    # weights written again (training resumed into the folder): reloaded, old copy dropped
+    save_random_model("vae", folder, seed=1)
+    third = RecordingContext()
+    third.services = ctx.services
+    run(folder, third)
+    assert ctx.cache.loads == 2 and len(ctx.cache.keys()) == 1
