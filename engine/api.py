@@ -535,3 +535,15 @@ class DownloadRequest(Serialisable):
             )
         if not self.revision.strip():
             raise InputError("Give a revision (branch, tag or commit), e.g. 'main'.")
+
+
+@register_request_type
+@dataclass(frozen=True)
+class ScanLibraryRequest(Serialisable):
+    """Find and identify models in every library source (run on the worker: hashing a large
+    library takes a while). With `hash_files`, SHA-256 hashes are computed too (cached)."""
+
+    type_name: ClassVar[str] = "scan_library"
+
+    hash_files: bool = False
+    include_hf_cache: bool = True
