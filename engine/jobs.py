@@ -25,6 +25,7 @@ HANDLERS: dict[str, Any] = {
     "ExpandPromptRequest": "engine.prompting.expand:run_expand",
     "UpscaleRequest": "engine.upscale:run_upscale",
     "DownloadRequest": "engine.library.download:run_download",
+    "ScanLibraryRequest": "engine.library.scan:run_scan",
 }
 
 
