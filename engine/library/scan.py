@@ -268,3 +268,30 @@ def _mark_missing(library: ModelLibrary, report: ScanReport) -> None:
                 model_id=record.id,
             )
             report.missing.append(record.path)
+
+
+def run_scan(request, ctx):
+    """The `ScanLibraryRequest` handler: a scan with progress per model and cancel."""
+    from engine.events import Result
+
+    def progress(index: int, total: int, name: str) -> None:
+        ctx.progress(index, total, file=name, stage="scanning")
+
+    report = scan_library(
+        hash_files=request.hash_files,
+        include_hf_cache=request.include_hf_cache,
+        progress=progress,
+        cancel=lambda: ctx.cancelled,
+    )
+    ctx.check_cancelled()  # a cancelled scan keeps what it found, but reports Cancelled
+    info = {
+        "summary": report.summary(),
+        "added": report.added,
+        "updated": report.updated,
+        "moved": [list(pair) for pair in report.moved],
+        "missing": report.missing,
+        "broken": report.broken,
+        "unchanged": report.unchanged,
+        "seconds": report.seconds,
+    }
+    return Result(ctx.job_id, info=info)

@@ -118,3 +118,19 @@ def test_user_folders_hf_cache_and_builtin_sources(tmp_path, monkeypatch):
     assert (rows["native-one"].kind, rows["native-one"].source) == ("native", "builtin")
     library.remove_folder(extra)
     assert library.find("x") is None and (extra / "x.safetensors").exists()
+
+
+def test_scan_job_through_the_engine(engine, tmp_path, monkeypatch):
+    from engine.api import ScanLibraryRequest
+    from engine.events import Progress, Result
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
+    write_stripped(models_dir() / "a.safetensors", sd1_shapes())
+    write_stripped(models_dir() / "b.safetensors", sdxl_shapes())
+    events = []
+    engine.subscribe(events.append)
+    final = engine.run(ScanLibraryRequest(hash_files=True), timeout=60)
+    assert isinstance(final, Result), final
+    assert len(final.info["added"]) == 2 and final.info["summary"].startswith("2 new")
+    assert [e.step for e in events if isinstance(e, Progress)] == [0, 1]
+    assert all(len(r.sha256) == 64 for r in ModelLibrary().list_models())
