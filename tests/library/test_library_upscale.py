@@ -138,3 +138,14 @@ def test_bad_inputs_give_clear_messages(tmp_path, photo):
     with pytest.raises(ModelError, match="needs to run code"):
         run_upscale(UpscaleRequest(image=str(photo), model=str(evil)), ctx)
     assert not marker.exists()
+
+
+def test_library_requests_round_trip_through_dicts():
+    from engine.api import DownloadRequest, ScanLibraryRequest, request_from_dict
+
+    for request in (
+        UpscaleRequest(image="a.png", model="x.pth", scale=3, runtime=ONE_THREAD),
+        DownloadRequest(repo_id="owner/name", name="mine"),
+        ScanLibraryRequest(hash_files=True),
+    ):
+        assert request_from_dict(request.to_dict()) == request
