@@ -15,6 +15,11 @@ import struct
 from pathlib import Path
 from typing import NamedTuple
 
+try:  # about twice as fast as the stdlib on 300 KB checkpoint headers (the bulk of a scan)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but the stdlib works too
+    _loads = json.loads
+
 #: The format caps headers at 100 MB; anything larger is not a safetensors file.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -114,7 +119,7 @@ def read_header(path: str | os.PathLike) -> Header:
 
 def _parse(raw: bytes, *, data_start: int, file_size: int) -> Header:
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = _loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BrokenFile(f"the header is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
