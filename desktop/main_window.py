@@ -300,7 +300,7 @@ class MainWindow(QMainWindow):
         self.bridge.output_folder = self.preferences.output_folder()
 
     def show_message(self, text: str, kind: str = "info") -> None:
-        self.statusBar().showMessage(text.splitlines()[0] if text else "", 8000)
+        # the toast only: a status-bar message would hide the engine state on its left
         self.toast.show_message(text, kind)
 
     # -- user actions ---------------------------------------------------------------------------
