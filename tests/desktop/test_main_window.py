@@ -331,3 +331,12 @@ def test_dropping_a_model_file_on_the_window_imports_it(qtbot, window, tmp_path)
     assert Records().by_path(lora) is not None
     assert window.library.find(str(lora.resolve())) is not None
     assert not window.document.has_image()  # a model is not a picture
+
+
+def test_a_new_session_starts_as_text_to_image(qtbot, make_window, image_file):
+    first = make_window()
+    first.images.open_path(image_file)
+    assert first.settings.mode is Mode.IMG2IMG
+    first.close()
+    second = make_window()
+    assert second.settings.mode is Mode.TXT2IMG and not second.document.has_image()
