@@ -229,6 +229,48 @@ def save_all(out, model, stepper, config, ae_steps, losses, start, logfile) -> N
     log(logfile, f"saved model at unet step {stepper.steps_done}")
 
 
+def prompt_grid(model: Path, prompts, *, seed: int, guidance: float, steps: int, scale: int = 2):
+    """One picture per prompt through the engine's own generation path, captioned, in a grid."""
+    from PIL import Image, ImageDraw
+
+    from engine.api import GenerationRequest, RuntimeOptions
+    from engine.context import JobContext
+    from engine.generate import run_generation
+
+    ctx = JobContext(0, lambda event: None)
+    cell, label = 64 * scale, 14
+    columns = 4
+    rows = (len(prompts) + columns - 1) // columns
+    grid = Image.new("RGB", (columns * cell, rows * (cell + label)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, prompt in enumerate(prompts):
+        request = GenerationRequest(
+            model=str(model),
+            prompt=prompt,
+            seed=seed + i,
+            steps=steps,
+            sampler="DDIM",
+            guidance_scale=guidance,
+            runtime=RuntimeOptions(cpu_threads=torch.get_num_threads()),
+        )
+        image = run_generation(request, ctx).images[0].resize((cell, cell), Image.NEAREST)
+        x, y = (i % columns) * cell, (i // columns) * (cell + label)
+        grid.paste(image, (x, y))
+        draw.text((x + 2, y + cell), prompt[:22], fill="black")
+    return grid
+
+
+def cmd_samples(args) -> None:
+    torch.set_num_threads(args.threads)
+    prompts = args.prompts or list(SAMPLE_PROMPTS)
+    grid = prompt_grid(
+        args.model, prompts, seed=args.seed, guidance=args.guidance, steps=args.steps
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(args.output)
+    print(f"wrote {args.output}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
@@ -247,6 +289,15 @@ def main(argv=None) -> int:
     train.add_argument("--threads", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=cmd_ldm)
+    samples = sub.add_parser("samples", help="a captioned grid of prompts from a text model")
+    samples.add_argument("--model", type=Path, default=ROOT / "resources" / "models" / "emoji-ldm")
+    samples.add_argument("--output", type=Path, required=True)
+    samples.add_argument("--prompts", nargs="*")
+    samples.add_argument("--seed", type=int, default=0)
+    samples.add_argument("--guidance", type=float, default=3.0)
+    samples.add_argument("--steps", type=int, default=20)
+    samples.add_argument("--threads", type=int, default=1)
+    samples.set_defaults(run=cmd_samples)
     args = parser.parse_args(argv)
     args.run(args)
     return 0
