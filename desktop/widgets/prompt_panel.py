@@ -77,6 +77,7 @@ class PromptPanel(QWidget):
         self.prompt.setPlaceholderText(FIRST_RUN_HINT)
         self.prompt.setToolTip("Weight words with (word:1.3) or [word]; Ctrl+Enter generates")
         self.prompt.setMinimumHeight(72)
+        self.prompt.setMaximumHeight(150)  # the settings below must stay in view on small screens
         self.prompt.setTabChangesFocus(True)
         layout.addWidget(self.prompt, 3)
         self.negative = QPlainTextEdit()
