@@ -192,10 +192,14 @@ def _read_json(path: Path) -> dict:
 
 
 def _describe(result: ProbeResult) -> str:
-    if result.base in BASE_NAMES:
-        text = f"an {BASE_NAMES[result.base]} {result.kind}"
-        return text.replace("an SD", "an SD").replace("an FLUX", "a FLUX")
-    return f"a {result.kind}" if result.kind != "unknown" else "not a model Easel recognises"
+    """'an SDXL checkpoint', 'a LoRA', ... for messages."""
+    if result.kind == "unknown":
+        return "not a model Easel recognises"
+    name = BASE_NAMES.get(result.base, "")
+    kind = {"lora": "LoRA", "vae": "VAE"}.get(result.kind, result.kind)
+    text = f"{name} {kind}" if name else kind
+    article = "an" if text.startswith(("SD", "upscaler", "embedding")) else "a"
+    return f"{article} {text}"
 
 
 def _short(exc: BaseException) -> str:
