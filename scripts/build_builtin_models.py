@@ -122,13 +122,15 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def train_autoencoder(ae, images, minutes: float, logfile: Path, seed: int) -> int:
+def train_autoencoder(ae, images, minutes: float, logfile: Path, seed: int, max_steps=None) -> int:
     from engine.training.diffusion import AutoencoderStepper, random_crops
 
     stepper = AutoencoderStepper(ae, lr=1e-3, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     while time.perf_counter() - start < minutes * 60:
+        if max_steps is not None and stepper.steps_done >= max_steps:
+            break
         idx = torch.randint(0, len(images), (32,), generator=gen)
         out = stepper.step(random_crops(images[idx], 32, gen))
         if stepper.steps_done % 50 == 0:
@@ -169,7 +171,9 @@ def cmd_ldm(args) -> None:
         model.autoencoder.load_state_dict(load_file(str(ae_file)))
         ae_steps = int(json.loads((out / "ae.json").read_text())["steps"])
     else:
-        ae_steps = train_autoencoder(model.autoencoder, images, args.ae_minutes, logfile, args.seed)
+        ae_steps = train_autoencoder(
+            model.autoencoder, images, args.ae_minutes, logfile, args.seed, args.ae_steps
+        )
         save_file(model.autoencoder.state_dict(), str(ae_file))
         (out / "ae.json").write_text(json.dumps({"steps": ae_steps}))
     model.autoencoder.requires_grad_(False).eval()
@@ -189,6 +193,8 @@ def cmd_ldm(args) -> None:
     start = last_save = time.perf_counter()
     losses = []
     while time.perf_counter() - start < args.minutes * 60:
+        if args.steps is not None and stepper.steps_done >= args.steps:
+            break
         idx = torch.randint(0, len(latents), (args.batch,), generator=gen)
         template = torch.randint(0, embeddings.shape[0], (args.batch,), generator=gen)
         losses.append(stepper.step(latents[idx], embeddings[template, idx])["loss"])
@@ -271,6 +277,66 @@ def cmd_samples(args) -> None:
     print(f"wrote {args.output}")
 
 
+# ---------------------------------------------------------------------------------------------
+# Ship: copy a trained folder into resources/models/ with its samples and training record
+
+SHIPPED_FILES = ("config.json", "model.safetensors")
+
+
+def runner_record(source: Path) -> dict:
+    """Steps, wall time and final loss of a run made by the shared training runner."""
+    state = json.loads((source / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+    losses = state.get("losses") or [float("nan")]
+    return {
+        "steps": int(state["step"]),
+        "wall_time_s": float(state["elapsed_s"]),
+        "final_loss": round(float(np.mean(losses[-100:])), 4),
+    }
+
+
+def ldm_record(source: Path) -> dict:
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    summary = config["training"]
+    log_lines = (source / "train.log").read_text(encoding="utf-8").splitlines()
+    first, last = log_lines[0].split()[0], log_lines[-1].split()[0]
+    to_s = lambda hms: sum(int(x) * m for x, m in zip(hms.split(":"), (3600, 60, 1), strict=True))  # noqa: E731
+    return {
+        "steps": int(summary["unet_steps"]),
+        "autoencoder_steps": int(summary["autoencoder_steps"]),
+        "wall_time_s": float((to_s(last) - to_s(first)) % 86400),
+        "final_loss": round(float(summary["final_loss"]), 4),
+    }
+
+
+def cmd_ship(args) -> None:
+    import shutil
+
+    dest = ROOT / "resources" / "models" / args.name
+    (dest / "samples").mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_FILES:
+        shutil.copy2(args.source / name, dest / name)
+    if args.family == "ldm":
+        record = ldm_record(args.source)
+        grid = prompt_grid(dest, list(SAMPLE_PROMPTS), seed=0, guidance=3.0, steps=20)
+        grid.save(dest / "samples" / "prompts.png")
+    else:
+        record = runner_record(args.source)
+        grids = sorted((args.source / "samples").glob("*.png"))
+        final = args.source / "samples" / "final.png"
+        shutil.copy2(final if final.is_file() else grids[-1], dest / "samples" / "grid.png")
+    data = emoji.load_rendered(args.cache, args.resolution)
+    record.update(
+        family=args.family,
+        command=args.command,
+        batch=args.batch,
+        images=int((~data.held_out).sum()),
+        held_out=int(data.held_out.sum()),
+        notes=args.note or [],
+    )
+    (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"shipped {args.source} -> {dest}: {record}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
@@ -283,6 +349,8 @@ def main(argv=None) -> int:
     train.add_argument("--resolution", type=int, default=64)
     train.add_argument("--ae-minutes", type=float, default=10.0)
     train.add_argument("--minutes", type=float, default=60.0, help="UNet training time")
+    train.add_argument("--ae-steps", type=int, help="stop the autoencoder after N steps")
+    train.add_argument("--steps", type=int, help="stop the UNet after N steps (total)")
     train.add_argument("--save-minutes", type=float, default=4.0)
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, default=5e-4)
@@ -298,6 +366,15 @@ def main(argv=None) -> int:
     samples.add_argument("--steps", type=int, default=20)
     samples.add_argument("--threads", type=int, default=1)
     samples.set_defaults(run=cmd_samples)
+    ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
+    ship.add_argument("--name", required=True)
+    ship.add_argument("--family", required=True, choices=("ldm", "dcgan", "beta-vae"))
+    ship.add_argument("--source", type=Path, required=True)
+    ship.add_argument("--command", required=True, help="the command that reproduces it")
+    ship.add_argument("--batch", type=int, default=32)
+    ship.add_argument("--resolution", type=int, default=64)
+    ship.add_argument("--note", action="append")
+    ship.set_defaults(run=cmd_ship)
     args = parser.parse_args(argv)
     args.run(args)
     return 0

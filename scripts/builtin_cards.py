@@ -296,6 +296,30 @@ def write_card(folder: Path, title: str, training: dict, quality: dict) -> None:
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+TITLES = {
+    "ldm": "emoji-ldm: Easel's built-in text-to-image model",
+    "dcgan": "emoji-dcgan: Easel's built-in DCGAN",
+    "beta-vae": "emoji-beta-vae: Easel's built-in beta-VAE",
+}
+
+
+def wall_time(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def cmd_card(args) -> None:
+    folder = Path(args.model)
+    training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    quality = json.loads((folder / "quality.json").read_text(encoding="utf-8"))
+    training["wall_time"] = wall_time(training["wall_time_s"])
+    if "autoencoder_steps" in training:
+        training["steps"] = (
+            f"{training['autoencoder_steps']} autoencoder + {training['steps']} UNet"
+        )
+    write_card(folder, TITLES[quality["family"]], training, quality)
+    print(f"wrote {folder / 'README.md'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
@@ -307,6 +331,9 @@ def main(argv=None) -> int:
     evaluate = sub.add_parser("evaluate", help="FID/KID (+ faithfulness) of one model folder")
     evaluate.add_argument("--model", type=Path, required=True)
     evaluate.set_defaults(run=cmd_evaluate)
+    card = sub.add_parser("card", help="write README.md from training.json and quality.json")
+    card.add_argument("--model", type=Path, required=True)
+    card.set_defaults(run=cmd_card)
     args = parser.parse_args(argv)
     args.run(args)
     return 0
