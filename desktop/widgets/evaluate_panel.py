@@ -270,7 +270,8 @@ class EvaluatePanel(QWidget):
             return
         self.fid_value.setText(f"{info['fid']:.2f}")
         kid_text = f"{info['kid']:.4f}"
-        if info.get("kid_std"):
+        # subsets that hold the whole set all give the same value: no spread worth showing
+        if info.get("kid_std", 0.0) >= 5e-5:
             kid_text += f" ± {info['kid_std']:.4f}"
         self.kid_value.setText(kid_text)
         self.warning_label.setText("\n".join(info.get("warnings", [])))
