@@ -23,8 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("set_a", metavar="SET_A", help="folder of images (or a,b,c files)")
     parser.add_argument("set_b", metavar="SET_B", help="folder of images (or a,b,c files)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per network batch")
-    parser.add_argument("--kid-subsets", type=int, default=KID_SUBSETS)
-    parser.add_argument("--kid-subset-size", type=int, default=KID_SUBSET_SIZE)
+    parser.add_argument(
+        "--kid-subsets", type=int, default=KID_SUBSETS, help="KID: random subsets to average"
+    )
+    parser.add_argument(
+        "--kid-subset-size", type=int, default=KID_SUBSET_SIZE, help="KID: images per subset"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for KID's random subsets")
     parser.add_argument(
         "--device", default="auto", choices=[d.value for d in DeviceChoice], help="where to run"
