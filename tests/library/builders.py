@@ -113,6 +113,56 @@ def _tiny_clip(hidden_act: str, *, with_projection: bool, width: int = 32):
     return model_class(config).eval()
 
 
+def tiny_refiner_pipeline(seed: int = 0):
+    """A tiny random SDXL refiner: one (bigG-like) text encoder, aesthetic-score conditioning."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTokenizer
+
+    from engine.paths import resource
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        sample_size=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=88,  # 5 * 8 + pooled width 48, as 2560 in SDXL
+        cross_attention_dim=48,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        norm_num_groups=16,
+        sample_size=64,
+    )
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=vae,
+        text_encoder=None,
+        text_encoder_2=_tiny_clip("gelu", with_projection=True, width=48),
+        tokenizer=None,
+        tokenizer_2=CLIPTokenizer.from_pretrained(resource("tokenizers", "clip-g")),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
+        requires_aesthetics_score=True,
+    )
+
+
 def tiny_sd_pipeline(*, xl: bool = False, seed: int = 0):
     """A tiny random SD 1.x (or SDXL) pipeline, as diffusers' own tests build them."""
     import torch

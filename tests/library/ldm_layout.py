@@ -162,11 +162,15 @@ def open_clip_to_ldm(state: dict, prefix: str) -> dict:
 
 
 def pipeline_to_ldm(pipe) -> dict:
-    """The whole pipeline as one original-layout state dict (SD 1.x or SDXL base)."""
+    """The whole pipeline as one original-layout state dict (SD 1.x, SDXL base or refiner)."""
     state = {}
     state.update(unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config))
     state.update(vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    if getattr(pipe, "text_encoder", None) is None:  # SDXL refiner: the bigG encoder only
+        state.update(
+            open_clip_to_ldm(pipe.text_encoder_2.state_dict(), "conditioner.embedders.0.model.")
+        )
+    elif getattr(pipe, "text_encoder_2", None) is not None:
         state.update(
             clip_to_ldm(pipe.text_encoder.state_dict(), "conditioner.embedders.0.transformer.")
         )

@@ -119,3 +119,20 @@ def test_resolve_model_identifies_single_files_and_refuses_other_kinds(tmp_path)
     empty.write_bytes(b"")
     with pytest.raises(ModelError, match="damaged: the file is empty"):
         resolve_model(str(empty))
+
+
+def test_refiner_checkpoint_loads_every_weight(tmp_path, no_network):
+    from safetensors.torch import save_file
+
+    from .builders import tiny_refiner_pipeline
+
+    original = tiny_refiner_pipeline()
+    checkpoint = tmp_path / "refiner.safetensors"
+    save_file(pipeline_to_ldm(original), checkpoint)
+    config = save_config_folder(original, tmp_path / "config")
+    pipe = load_single_file_pipeline(checkpoint, torch_dtype=torch.float32, config=config)
+    assert type(pipe).__name__ == "StableDiffusionXLImg2ImgPipeline" and pipe.text_encoder is None
+    for name in ("unet", "vae", "text_encoder_2"):
+        loaded = getattr(pipe, name).state_dict()
+        for key, tensor in getattr(original, name).state_dict().items():
+            assert torch.equal(loaded[key], tensor), f"{name}.{key}"
