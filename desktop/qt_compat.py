@@ -8,7 +8,9 @@ none_dealloc" / "bool_dealloc"), which takes the window down within seconds of u
 
 `None`, `True` and `False` are static objects that are never freed, so giving them a huge
 reference count is safe: it is what CPython 3.12 does for them (immortal objects, PEP 683),
-where the bug is harmless. Applied once, before the first Qt call.
+where the bug is harmless. Applied once, before the first Qt call, and only under an affected
+PySide6: pyproject.toml keeps Easel's own installs below 6.12, so this guards installs made by
+other means.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def immortalize_singletons() -> bool:
     global _applied
     if _applied or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return _applied
+    if not _affected_pyside():
+        return False
     import ctypes
 
     for obj in (None, True, False):
@@ -31,3 +35,11 @@ def immortalize_singletons() -> bool:
         ctypes.c_ssize_t.from_address(id(obj)).value += _IMMORTAL
     _applied = True
     return True
+
+
+def _affected_pyside() -> bool:
+    try:
+        import PySide6
+    except ImportError:
+        return False
+    return str(getattr(PySide6, "__version__", "")).startswith("6.12")
