@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     window = create_window()
     window.show()
     if args.startup_report == "window":
+        window.report_startup_problems()
         QTimer.singleShot(0, lambda: _report_and_quit(window))
         return app.exec()
     if args.startup_report == "engine":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import shutil
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
@@ -67,8 +68,18 @@ class MainWindow(QMainWindow):
     # -- construction -------------------------------------------------------------------------
     def start_background_work(self) -> None:
         """After the window shows: load the engine and bring the model records up to date."""
+        self.report_startup_problems()
         self.bridge.start()
         self.library.rescan_async()
+
+    def report_startup_problems(self) -> None:
+        """Tell the user what start-up had to work around (data folder, damaged settings)."""
+        from engine.paths import data_dir_warning
+
+        for problem in (data_dir_warning(), self.preferences.problem):
+            if problem:
+                print(f"Easel: {problem}", file=sys.stderr, flush=True)
+                self.show_message(problem, ERROR)
 
     def _make_state(self) -> None:
         self.settings = GenerationSettings(self)

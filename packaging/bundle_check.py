@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
-WINDOW_SHOWN = "EASEL_WINDOW_SHOWN"
+WINDOW_SHOWN = '"window_shown_s"'  # in the JSON line `Easel --startup-report` prints
 
 
 def bundle_dir() -> Path:
@@ -69,8 +69,8 @@ def environment(data_dir: Path) -> dict[str, str]:
 
 
 def launch_gui(data_dir: Path, timeout: float = 120.0) -> tuple[float, str]:
-    """Start the app with --startup-check; return (seconds to window shown, its output)."""
-    command = offline_prefix() + [str(program("Easel")), "--startup-check"]
+    """Start the app with --startup-report; return (seconds to window shown, its output)."""
+    command = offline_prefix() + [str(program("Easel")), "--startup-report"]
     started = time.perf_counter()
     proc = subprocess.Popen(
         command,

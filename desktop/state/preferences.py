@@ -7,6 +7,8 @@ nothing leaks into the desktop's global settings and tests stay isolated.
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
@@ -22,6 +24,8 @@ class Preferences(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         path = user_data_dir() / "desktop.ini"
+        #: what went wrong reading the settings, for the window to tell the user (or None)
+        self.problem = set_aside_if_damaged(path)
         self.qsettings = QSettings(str(path), QSettings.Format.IniFormat)
 
     # -- plain values -----------------------------------------------------------------------
@@ -72,3 +76,47 @@ class Preferences(QObject):
         except (json.JSONDecodeError, TypeError):
             return []
         return [str(x) for x in data] if isinstance(data, list) else []
+
+
+def set_aside_if_damaged(path: Path) -> str | None:
+    """Keep a damaged settings file out of QSettings' way, without losing it.
+
+    QSettings reads a damaged INI file without complaint and then rewrites it, dropping what it
+    could not parse. So the file is checked first; if it is not a readable INI file it is
+    renamed (kept beside the new one) and the app starts with defaults. Returns the message for
+    the user, or None when the file is fine or absent.
+    """
+    if not path.is_file():
+        return None
+    problem = _ini_problem(path)
+    if problem is None:
+        return None
+    kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        path.rename(kept)
+    except OSError as exc:
+        return f"The settings file {path} is damaged ({problem}); setting it aside failed ({exc})."
+    return (
+        f"The settings file was damaged ({problem}), so Easel started with default settings. "
+        f"The damaged file was kept as {kept.name}."
+    )
+
+
+def _ini_problem(path: Path) -> str | None:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return "not text"
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith((";", "#")):
+            continue
+        if line.startswith("["):
+            if not line.endswith("]") or len(line) < 3:
+                return f"line {number} is not a section header"
+            continue
+        if "=" not in line or not line.split("=", 1)[0].strip():
+            return f"line {number} is not a setting"
+    return None
