@@ -86,6 +86,10 @@ def _features_for_sets(
     started = time.perf_counter()
     with ctx.cache.use(f"{CACHE_KEY}:{device}", lambda: load_inception(device)) as net:
         for name in missing:
+            same_set = [other for other in features if keys[other] == keys[name]]
+            if same_set:  # a set compared with itself is read once
+                features[name] = features[same_set[0]]
+                continue
 
             def report(done: int, rate: float, offset=done_before, name=name) -> None:
                 ctx.progress(offset + done, total, stage=f"Set {name}", images_per_second=rate)

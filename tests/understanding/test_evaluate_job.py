@@ -102,3 +102,14 @@ def test_features_are_cached_until_a_set_changes(engine, tiny_sets):
     changed = engine.run(request)
     assert changed.info["cached_sets"] == ["B"]
     assert changed.info["fid"] == pytest.approx(first.info["fid"], rel=1e-9)
+
+
+def test_a_set_against_itself_is_read_once_and_scores_zero(engine, tiny_sets):
+    stages = []
+    engine.subscribe(lambda e: isinstance(e, Progress) and stages.append(e.info.get("stage")))
+    final = engine.run(
+        EvaluateRequest(set_a=str(tiny_sets[0]), set_b=str(tiny_sets[0]), runtime=ONE_THREAD)
+    )
+    assert isinstance(final, Result), getattr(final, "message", final)
+    assert final.info["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert "Set A" in stages and "Set B" not in stages
