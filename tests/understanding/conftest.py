@@ -21,7 +21,7 @@ tqdm.tqdm.monitor_interval = 0
 MODES = ("RGB", "L", "RGBA", "P", "I;16", "RGB")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     # The build machine is shared by several engineers: one torch thread keeps runs predictable.
     before = torch.get_num_threads()
