@@ -22,6 +22,9 @@ from engine.errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
+#: decoded pictures are kept in memory; beyond this a run is refused with advice
+MAX_DATA_BYTES = 4 * 1024**3
+
 #: `builtin:NAME` data sets -> "module:function"; the function takes the resolution and returns
 #: TrainingData. The emoji set is written by the diffusion side (engine.datasets.emoji).
 BUILTIN_DATASETS: dict[str, str] = {
@@ -79,6 +82,7 @@ def load_training_data(
             f"'{folder}' holds no pictures (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
             "Pick a folder with images in it."
         )
+    _check_fits_in_memory(len(files), resolution, channels, folder)
     class_names = _class_names(folder, files)
     pictures, labels, captions, skipped = [], [], [], []
     for index, path in enumerate(files):
@@ -105,6 +109,18 @@ def load_training_data(
         captions=captions if any(captions) else None,
         skipped=skipped,
     )
+
+
+def _check_fits_in_memory(count: int, resolution: int, channels: int, folder: Path) -> None:
+    """Refuse up front a set that would not fit the in-memory design (see the module doc)."""
+    needed = count * resolution * resolution * channels
+    if needed > MAX_DATA_BYTES:
+        fitting = MAX_DATA_BYTES // (resolution * resolution * channels)
+        raise InputError(
+            f"'{folder}' holds {count} pictures: at {resolution}x{resolution} they need "
+            f"{needed / 1024**3:.1f} GB of memory. Use at most {fitting} pictures at this "
+            "resolution, or a lower resolution."
+        )
 
 
 def _looks_like_image(path: Path) -> bool:

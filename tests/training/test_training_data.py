@@ -86,3 +86,12 @@ def test_batches_walk_whole_epochs_and_resume_exactly(tmp_path):
     as_pixels = ((plain.next().images + 1) * 127.5).round().to(torch.uint8)
     key = sorted(tuple(im.flatten().tolist()) for im in as_pixels)
     assert key == sorted(tuple(im.flatten().tolist()) for im in data.images)
+
+
+def test_a_set_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    from engine.training import data as data_module
+
+    folder = write_pictures(tmp_path / "pics", count=3)
+    monkeypatch.setattr(data_module, "MAX_DATA_BYTES", 2 * 16 * 16 * 3)
+    with pytest.raises(InputError, match="Use at most 2 pictures"):
+        load_training_data(str(folder), 16)
