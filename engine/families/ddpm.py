@@ -342,11 +342,12 @@ def ddpm_sample(
 
 
 def ddim_timesteps(total: int, steps: int) -> list[int]:
-    """`steps` evenly spaced training timesteps, high to low ("trailing": ends at t=0's step)."""
+    """`steps` evenly spaced training timesteps, high to low, ending at t=0 ("leading" spacing,
+    as in the DDIM paper): the first step is T - T/steps, not T - 1, because at the very last
+    cosine timestep abar is ~1e-9 and eps -> x0 amplifies any error in eps by 1/sqrt(abar)."""
     if not 1 <= steps <= total:
         raise InputError(f"Steps must be 1 to {total} for this model.")
-    ts = torch.linspace(total - 1, 0, steps + 1).round().long().tolist()[:-1]
-    return ts
+    return [int(i * total / steps) for i in reversed(range(steps))]
 
 
 def ddim_sample(

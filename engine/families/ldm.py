@@ -133,6 +133,9 @@ DEFAULTS: dict = {
     "latent_scale": 1.0,
     "text_encoder": "all-MiniLM-L6-v2",
     "prompt_template": "{}",
+    #: bound on predicted clean latents (unit-variance units): keeps DDPM's first steps, where
+    #: abar is ~1e-9 and eps errors blow up, from throwing the sample far off
+    "latent_clip": 6.0,
     "guidance_scale": 3.0,
     "steps": 20,
     "sampler": "DDIM",
@@ -174,14 +177,14 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
     def decode(latents: torch.Tensor) -> torch.Tensor:
         return model.autoencoder.decode(latents / model.latent_scale)
 
-    # latents are not bounded like pixels, so x0 is not clipped (as in Stable Diffusion)
+    # latents are not bounded like pixels: clip x0 only far outside their training range
     latents = sample_for_request(
         model.unet,
         config,
         request,
         ctx,
         latent_shape=(ae.latent_channels, side, side),
-        clip=None,
+        clip=float(config.get("latent_clip", 6.0)),
         decode=decode,
     )
     return to_images(decode(latents))
