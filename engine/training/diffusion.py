@@ -299,7 +299,7 @@ class LDMTrainer(DDPMTrainer):
         return (self._latent_channels, side, side)
 
     def clip(self) -> float | None:
-        return None
+        return float(self.config.get("latent_clip", 6.0))
 
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.decode(x / self.latent_scale)
