@@ -38,6 +38,7 @@ from desktop.state.generation import GenerationSettings
 from desktop.state.job import JobState
 from desktop.state.models import ModelLibrary
 from desktop.state.preferences import Preferences
+from desktop.understanding import install as install_understanding
 from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
 from desktop.widgets.gallery_panel import GalleryPanel
 from desktop.widgets.prompt_panel import PromptPanel
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
         self._make_state()
         self._make_widgets()
         self._make_actions()
+        self.understanding = install_understanding(self)  # expand, describe, interrogate
         build_menus(self)
         build_toolbar(self)
         self._make_status_bar()

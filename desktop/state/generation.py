@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 1,
     "strength": 0.75,
     "loras": [],  # [[path, weight], ...]
+    "style": "",  # a style preset's name (engine.prompting.styles), "" for none
 }
 
 
@@ -93,13 +94,17 @@ class GenerationSettings(QObject):
         size: tuple[int, int] | None = None,
         runtime: RuntimeOptions | None = None,
     ) -> GenerationRequest:
-        """Snapshot into a frozen request (raises InputError with the engine's message)."""
+        """Snapshot into a frozen request (raises InputError with the engine's message).
+
+        The chosen style is applied here, on top of what the user typed; `extras` keeps the
+        style's name and the user's own text so "reuse settings" restores them unstyled."""
         v = self._values
         width, height = size or (v["width"], v["height"])
+        prompt, negative, extras = styled_prompts(v["prompt"], v["negative_prompt"], v["style"])
         seed = self.next_seed()
         return GenerationRequest(
-            prompt=v["prompt"],
-            negative_prompt=v["negative_prompt"],
+            prompt=prompt,
+            negative_prompt=negative,
             model=v["model"],
             mode=Mode(v["mode"]),
             seed=seed,
@@ -113,14 +118,24 @@ class GenerationSettings(QObject):
             init_image=init_image,
             mask_image=mask_image,
             loras=tuple(LoraRef(path=p, weight=float(w)) for p, w in v["loras"]),
+            extras=extras,
             runtime=runtime or RuntimeOptions(),
         )
 
     def apply_request(self, request: GenerationRequest, *, include_model: bool = True) -> None:
         """Restore what made an image (prompt, sampler, seed, size...). Mode stays as it is:
         the images a request named are working files that may be gone."""
-        self.set("prompt", request.prompt)
-        self.set("negative_prompt", request.negative_prompt)
+        extras = request.extras or {}
+        style = extras.get("style")
+        if isinstance(style, str) and style:
+            # the user's own text and the style, not the styled prompt (no double styling)
+            self.set("prompt", str(extras.get("user_prompt", request.prompt)))
+            self.set("negative_prompt", str(extras.get("user_negative", request.negative_prompt)))
+            self.set("style", style)
+        else:
+            self.set("prompt", request.prompt)
+            self.set("negative_prompt", request.negative_prompt)
+            self.set("style", "")
         if include_model and request.model:
             self.set("model", request.model)
         self.set("sampler", request.sampler)
@@ -154,3 +169,15 @@ class GenerationSettings(QObject):
                 value = float(value)
             if type(value) is type(default):
                 self.set(name, value)
+
+
+def styled_prompts(prompt: str, negative: str, style: str) -> tuple[str, str, dict]:
+    """(prompt, negative, extras) with `style` applied; no style leaves the text as typed.
+    An unknown style (a renamed user style) raises InputError naming it."""
+    if not style:
+        return prompt, negative, {}
+    from engine.prompting.styles import apply_style
+
+    styled, styled_negative = apply_style(style, prompt, negative)
+    extras = {"style": style, "user_prompt": prompt, "user_negative": negative}
+    return styled, styled_negative, extras

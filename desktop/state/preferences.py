@@ -16,6 +16,19 @@ from engine.api import RuntimeOptions
 from engine.errors import InputError
 from engine.paths import user_data_dir
 
+#: model folders for the understanding tools: role -> (settings label, what to pick there)
+UNDERSTANDING_ROLES = {
+    "language_model": (
+        "Prompt expansion",
+        "a causal language model folder (GPT-2 style, transformers format)",
+    ),
+    "caption_model": (
+        "Describe image",
+        "an image-to-text model folder (BLIP or a vision-encoder-decoder captioner)",
+    ),
+    "clip_model": ("Interrogate", "a CLIP model folder (transformers CLIPModel)"),
+}
+
 
 class Preferences(QObject):
     #: runtime options, model folders or output folder changed (apply without restart)
@@ -65,6 +78,17 @@ class Preferences(QObject):
         self.qsettings.setValue("gallery/output_folder", output_folder)
         self.sync()
         self.changed.emit()
+
+    def understanding_folder(self, role: str) -> str:
+        """The model folder the user chose for `role` (see UNDERSTANDING_ROLES), or ""."""
+        if role not in UNDERSTANDING_ROLES:
+            raise KeyError(role)
+        return str(self.qsettings.value(f"understanding/{role}", "") or "")
+
+    def set_understanding_folder(self, role: str, folder: str) -> None:
+        if role not in UNDERSTANDING_ROLES:
+            raise KeyError(role)
+        self.qsettings.setValue(f"understanding/{role}", folder.strip())
 
     def set_default_model(self, reference: str) -> None:
         self.qsettings.setValue("library/default_model", reference)

@@ -19,6 +19,15 @@ from typing import Any
 from engine.events import Cancelled, Event, Failed, Preview, Progress, Queued, Result, Started
 
 _STOP = object()
+#: jobs whose result is information only (text, scores), like the real engine's: no images
+INFO_ONLY = {
+    "ExpandPromptRequest",
+    "CaptionRequest",
+    "InterrogateRequest",
+    "ClipScoreRequest",
+    "EvaluateRequest",
+    "ScanLibraryRequest",
+}
 
 
 @dataclass
@@ -170,6 +179,8 @@ def _shift(colour: tuple[int, int, int], index: int) -> tuple[int, int, int]:
 
 
 def _result(job_id: int, request: Any, script: Script) -> Result:
+    if type(request).__name__ in INFO_ONLY:
+        return Result(job_id, info=dict(script.extra_info))
     count = int(getattr(request, "batch_size", 1) or 1)
     images = [_image(request, _shift(script.colour, i), 1.0) for i in range(count)]
     base = request.to_dict() if hasattr(request, "to_dict") else {}

@@ -32,6 +32,9 @@ ACTIONS = (
     ("vary_requested", "Vary"),
     ("upscale_requested", "Upscale"),
     None,
+    ("describe_requested", "Describe image…"),
+    ("interrogate_requested", "Interrogate…"),
+    None,
     ("save_requested", "Save as…"),
     ("copy_requested", "Copy"),
     None,
@@ -48,6 +51,8 @@ class GalleryPanel(QWidget):
     save_requested = Signal(object)
     copy_requested = Signal(object)
     delete_requested = Signal(object)
+    describe_requested = Signal(object)
+    interrogate_requested = Signal(object)
 
     def __init__(self, gallery: GalleryState, parent=None, *, can_upscale: bool = False):
         super().__init__(parent)

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from desktop.state.generation import SIZE_PRESETS, GenerationSettings
 from desktop.state.models import ModelLibrary
+from desktop.widgets.style_picker import StylePicker
 from engine.api import MAX_BATCH, MAX_SEED, MAX_SIDE, MAX_STEPS, SAMPLERS, Mode
 
 FIRST_RUN_HINT = (
@@ -53,6 +54,9 @@ class PromptPanel(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
     add_lora_requested = Signal()
+    #: the Expand button: expand the prompt, or stop the expansion that runs
+    expand_requested = Signal()
+    expand_cancel_requested = Signal()
 
     def __init__(self, settings: GenerationSettings, models: ModelLibrary, parent=None):
         super().__init__(parent)
@@ -86,6 +90,7 @@ class PromptPanel(QWidget):
         self.negative.setMaximumHeight(90)
         self.negative.setTabChangesFocus(True)
         layout.addWidget(self.negative, 1)
+        layout.addLayout(self._build_prompt_tools())
         layout.addWidget(_section("Model"))
         self.model = QComboBox()
         self.model.setSizeAdjustPolicy(
@@ -118,6 +123,41 @@ class PromptPanel(QWidget):
         buttons.layout().setContentsMargins(12, 10, 12, 12)
         outer.addWidget(buttons)
         self._connect_inputs()
+
+    def _build_prompt_tools(self) -> QHBoxLayout:
+        """One row under the prompts: the style picker and the Expand button."""
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        self.style_picker = StylePicker()
+        self.style_picker.style_chosen.connect(lambda name: self._write("style", name))
+        self.expand = QPushButton("Expand")
+        self.expand.setToolTip(
+            "Grow the prompt with matching style and detail words (Ctrl+Shift+P); "
+            "undo with Ctrl+Z in the prompt box"
+        )
+        self.expand.setMinimumWidth(76)  # "Expand" and "Stop" at the same width: no jumping
+        self.expand.clicked.connect(self._expand_clicked)
+        self._expanding = False
+        row.addWidget(self.style_picker, 1)
+        row.addWidget(self.expand)
+        return row
+
+    def _expand_clicked(self) -> None:
+        if self._expanding:
+            self.expand_cancel_requested.emit()
+        else:
+            self.expand_requested.emit()
+
+    def set_expanding(self, running: bool) -> None:
+        """While an expansion runs the button stops it."""
+        self._expanding = running
+        self.expand.setText("Stop" if running else "Expand")
+        self.expand.setToolTip(
+            "Stop the prompt expansion"
+            if running
+            else "Grow the prompt with matching style and detail words (Ctrl+Shift+P); "
+            "undo with Ctrl+Z in the prompt box"
+        )
 
     def _build_form(self) -> QFormLayout:
         form = QFormLayout()
@@ -269,6 +309,7 @@ class PromptPanel(QWidget):
         for name in ("guidance_scale", "seed", "seed_mode", "width", "batch_size", "strength"):
             self._setting_changed(name)
         self._setting_changed("loras")
+        self._setting_changed("style")
 
     def _setting_changed(self, name: str) -> None:
         value = self.settings.get(name)
@@ -308,6 +349,8 @@ class PromptPanel(QWidget):
             self.strength_value.setText(f"{float(value):.2f}")
         elif name == "loras":
             self._show_loras(value)
+        elif name == "style":
+            self.style_picker.set_style(value)
 
     def _show_size(self) -> None:
         width, height = self.settings.get("width"), self.settings.get("height")

@@ -7,6 +7,7 @@ apply to the next job without a restart; model folders rescan the library at onc
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.state.models import ModelLibrary
-from desktop.state.preferences import Preferences
+from desktop.state.preferences import UNDERSTANDING_ROLES, Preferences
 from engine.api import DeviceChoice, Offload, Precision, RuntimeOptions
 
 DEVICE_LABELS = {
@@ -74,6 +75,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self._engine_group(runtime))
         layout.addWidget(self._memory_group(runtime))
         layout.addWidget(self._folders_group())
+        layout.addWidget(self._understanding_group())
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
             | QDialogButtonBox.StandardButton.Cancel
@@ -147,6 +149,53 @@ class SettingsDialog(QDialog):
         form.addRow("Output folder", out_row)
         return group
 
+    def _understanding_group(self) -> QGroupBox:
+        """Model folders for prompt expansion, image description and interrogation."""
+        group = QGroupBox("Prompt and image understanding models")
+        form = QFormLayout(group)
+        self.understanding: dict[str, QLineEdit] = {}
+        placeholders = {
+            "language_model": "None: keyword retrieval with MiniLM",
+            "caption_model": "Not set: choose a BLIP-style captioner",
+            "clip_model": "Not set: choose a CLIP model folder",
+        }
+        for role, (label, what) in UNDERSTANDING_ROLES.items():
+            edit = QLineEdit(self.preferences.understanding_folder(role))
+            edit.setPlaceholderText(placeholders[role])
+            edit.setToolTip(f"{label}: {what}")
+            edit.setClearButtonEnabled(True)
+            browse = QPushButton("Browse…")
+            browse.clicked.connect(lambda _=False, r=role: self._choose_model_folder(r))
+            row = QWidget()
+            row_layout = QHBoxLayout(row)
+            row_layout.setContentsMargins(0, 0, 0, 0)
+            row_layout.addWidget(edit, 1)
+            row_layout.addWidget(browse)
+            form.addRow(label, row)
+            self.understanding[role] = edit
+        note = QLabel("Models are loaded from these folders only; nothing is downloaded.")
+        note.setObjectName("note")
+        note.setWordWrap(True)
+        form.addRow("", note)
+        return group
+
+    def _choose_model_folder(self, role: str) -> None:
+        label, what = UNDERSTANDING_ROLES[role]
+        folder = QFileDialog.getExistingDirectory(self, f"{label}: choose {what}")
+        if folder:
+            self.understanding[role].setText(folder)
+
+    def _apply_understanding(self) -> list[str]:
+        """Save the understanding folders; a folder that does not exist is a problem to show."""
+        problems = []
+        for role, edit in self.understanding.items():
+            folder = edit.text().strip()
+            if folder and not Path(folder).expanduser().is_dir():
+                label = UNDERSTANDING_ROLES[role][0]
+                problems.append(f"{label}: the folder {folder} does not exist.")
+            self.preferences.set_understanding_folder(role, folder)
+        return problems
+
     def _add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
         if folder:
@@ -170,11 +219,13 @@ class SettingsDialog(QDialog):
 
     def apply(self) -> None:
         folders = [self.folders.item(i).text() for i in range(self.folders.count())]
+        understanding_problems = self._apply_understanding()
         self.preferences.apply(
             runtime=self.runtime(), folders=folders, output_folder=self.output.text().strip()
         )
+        self.problems = understanding_problems
         if self.library is not None:
-            self.problems = self.library.set_folders(folders)
+            self.problems += self.library.set_folders(folders)
 
     def accept(self) -> None:
         self.apply()
