@@ -229,9 +229,13 @@ def test_settings_dialog_keeps_the_model_folders(qtbot, window, tmp_path):
 
 # -- the real engine --------------------------------------------------------------------------
 def test_expand_on_the_real_engine_with_minilm(qtbot, no_network):
+    import torch
+
     from desktop.app import create_window
     from desktop.bridge import EngineBridge
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: one thread is several times faster here
     window = create_window(EngineBridge(preload=("engine.prompting.expand",), warm_up=()))
     qtbot.addWidget(window)
     window.show()
@@ -248,3 +252,4 @@ def test_expand_on_the_real_engine_with_minilm(qtbot, no_network):
         assert "Prompt expanded" in window.toast.label.text()
     finally:
         window.close()
+        torch.set_num_threads(threads)
