@@ -4,8 +4,8 @@
 
 Runs the real window on the scriptable fake engine in a throw-away data folder (the user's
 gallery and settings are never touched): the main window with results, the canvas with a mask,
-a generation in progress with its live preview, an error message, the gallery, the model
-browser and the settings dialog.
+a generation in progress with its live preview, an error message, the style menu, prompt
+expansion, describe and interrogate, the gallery, the model browser and the settings dialog.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def render(out_dir: Path) -> list[Path]:
     )
     shoot(window, "error-message")
     window.toast.hide()
+    _understanding_shots(app, window, fake, shoot)
 
     window.gallery_dock.setFloating(True)
     window.gallery_dock.resize(520, 640)
@@ -115,6 +116,71 @@ def render(out_dir: Path) -> list[Path]:
     dialog.close()
     window.close()
     return shots
+
+
+def _understanding_shots(app, window, fake, shoot) -> None:
+    """The style picker, Expand (running, then done), Describe without a model folder, the
+    caption and interrogate dialogs."""
+    import tempfile as _tempfile
+
+    panel = window.prompt_panel
+    picker = panel.style_picker
+    menu = picker.menu()
+    menu.popup(picker.mapToGlobal(picker.rect().bottomLeft()))
+    shoot(menu, "style-menu")
+    picker.search.setText("light")
+    menu.adjustSize()
+    shoot(menu, "style-search")
+    menu.hide()
+    picker._actions["Cinematic"].trigger()
+    window.settings.set("prompt", "a lighthouse on a cliff")
+    fake.queue_script(
+        steps=2,
+        pause_at=2,
+        extra_info={
+            "prompt": "cinematic film still of a lighthouse on a cliff, anamorphic lens, "
+            "golden hour, rule of thirds, dramatic sky",
+            "negative_prompt": "cartoon, flat lighting",
+            "style": "Cinematic",
+        },
+    )
+    window.understanding.expand()
+    _wait(app, fake.paused.is_set)
+    shoot(window, "expand-running")
+    fake.release()
+    _wait(app, lambda: not window.job.busy)
+    shoot(window, "expand-done")
+    window.toast.hide()
+    window.describe_action.trigger()
+    shoot(window, "describe-needs-model")
+    window.toast.hide()
+    folder = _tempfile.mkdtemp(prefix="easel-shot-model-")
+    for role in ("caption_model", "clip_model"):
+        window.preferences.set_understanding_folder(role, folder)
+    fake.queue_script(steps=2, extra_info={"caption": "a red lighthouse on a rocky cliff at dusk"})
+    window.describe_action.trigger()
+    _wait(app, lambda: bool(window.understanding.dialogs))
+    shoot(window.understanding.dialogs[-1], "describe-caption")
+    window.understanding.dialogs[-1].close()
+    info = {
+        "styles": [
+            {"name": "Cinematic", "text": "cinematic film still", "score": 0.312},
+            {"name": "Oil Painting", "text": "oil painting", "score": 0.274},
+            {"name": "Watercolor", "text": "watercolor painting", "score": 0.251},
+        ],
+        "keywords": [
+            {"category": "lighting", "text": "golden hour", "score": 0.298},
+            {"category": "mood", "text": "serene", "score": 0.263},
+            {"category": "composition", "text": "rule of thirds", "score": 0.241},
+            {"category": "color", "text": "warm tones", "score": 0.233},
+        ],
+    }
+    fake.queue_script(steps=2, extra_info=info)
+    window.interrogate_action.trigger()
+    _wait(app, lambda: bool(window.understanding.dialogs))
+    shoot(window.understanding.dialogs[-1], "interrogate")
+    window.understanding.dialogs[-1].close()
+    _settle(app)
 
 
 def main(argv: list[str] | None = None) -> int:

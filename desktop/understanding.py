@@ -47,8 +47,8 @@ def replace_text(edit: QPlainTextEdit, text: str) -> bool:
 def missing_model_message(role: str) -> str:
     label, what = UNDERSTANDING_ROLES[role]
     return (
-        f"{label} needs {what}. Choose it in Edit ▸ Settings… under “{SETTINGS_GROUP}” "
-        f"({label}); Easel never downloads models."
+        f"{label} needs {what}. Choose one in Edit ▸ Settings… ▸ {SETTINGS_GROUP} ▸ {label}. "
+        "Easel never downloads models."
     )
 
 

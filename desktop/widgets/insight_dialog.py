@@ -13,11 +13,12 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
 )
 
@@ -55,13 +56,13 @@ class InsightDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.buttons.rejected.connect(self.close)
         self.text: QPlainTextEdit | None = None
-        self.fragments: QListWidget | None = None
+        self.fragments: QTreeWidget | None = None
 
     # -- a caption ----------------------------------------------------------------------------
     def show_caption(self, caption: str) -> None:
         """An editable caption with "Use as prompt" and "Add to prompt"."""
         self.text = QPlainTextEdit(caption)
-        self.text.setMinimumHeight(THUMB)
+        self.text.setFixedHeight(THUMB)
         self.text.setToolTip("Edit the caption before you use it if you like")
         self.top.addWidget(self.text, 1)
         use = self._button("Use as prompt", lambda: self._send(self.text.toPlainText(), REPLACE))
@@ -72,42 +73,47 @@ class InsightDialog(QDialog):
     # -- ranked fragments ---------------------------------------------------------------------
     def show_fragments(self, styles: list[dict], keywords: list[dict]) -> None:
         """Ranked styles then keywords, best first; the best style and every keyword ticked."""
-        self.fragments = QListWidget()
-        self.fragments.setMinimumHeight(220)
-        self.fragments.setToolTip("Tick the fragments to add to the prompt")
+        tree = self.fragments = QTreeWidget()
+        tree.setColumnCount(3)
+        tree.setHeaderLabels(["Fragment", "From", "Score"])
+        tree.setRootIsDecorated(False)
+        tree.setMinimumHeight(230)
+        tree.setToolTip("Tick the fragments to add to the prompt")
+        header = tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         for index, style in enumerate(styles):
-            label = f"{style.get('text', '')}   ({style.get('name', 'style')})"
-            self._fragment(label, style, checked=index == 0)
+            self._fragment(style, f"{style.get('name', '')} style", checked=index == 0)
         for keyword in keywords:
-            label = f"{keyword.get('text', '')}   ({keyword.get('category', 'keyword')})"
-            self._fragment(label, keyword, checked=True)
-        intro = QLabel("CLIP ranked these words for the picture, closest first.")
+            self._fragment(keyword, str(keyword.get("category", "keyword")), checked=True)
+        intro = QLabel(
+            "CLIP ranked these words for the picture, closest first. Tick the ones to add."
+        )
         intro.setWordWrap(True)
         intro.setObjectName("note")
         intro.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.top.addWidget(intro, 1)
-        self.layout_.insertWidget(1, self.fragments, 1)
+        self.layout_.insertWidget(1, tree, 1)
         add = self._button("Add ticked to prompt", lambda: self._send(self.ticked(), ADD))
         add.setObjectName("primary")
         self.layout_.addWidget(self.buttons)
 
-    def _fragment(self, label: str, data: dict, *, checked: bool) -> None:
+    def _fragment(self, data: dict, source: str, *, checked: bool) -> None:
         score = data.get("score")
-        text = f"{label}   {score:.3f}" if isinstance(score, float) else label
-        item = QListWidgetItem(text)
-        item.setData(Qt.ItemDataRole.UserRole, str(data.get("text", "")))
+        item = QTreeWidgetItem(
+            [str(data.get("text", "")), source, f"{score:.3f}" if isinstance(score, float) else ""]
+        )
+        item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
-        self.fragments.addItem(item)
+        item.setCheckState(0, Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.fragments.addTopLevelItem(item)
 
     def ticked(self) -> str:
         """The ticked fragments, comma-separated, in ranked order."""
-        items = (self.fragments.item(i) for i in range(self.fragments.count()))
-        chosen = [
-            item.data(Qt.ItemDataRole.UserRole)
-            for item in items
-            if item.checkState() == Qt.CheckState.Checked
-        ]
+        tree = self.fragments
+        items = (tree.topLevelItem(i) for i in range(tree.topLevelItemCount()))
+        chosen = [item.text(0) for item in items if item.checkState(0) == Qt.CheckState.Checked]
         return ", ".join(text for text in chosen if text)
 
     # -- shared -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The style picker: a compact button under the prompt that opens the style presets by category.
+"""The style picker: a compact button under the prompt that opens the style presets by category,
+with a search field on top (typing lists the matching styles flat, by name, category or look).
 
 Each style's preview text is its tooltip, so the user sees what a style looks like before
 choosing it. The presets come from engine.prompting.styles (plain data, no torch: safe on the
@@ -7,9 +8,9 @@ GUI thread); the choice is a name in GenerationSettings, applied when the reques
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup
-from PySide6.QtWidgets import QMenu, QSizePolicy, QToolButton
+from PySide6.QtWidgets import QComboBox, QLineEdit, QMenu, QSizePolicy, QWidgetAction
 
 from engine.errors import EaselError
 from engine.prompting.styles import Style, load_styles, style_categories
@@ -24,26 +25,59 @@ def style_tooltip(style: Style) -> str:
     return f"{text}<br><i>Adds: {adds}</i>" if adds else text
 
 
-class StylePicker(QToolButton):
+def matches(style: Style, text: str) -> bool:
+    """Every word of `text` appears in the style's name, category, fragments or preview."""
+    haystack = f"{style.name} {style.category} {style.positive} {style.preview}".lower()
+    return all(word in haystack for word in text.lower().split())
+
+
+class StylePicker(QComboBox):
+    """Looks like the other combo boxes (one item: the current style); its popup is the
+    categorised, searchable style menu."""
+
     #: a style's name, or "" for no style
     style_chosen = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.setObjectName("stylePicker")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(10)
         self.setMinimumWidth(120)
         self.current = ""
         self.problem = ""  # why the styles could not be read ("" when fine)
         self._actions: dict[str, QAction] = {}
+        self._found: dict[str, QAction] = {}  # the flat search results, one per style
+        self._category_actions: list[QAction] = []
         self._styles: dict[str, Style] = {}
-        self.setMenu(self._build_menu())
+        self._menu = self._build_menu()
+        self.addItem("")
         self.set_style("")
+
+    def menu(self) -> QMenu:
+        return self._menu
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override: the menu instead of the list
+        self._menu.setMinimumWidth(self.width())
+        self._menu.popup(self.mapToGlobal(self.rect().bottomLeft()))
+
+    def hidePopup(self) -> None:  # noqa: N802 - Qt override
+        self._menu.hide()
 
     def _build_menu(self) -> QMenu:
         menu = QMenu(self)
         menu.setToolTipsVisible(True)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search styles…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.filter)
+        field = QWidgetAction(menu)
+        field.setDefaultWidget(self.search)
+        menu.addAction(field)
+        # the field takes the typing as soon as the menu opens; it starts empty each time
+        menu.aboutToShow.connect(self.search.clear)
+        menu.aboutToShow.connect(lambda: QTimer.singleShot(0, self.search.setFocus))
         group = QActionGroup(menu)
         none = menu.addAction(NO_STYLE)
         none.setToolTip("Use the prompt exactly as typed")
@@ -60,12 +94,34 @@ class StylePicker(QToolButton):
         for category in categories:
             sub = menu.addMenu(category)
             sub.setToolTipsVisible(True)
+            self._category_actions.append(sub.menuAction())
             for style in (s for s in styles if s.category == category):
                 action = sub.addAction(style.name)
                 action.setToolTip(style_tooltip(style))
                 self._add(action, style.name, group)
                 self._styles[style.name] = style
+        for style in styles:
+            found = menu.addAction(f"{style.name}  ·  {style.category}")
+            found.setToolTip(style_tooltip(style))
+            found.setVisible(False)
+            found.triggered.connect(lambda _=False, n=style.name: self._chosen(n))
+            self._found[style.name] = found
+        self._no_match = menu.addAction("No style matches")
+        self._no_match.setEnabled(False)
+        self._no_match.setVisible(False)
         return menu
+
+    def filter(self, text: str) -> list[str]:
+        """Show the styles matching `text` as a flat list (categories when empty). Returns the
+        names shown."""
+        text = text.strip()
+        shown = [name for name, style in self._styles.items() if text and matches(style, text)]
+        for action in self._category_actions:
+            action.setVisible(not text)
+        for name, action in self._found.items():
+            action.setVisible(name in shown)
+        self._no_match.setVisible(bool(text) and not shown)
+        return shown
 
     def _add(self, action: QAction, name: str, group: QActionGroup) -> None:
         action.setCheckable(True)
@@ -74,6 +130,7 @@ class StylePicker(QToolButton):
         action.triggered.connect(lambda _=False, n=name: self._chosen(n))
 
     def _chosen(self, name: str) -> None:
+        self._menu.hide()
         self.set_style(name)
         self.style_chosen.emit(name)
 
@@ -96,15 +153,8 @@ class StylePicker(QToolButton):
             self._set_label(f"Style: {name}", style_tooltip(style))
 
     def _set_label(self, text: str, tooltip: str) -> None:
-        self._full_text = text
+        self.setItemText(0, text)
         self.setToolTip(tooltip)
-        self._elide()
 
-    def _elide(self) -> None:
-        room = max(40, self.width() - 28)  # the menu arrow and padding
-        metrics = self.fontMetrics()
-        self.setText(metrics.elidedText(self._full_text, Qt.TextElideMode.ElideRight, room))
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._elide()
+    def text(self) -> str:
+        return self.currentText()

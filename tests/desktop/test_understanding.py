@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from desktop.understanding import missing_model_message
 from desktop.widgets.insight_dialog import InsightDialog
 from desktop.widgets.settings_dialog import SettingsDialog
+from desktop.widgets.style_picker import matches
 from engine.api import CaptionRequest, ExpandPromptRequest, GenerationRequest, InterrogateRequest
 from engine.prompting.styles import apply_style, find_style
 
@@ -78,6 +79,19 @@ def test_style_is_remembered_between_runs(qtbot, make_window):
     second = make_window()
     assert second.settings.get("style") == "Watercolor"
     assert "Watercolor" in second.prompt_panel.style_picker.text()
+
+
+def test_style_search_lists_matching_styles(qtbot, window):
+    picker = window.prompt_panel.style_picker
+    found = picker.filter("noir")
+    assert "Film Noir" in found
+    assert all(matches(picker._styles[n], "noir") for n in found)
+    assert len(found) < len(picker.names())
+    assert picker.filter("zzzz-nothing") == []
+    assert picker._no_match.isVisible()  # "No style matches"
+    picker._found["Film Noir"].trigger()  # choosing a search result
+    assert window.settings.get("style") == "Film Noir"
+    assert picker.filter("") == []  # back to the categories
 
 
 # -- expand ---------------------------------------------------------------------------------------
@@ -210,9 +224,10 @@ def test_interrogate_a_gallery_image_adds_ticked_fragments(qtbot, window, fake, 
     _idle(qtbot, window)
     assert isinstance(fake.requests[-1], InterrogateRequest)
     dialog = _open_dialog(window)
-    assert dialog.fragments.count() == 4
-    assert "0.310" in dialog.fragments.item(0).text()
-    dialog.fragments.item(3).setCheckState(Qt.CheckState.Unchecked)  # not "serene"
+    tree = dialog.fragments
+    assert tree.topLevelItemCount() == 4
+    assert tree.topLevelItem(0).text(2) == "0.310"
+    tree.topLevelItem(3).setCheckState(0, Qt.CheckState.Unchecked)  # not "serene"
     _dialog_button(dialog, "Add ticked to prompt").click()
     assert window.settings.get("prompt") == "a red apple, oil painting, golden hour"
     assert len(window.gallery.entries) == 1  # the interrogation added no image
