@@ -126,7 +126,7 @@ def _understanding_shots(app, window, fake, shoot) -> None:
     panel = window.prompt_panel
     picker = panel.style_picker
     menu = picker.menu()
-    menu.popup(picker.mapToGlobal(picker.rect().bottomLeft()))
+    picker.showPopup()
     shoot(menu, "style-menu")
     picker.search.setText("light")
     menu.adjustSize()

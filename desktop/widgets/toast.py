@@ -74,7 +74,15 @@ class Toast(QFrame):
         parent = self.parentWidget()
         width = min(560, parent.width() - 40)
         self.setFixedWidth(max(240, width))
-        self.adjustSize()
+        # the height the wrapped text needs at this width (adjustSize() alone guesses from an
+        # unwrapped width and leaves a band of empty space above long messages)
+        layout = self.layout()
+        layout.activate()
+        height = layout.heightForWidth(self.width()) if layout.hasHeightForWidth() else -1
+        if height > 0:  # plus the frame, and a little room for the label's own rounding
+            self.setFixedHeight(height + 2 * self.frameWidth() + 6)
+        else:
+            self.setFixedHeight(self.sizeHint().height())
         x = (parent.width() - self.width()) // 2
         y = parent.height() - self.height() - 44
         self.move(max(0, x), max(0, y))
