@@ -90,6 +90,10 @@ class JobState(QObject):
             return ""
         if not self.total:
             return self.stage or "Working…"
+        if self.stage and self.running and self.stage != "Starting…":
+            # a job that names its stages ("Finding styles and keywords", "loading model")
+            stage = self.stage[:1].upper() + self.stage[1:]
+            return f"{stage} ({self.step}/{self.total})"
         text = f"Step {self.step}/{self.total}"
         if self.seconds_left is not None:
             text += f" · {format_seconds(self.seconds_left)} left"

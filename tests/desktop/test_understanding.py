@@ -220,7 +220,10 @@ def test_interrogate_a_gallery_image_adds_ticked_fragments(qtbot, window, fake, 
         ],
     }
     fake.queue_script(steps=3, extra_info=info)
-    window.gallery_panel.interrogate_requested.emit(window.gallery.entries[0])
+    menu = window.gallery_panel.menu_for(window.gallery.entries[0])
+    entry_action = next(a for a in menu.actions() if a.text() == "Interrogate…")
+    assert any(a.text() == "Describe image…" for a in menu.actions())
+    entry_action.trigger()  # the gallery item's context menu
     _idle(qtbot, window)
     assert isinstance(fake.requests[-1], InterrogateRequest)
     dialog = _open_dialog(window)
@@ -259,8 +262,11 @@ def test_expand_on_the_real_engine_with_minilm(qtbot, no_network):
         qtbot.waitUntil(lambda: window.bridge.ready, timeout=60_000)
         window.settings.set("prompt", "a knight in shining armour")
         window.settings.set("seed_mode", "fixed")
+        shown = []
+        window.job.changed.connect(lambda: shown.append(window.progress_label.text()))
         window.understanding.expand()
         qtbot.waitUntil(lambda: not window.job.busy, timeout=60_000)
+        assert any(text.startswith("Finding styles and keywords") for text in shown)
         expanded = window.settings.get("prompt")
         assert "a knight in shining armour" in expanded
         assert len(expanded) > len("a knight in shining armour") + 10
