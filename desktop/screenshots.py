@@ -132,7 +132,7 @@ def _understanding_shots(app, window, fake, shoot) -> None:
     menu.adjustSize()
     shoot(menu, "style-search")
     menu.hide()
-    picker._actions["Cinematic"].trigger()
+    picker._actions["Watercolor"].trigger()  # the expansion then adds detail words only
     window.settings.set("prompt", "a lighthouse on a cliff")
     fake.queue_script(
         steps=2,
@@ -142,6 +142,8 @@ def _understanding_shots(app, window, fake, shoot) -> None:
             "golden hour, rule of thirds, dramatic sky",
             "negative_prompt": "cartoon, flat lighting",
             "style": "Cinematic",
+            "method": "retrieval",
+            "keywords": ["golden hour", "rule of thirds", "dramatic sky", "serene"],
         },
     )
     window.understanding.expand()

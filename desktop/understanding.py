@@ -52,6 +52,18 @@ def missing_model_message(role: str) -> str:
     )
 
 
+def expansion_for(info: dict, submitted: str, chosen_style: str) -> tuple[str, str]:
+    """(prompt, negative) to offer from an expansion result.
+
+    The retrieval expansion brings its own closest style; when the user picked a style in the
+    picker, that one wins (it is applied at generation), so only the detail keywords are added
+    to what they typed and the retrieved style's words and negative are left out."""
+    keywords = [str(k) for k in info.get("keywords", []) if str(k).strip()]
+    if chosen_style and info.get("method") == "retrieval" and keywords:
+        return merge_fragments(submitted, *keywords), ""
+    return str(info.get("prompt", "")).strip(), str(info.get("negative_prompt", "") or "")
+
+
 class Understanding(QObject):
     """Builds, submits and finishes the understanding jobs of one main window."""
 
@@ -64,6 +76,7 @@ class Understanding(QObject):
         self.panel = window.prompt_panel
         self._jobs: dict[int, tuple[str, QImage | None, list[Path]]] = {}
         self.expand_job: int | None = None
+        self.expand_prompt = ""  # the prompt the running expansion started from
         self.dialogs: list[InsightDialog] = []
         self.bridge.result.connect(self.on_result)
         self.bridge.failed.connect(lambda job_id, *_: self._finish(job_id))
@@ -89,6 +102,7 @@ class Understanding(QObject):
         )
         if job_id is not None:
             self.expand_job = job_id
+            self.expand_prompt = prompt
             self.panel.set_expanding(True)
         return job_id
 
@@ -96,13 +110,23 @@ class Understanding(QObject):
         if self.expand_job is not None:
             self.bridge.cancel(self.expand_job)
 
-    def _expanded(self, info: dict) -> None:
-        prompt = str(info.get("prompt", "")).strip()
+    def _expanded(self, info: dict, submitted: str) -> None:
+        prompt, negative = expansion_for(info, submitted, self.settings.get("style"))
         if not prompt:
             self._say("The expansion came back empty; try again or use another model.", ERROR)
             return
+        if self.panel.prompt.toPlainText().strip() != submitted:
+            # the user typed on while it ran: offer it rather than overwrite their edit
+            self._say(
+                "The prompt changed while it was being expanded.",
+                action="Use expansion",
+                callback=lambda: self._use_expansion(prompt, negative, info),
+            )
+            return
+        self._use_expansion(prompt, negative, info)
+
+    def _use_expansion(self, prompt: str, negative: str, info: dict) -> None:
         changed = [self.panel.prompt] if replace_text(self.panel.prompt, prompt) else []
-        negative = str(info.get("negative_prompt", "") or "")
         if negative:
             merged = merge_fragments(self.panel.negative.toPlainText(), negative)
             if replace_text(self.panel.negative, merged):
@@ -110,7 +134,8 @@ class Understanding(QObject):
         if not changed:
             self._say("The expansion matches the prompt already.")
             return
-        how = f" (closest style: {info['style']})" if info.get("style") else ""
+        style = info.get("style") if negative else None  # its style was used
+        how = f" (closest style: {style})" if style else ""
         self._say(f"Prompt expanded{how}.", action="Undo", callback=lambda: _undo(changed))
 
     # -- describe and interrogate -------------------------------------------------------------
@@ -225,9 +250,10 @@ class Understanding(QObject):
         if job_id not in self._jobs:
             return
         kind, image, _ = self._jobs[job_id]
+        submitted = self.expand_prompt
         self._finish(job_id)
         if kind == EXPAND:
-            self._expanded(info)
+            self._expanded(info, submitted)
         elif kind == CAPTION:
             self._described(info, image)
         else:

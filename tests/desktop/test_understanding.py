@@ -117,6 +117,32 @@ def test_expand_replaces_the_prompt_undoably(qtbot, window, fake):
     assert window.prompt_panel.expand.text() == "Expand"
 
 
+def test_expand_with_a_chosen_style_adds_only_the_detail_words(qtbot, window, fake):
+    info = dict(EXPANDED, keywords=["golden hour", "rule of thirds"])
+    fake.queue_script(steps=1, extra_info=info)
+    window.settings.set("style", "Watercolor")  # the user's style wins over the retrieved one
+    window.settings.set("prompt", "a red apple")
+    window.understanding.expand()
+    _idle(qtbot, window)
+    assert window.settings.get("prompt") == "a red apple, golden hour, rule of thirds"
+    assert window.settings.get("negative_prompt") == ""
+    assert window.toast.label.text() == "Prompt expanded."
+
+
+def test_expansion_is_offered_when_the_prompt_changed_meanwhile(qtbot, window, fake):
+    fake.queue_script(steps=2, pause_at=2, extra_info=dict(EXPANDED))
+    window.settings.set("prompt", "a red apple")
+    window.understanding.expand()
+    qtbot.waitUntil(fake.paused.is_set, timeout=5000)
+    window.prompt_panel.prompt.setPlainText("a green pear")
+    fake.release()
+    _idle(qtbot, window)
+    assert window.settings.get("prompt") == "a green pear"  # the user's edit is kept
+    assert window.toast.action.text() == "Use expansion"
+    window.toast.action.click()
+    assert window.settings.get("prompt") == EXPANDED["prompt"]
+
+
 def test_expand_uses_the_language_model_folder_from_settings(qtbot, window, fake, tmp_path):
     window.preferences.set_understanding_folder("language_model", str(tmp_path))
     fake.queue_script(steps=1, extra_info={"prompt": "a red apple on a table"})
