@@ -72,6 +72,7 @@ class StylePicker(QComboBox):
         self.search.setPlaceholderText("Search styles…")
         self.search.setClearButtonEnabled(True)
         self.search.textChanged.connect(self.filter)
+        self.search.returnPressed.connect(self._choose_first_match)
         field = QWidgetAction(menu)
         field.setDefaultWidget(self.search)
         menu.addAction(field)
@@ -116,12 +117,25 @@ class StylePicker(QComboBox):
         names shown."""
         text = text.strip()
         shown = [name for name, style in self._styles.items() if text and matches(style, text)]
+        # styles whose name matches come first (Enter picks the first)
+        shown.sort(key=lambda name: not all(w in name.lower() for w in text.lower().split()))
         for action in self._category_actions:
             action.setVisible(not text)
+        menu = self._menu if hasattr(self, "_menu") else None
         for name, action in self._found.items():
             action.setVisible(name in shown)
+        if menu is not None and shown:  # list them in ranked order, above "No style matches"
+            for name in shown:
+                menu.removeAction(self._found[name])
+                menu.insertAction(self._no_match, self._found[name])
         self._no_match.setVisible(bool(text) and not shown)
         return shown
+
+    def _choose_first_match(self) -> None:
+        """Enter in the search field picks the best (first) match."""
+        shown = self.filter(self.search.text())
+        if shown:
+            self._chosen(shown[0])
 
     def _add(self, action: QAction, name: str, group: QActionGroup) -> None:
         action.setCheckable(True)

@@ -94,6 +94,16 @@ def test_style_search_lists_matching_styles(qtbot, window):
     assert picker.filter("") == []  # back to the categories
 
 
+def test_style_menu_takes_typing_and_enter_picks(qtbot, window):
+    picker = window.prompt_panel.style_picker
+    picker.showPopup()
+    qtbot.waitUntil(lambda: picker.search.hasFocus(), timeout=3000)
+    qtbot.keyClicks(picker.search, "water")
+    qtbot.keyClick(picker.search, Qt.Key.Key_Return)
+    assert window.settings.get("style") == "Watercolor"
+    assert not picker.menu().isVisible()
+
+
 # -- expand ---------------------------------------------------------------------------------------
 def test_expand_replaces_the_prompt_undoably(qtbot, window, fake):
     fake.queue_script(steps=2, extra_info=dict(EXPANDED))
