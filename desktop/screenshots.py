@@ -106,6 +106,10 @@ def render(out_dir: Path) -> list[Path]:
     window.gallery_dock.setFloating(True)
     window.gallery_dock.resize(520, 640)
     shoot(window.gallery_dock, "gallery")
+    menu = window.gallery_panel.menu_for(window.gallery.entries[0])
+    menu.popup(window.gallery_panel.mapToGlobal(window.gallery_panel.rect().center()))
+    shoot(menu, "gallery-menu")  # with Describe image… and Interrogate…
+    menu.hide()
     window.gallery_dock.setFloating(False)
 
     browser = window.show_model_browser()
@@ -137,6 +141,7 @@ def _understanding_shots(app, window, fake, shoot) -> None:
     fake.queue_script(
         steps=2,
         pause_at=2,
+        stage="Finding styles and keywords",
         extra_info={
             "prompt": "cinematic film still of a lighthouse on a cliff, anamorphic lens, "
             "golden hour, rule of thirds, dramatic sky",

@@ -44,6 +44,7 @@ class Script:
     pause_at: int | None = None
     colour: tuple[int, int, int] = (200, 80, 40)
     extra_info: dict = field(default_factory=dict)
+    stage: str = ""  # named in every Progress event when set ("Finding styles and keywords")
 
 
 class FakeEngine:
@@ -145,7 +146,8 @@ class FakeEngine:
             if script.step_seconds:
                 threading.Event().wait(script.step_seconds)
             left = (script.steps - step) * script.step_seconds
-            self._emit(Progress(job_id, step=step, total=script.steps, info={"seconds_left": left}))
+            info = {"stage": script.stage} if script.stage else {"seconds_left": left}
+            self._emit(Progress(job_id, step=step, total=script.steps, info=info))
             if script.previews:
                 self._emit(
                     Preview(job_id, image=_image(request, script.colour, step / script.steps))
