@@ -231,6 +231,29 @@ def test_describe_puts_the_caption_into_the_prompt(qtbot, window, fake, image_fi
     assert window.settings.get("prompt") == ""
 
 
+def test_a_wrong_caption_model_is_a_message_and_the_working_file_goes(
+    qtbot, window, fake, image_file, tmp_path
+):
+    window.preferences.set_understanding_folder("caption_model", str(tmp_path))
+    window.images.open_path(str(image_file))
+    message = f"{tmp_path} is a CLIP model, not an image-to-text model."
+    fake.queue_script(steps=1, outcome="failed", message=message)
+    window.describe_action.trigger()
+    _idle(qtbot, window)
+    assert window.toast.label.text() == message
+    assert not Path(fake.requests[-1].image).exists()
+    assert window.understanding.dialogs == []
+
+
+def test_a_style_that_disappeared_is_named_not_sent(qtbot, window, fake):
+    window.settings.set("prompt", "a red apple")
+    window.settings.set("style", "My Deleted Style")
+    assert "(missing)" in window.prompt_panel.style_picker.text()
+    window.generation.generate()
+    assert "Unknown style 'My Deleted Style'" in window.toast.label.text()
+    assert fake.requests == []
+
+
 def test_describe_needs_a_canvas_image(qtbot, window, fake, tmp_path):
     window.preferences.set_understanding_folder("caption_model", str(tmp_path))
     window.describe_action.trigger()
