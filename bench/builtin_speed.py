@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only cases whose name contains this")
     args = parser.parse_args(argv)
 
     import torch
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     ctx = JobContext(0, lambda event: None)
     results = []
     for name, model, batch, target in CASES:
+        if args.only not in name:
+            continue
         request = GenerationRequest(
             model=model,
             prompt="a red apple" if "ldm" in model else "",
