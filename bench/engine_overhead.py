@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["tiny", "sd15"], default=None)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-rss", action="store_true", help="wall time and pixels only")
     parser.add_argument("--child", choices=["engine", "plain"], default=None)
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--size", type=int, default=256)
@@ -272,7 +273,8 @@ def main() -> None:
             folder = build(Path(tmp) / name)
             print(f"[{name}] {size}x{size}, {steps} steps, {args.threads} threads", flush=True)
             result = measure_wall(folder, size, steps, args.runs, args.threads)
-            result.update(measure_rss(folder, size, steps, args.threads))
+            if not args.skip_rss:
+                result.update(measure_rss(folder, size, steps, args.threads))
             results[name] = result
             print(json.dumps({name: result}, indent=2), flush=True)
     print(json.dumps(results))
