@@ -28,11 +28,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from engine.datasets import emoji  # noqa: E402
 
-COMPARED = 150  # pictures per compared set (noise, training, each model)
+COMPARED = 100  # pictures per compared set (noise, training, each model)
 GALLERY = 600  # training emoji searched for a generated picture's nearest neighbour
 FAITHFUL_PROMPTS = 20
 SIMILAR_NAMES = 0.5  # MiniLM cosine similarity above which two emoji names count as close
-STOP_WORDS = {"a", "an", "the", "of", "with", "and", "face", "button"}
+#: words that do not make two names close: function words, and the skin-tone and gender words
+#: shared by hundreds of People & Body emoji (matching on them would inflate the rate)
+STOP_WORDS = {"a", "an", "the", "of", "with", "and", "face", "button", "light", "medium", "dark"}
+STOP_WORDS |= {"man", "woman", "person", "in", "facing", "right", "left"}
 
 
 def features_of(images: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -307,10 +310,34 @@ def wall_time(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def rescore(quality: dict, ref) -> dict:
+    """Re-judge stored nearest neighbours with the current closeness rule (no new pictures)."""
+    from engine.text.minilm import MiniLMEncoder
+
+    rows = quality["faithfulness"]["rows"]
+    gallery = [emoji.caption(str(n)) for n in ref["gallery_names"]]
+    encoder = MiniLMEncoder()
+    g_emb = encoder.encode(gallery)
+    chance = []
+    for row in rows:
+        name = row["prompt"].replace(" ", "-")
+        row["close"] = names_close(name, row["nearest"].replace(" ", "-"), row["similarity"])
+        sims = (encoder.encode([row["prompt"]]) @ g_emb.T)[0].tolist()
+        chance.append(
+            np.mean([names_close(name, g, s) for g, s in zip(gallery, sims, strict=True)])
+        )
+    quality["faithfulness"]["rate"] = sum(r["close"] for r in rows) / len(rows)
+    quality["faithfulness"]["chance_rate"] = float(np.mean(chance))
+    return quality
+
+
 def cmd_card(args) -> None:
     folder = Path(args.model)
     training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
     quality = json.loads((folder / "quality.json").read_text(encoding="utf-8"))
+    if "faithfulness" in quality:
+        quality = rescore(quality, dict(np.load(reference_path(args.cache))))
+        (folder / "quality.json").write_text(json.dumps(quality, indent=2) + "\n")
     training["wall_time"] = wall_time(training["wall_time_s"])
     if "autoencoder_steps" in training:
         training["steps"] = (
