@@ -25,7 +25,13 @@ EXIT_CANCELLED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", help="what to draw (A1111 weighting like (word:1.3) works)")
+    parser.add_argument(
+        "prompt",
+        nargs="?",
+        default="",
+        help="what to draw (A1111 weighting like (word:1.3) works); optional for models that "
+        "take no text, such as a trained GAN or VAE",
+    )
     parser.add_argument("-o", "--output", default="out.png", help="PNG file to write")
     parser.add_argument("--model", default="", help="model folder/file or id (default: built-in)")
     parser.add_argument("--negative", default="", help="what to avoid")
