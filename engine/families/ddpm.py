@@ -543,6 +543,12 @@ def sampler_options(config: dict, request) -> dict:
     }
 
 
+def settings_used(config: dict, request) -> dict:
+    """What sampling really used, for the image's metadata (a request for "Euler a" runs DDIM)."""
+    options = sampler_options(config, request)
+    return {"sampler": options["sampler"], "steps": options["steps"]}
+
+
 def sample_for_request(
     model: UNet,
     config: dict,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.families.ddpm import _norm
+from engine.families.ddpm import settings_used as settings_used  # metadata hook, same sampling
 
 
 @dataclass

@@ -153,7 +153,10 @@ def generate_native(request, ctx, resolved):
         with torch.inference_mode():
             images = native.module.generate(native.model, native.config, request, ctx)
     finished = time.perf_counter()
-    base = request.to_dict()
+    # the family says what it really ran (e.g. the sampler it fell back to) so that metadata
+    # and "reuse settings" describe the picture, not only what was asked
+    used = getattr(native.module, "settings_used", None)
+    base = {**request.to_dict(), **(used(native.config, request) if used else {})}
     metadata = [
         {
             **base,

@@ -199,3 +199,11 @@ def test_training_through_the_runner_then_generating(tmp_path):
     resumed = RecordingContext()
     run_training(short.replace(resume=True), resumed)
     assert [p.step for p in resumed.of_type("Progress")] == [4, 5]
+
+
+def test_metadata_names_the_sampler_that_really_ran(tmp_path):
+    folder = save_random_model("ddpm", tmp_path / "tiny-ddpm")
+    asked_euler = run_generation(request(folder, sampler="Euler a"), RecordingContext())
+    asked_ddpm = run_generation(request(folder, sampler="DDPM", steps=3), RecordingContext())
+    assert asked_euler.metadata[0]["sampler"] == "DDIM"
+    assert asked_ddpm.metadata[0]["sampler"] == "DDPM"
