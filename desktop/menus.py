@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QToolButton
 HOSTED_TOOLS = (
     ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
     ("Evaluate images…", "desktop.widgets.evaluate_panel", "EvaluatePanel"),
+    ("Latent explorer…", "desktop.widgets.latent_explorer", "LatentExplorer"),
 )
 
 
