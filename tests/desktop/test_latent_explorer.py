@@ -3,6 +3,8 @@ clickable result grid (fake engine), and a real DCGAN interpolation end to end."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
@@ -157,6 +159,28 @@ def test_real_dcgan_and_beta_vae_end_to_end(qtbot, engine, tmp_path):
         assert view.pixmap().width() <= view.width() and view.scale >= 2
         ends = click_cell(qtbot, dialog, 0, 0), click_cell(qtbot, dialog, 4, 0)
         assert ends[0].tobytes() != ends[1].tobytes()
+    dialog.reject()
+
+
+def test_real_stylegan_folder_style_mixing(qtbot, engine, tmp_path, monkeypatch):
+    """A native folder browsed to (a tiny random StyleGAN): style mixing and truncation."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "families"))
+    from gan_vae_tiny import save_random_model
+
+    folder = save_random_model("stylegan", tmp_path / "my-stylegan")
+    dialog = make_dialog(qtbot, engine)
+    assert dialog.add_model_folder(folder)
+    assert modes(dialog) == ["interpolate_seeds", "style_mix", "samples"]
+    dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData("style_mix"))
+    assert dialog.mix_layer_spin.isVisibleTo(dialog) and not dialog.class_combo.isVisibleTo(dialog)
+    dialog.mix_layer_spin.setValue(1)
+    dialog.to_seed_spin.setValue(9)
+    dialog.count_spin.setValue(3)
+    with qtbot.waitSignal(dialog.explore_finished, timeout=60_000) as finished:
+        qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
+    assert finished.args == ["result"], dialog.status_label.text()
+    assert dialog.grid_view.grid.info["easel_grid"]["count"] == 3
+    assert click_cell(qtbot, dialog, 2, 0).size == (16, 16)
     dialog.reject()
 
 
