@@ -54,8 +54,9 @@ MODES = {
 FAMILY_MODES = {
     "dcgan": ("interpolate_seeds", "samples"),
     "stylegan": ("interpolate_seeds", "style_mix", "samples"),
-    "vae": ("interpolate_images", "traverse", "samples"),
-    "beta-vae": ("interpolate_images", "traverse", "samples"),
+    # traverse first: it works without choosing pictures
+    "vae": ("traverse", "interpolate_images", "samples"),
+    "beta-vae": ("traverse", "interpolate_images", "samples"),
     "nvae": ("samples",),
 }
 FAMILY_NAMES = {

@@ -59,7 +59,7 @@ def click_cell(qtbot, dialog: LatentExplorer, column: int, row: int):
 def test_modes_requests_messages_and_clicking_a_cell(qtbot, fake, tmp_path):
     dialog = make_dialog(qtbot, fake)
     choose(dialog, "builtin:emoji-beta-vae", "traverse")
-    assert modes(dialog) == ["interpolate_images", "traverse", "samples"]
+    assert modes(dialog) == ["traverse", "interpolate_images", "samples"]
     assert dialog.dimension_spin.maximum() == 63  # latent_dim 64 from the folder's config
     assert dialog.dimension_spin.isVisibleTo(dialog)
     assert not dialog.to_seed_spin.isVisibleTo(dialog)
