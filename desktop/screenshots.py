@@ -118,6 +118,16 @@ def render(out_dir: Path) -> list[Path]:
     dialog = window.show_settings()
     shoot(dialog, "settings")
     dialog.close()
+    explorer = window.open_tool("desktop.widgets.latent_explorer", "LatentExplorer")
+    explorer.model_combo.setCurrentIndex(
+        explorer.model_combo.findText("emoji-dcgan (DCGAN, 64 px, built-in)")
+    )
+    explorer.count_spin.setValue(8)
+    explorer.columns_spin.setValue(4)
+    explorer.explore()
+    _wait(app, lambda: explorer.job_id is None)
+    shoot(explorer, "latent-explorer")  # a seed interpolation grid (fake engine's pictures)
+    explorer.close()
     window.close()
     return shots
 
