@@ -193,3 +193,18 @@ def test_main_window_opens_it_and_a_clicked_picture_lands_on_the_canvas(qtbot, w
     click_cell(qtbot, explorer, 2, 0)
     assert window.document.has_image() and window.document.size() == (64, 64)
     explorer.reject()
+
+
+def test_cancel_stops_the_job_and_the_dialog_can_explore_again(qtbot, fake):
+    dialog = make_dialog(qtbot, fake)
+    choose(dialog, "builtin:emoji-dcgan", "samples")
+    fake.queue_script(steps=4, pause_at=2)
+    qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(fake.paused.is_set, timeout=5000)
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() == 1, timeout=5000)
+    assert dialog.cancel_button.isEnabled() and not dialog.explore_button.isEnabled()
+    with qtbot.waitSignal(dialog.explore_finished, timeout=5000) as finished:
+        qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    assert finished.args == ["cancelled"] and dialog.status_label.text() == "Cancelled."
+    assert dialog.explore_button.isEnabled() and dialog.grid_view.grid is None
+    dialog.reject()
