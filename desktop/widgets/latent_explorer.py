@@ -15,11 +15,10 @@ drains them. The GUI thread never imports torch: model folders are recognised by
 from __future__ import annotations
 
 import json
-import queue
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -38,7 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.images import pil_to_qimage
-from desktop.widgets.train_dialog import POLL_MS, SampleGrid, _spin
+from desktop.widgets.job_inbox import JobInbox
+from desktop.widgets.train_dialog import SampleGrid, _spin
 from engine.errors import EaselError, InputError
 from engine.events import Cancelled, Failed, Progress, Result, Started
 from engine.families.grid import make_grid
@@ -138,7 +138,7 @@ class ExplorerGrid(SampleGrid):
         self._rescale()
 
 
-class LatentExplorer(QDialog):
+class LatentExplorer(JobInbox, QDialog):
     """Interpolate, traverse and mix styles in a native GAN/VAE; click a picture to open it."""
 
     open_image = Signal(object)  # PIL.Image: the user clicked a picture of the grid
@@ -150,13 +150,9 @@ class LatentExplorer(QDialog):
         self.engine = engine_like
         self.job_id: int | None = None
         self.columns = 1
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._rows: dict[str, tuple[QLabel, QWidget]] = {}
         self._build()
-        self._timer = QTimer(self)
-        self._timer.setInterval(POLL_MS)
-        self._timer.timeout.connect(self.drain)
-        self._listening = False
+        self._init_inbox()
         self._listen(True)
         self.grid_view.picture_clicked.connect(self.open_image)
         for reference, label, config in explorable_models():
@@ -403,24 +399,7 @@ class LatentExplorer(QDialog):
         self.model_combo.setEnabled(not running)
         self.mode_combo.setEnabled(not running)
 
-    def _show_status(self, text: str, *, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #c0392b;" if error else "")
-
     # -- events (same pattern as TrainDialog: the sink queues, a GUI timer drains) --------------
-    def _sink(self, event) -> None:
-        """Engine thread: queue only, no Qt."""
-        self._inbox.put(event)
-
-    def drain(self) -> None:
-        while True:
-            try:
-                event = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if self.job_id is not None and event.job_id == self.job_id:
-                self._apply(event)
-
     def _apply(self, event) -> None:
         if isinstance(event, Started):
             self._show_status("Loading the model…")
@@ -463,15 +442,6 @@ class LatentExplorer(QDialog):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self._listen(True)
         super().showEvent(event)
-
-    def _listen(self, on: bool) -> None:
-        if on and not self._listening:
-            self.engine.subscribe(self._sink)
-            self._timer.start()
-        elif not on and self._listening:
-            self._timer.stop()
-            self.engine.unsubscribe(self._sink)
-        self._listening = on
 
 
 def _picture_path(text: str, what: str, *, required: bool) -> str | None:

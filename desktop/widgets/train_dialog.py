@@ -13,10 +13,9 @@ needs `submit`, `cancel`, `subscribe` and `unsubscribe`, like `engine.worker.Eng
 from __future__ import annotations
 
 import math
-import queue
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.images import pil_to_qimage
+from desktop.widgets.job_inbox import JobInbox
 from engine.errors import EaselError
 from engine.events import Cancelled, Failed, Preview, Progress, Result, Started
 from engine.families.grid import grid_cell
@@ -146,7 +146,7 @@ class SampleGrid(QLabel):
         super().mousePressEvent(event)
 
 
-class TrainDialog(QDialog):
+class TrainDialog(JobInbox, QDialog):
     """Train a native model on a folder of pictures, with live progress, curve and samples."""
 
     open_image = Signal(object)  # PIL.Image: the user clicked a sample picture
@@ -157,12 +157,8 @@ class TrainDialog(QDialog):
         self.setWindowTitle("Train a model")
         self.engine = engine_like
         self.job_id: int | None = None
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._build()
-        self._timer = QTimer(self)
-        self._timer.setInterval(POLL_MS)
-        self._timer.timeout.connect(self.drain)
-        self._listening = False
+        self._init_inbox()
         self._suggested_out = ""
         self._listen(True)
         self.samples.picture_clicked.connect(self.open_image)
@@ -342,25 +338,7 @@ class TrainDialog(QDialog):
         ):
             widget.setEnabled(not running)  # fmt: skip
 
-    def _show_status(self, text: str, *, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #c0392b;" if error else "")
-
     # -- events ---------------------------------------------------------------------------------
-    def _sink(self, event) -> None:
-        """Engine thread: queue only, no Qt (see the module docstring)."""
-        self._inbox.put(event)
-
-    def drain(self) -> None:
-        """GUI thread: apply every event that arrived for our job."""
-        while True:
-            try:
-                event = self._inbox.get_nowait()
-            except queue.Empty:
-                return
-            if self.job_id is not None and event.job_id == self.job_id:
-                self._apply(event)
-
     def _apply(self, event) -> None:
         if isinstance(event, Started):
             self._show_status("Loading pictures…")
@@ -416,15 +394,6 @@ class TrainDialog(QDialog):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self._listen(True)
         super().showEvent(event)
-
-    def _listen(self, on: bool) -> None:
-        if on and not self._listening:
-            self.engine.subscribe(self._sink)
-            self._timer.start()
-        elif not on and self._listening:
-            self._timer.stop()
-            self.engine.unsubscribe(self._sink)
-        self._listening = on
 
 
 def _spin(low: int, high: int, value: int) -> QSpinBox:
