@@ -139,12 +139,15 @@ def main() -> int:
 
         settings_dir = tmp_path / "corrupt-settings"
         settings_dir.mkdir()
-        (settings_dir / "settings.ini").write_bytes(b"\x00\xff[General\n=broken")
+        damaged = b"\x00\xff[General\n=broken"
+        (settings_dir / "desktop.ini").write_bytes(damaged)
         _, output = launch_gui(settings_dir)
-        print(
-            "corrupt settings file: app started"
-            + (" and said so" if "settings" in output.lower() else "")
-        )
+        said = "settings file was damaged" in output
+        kept = [p for p in settings_dir.iterdir() if p.name.startswith("desktop.ini.damaged-")]
+        intact = bool(kept) and kept[0].read_bytes() == damaged
+        print(f"damaged settings file: app started, warned={said}, old file kept={intact}")
+        if not (said and intact):
+            return 1
 
         blocker = tmp_path / "not-a-folder"
         blocker.write_text("keep me")
