@@ -50,3 +50,24 @@ class JobInbox:
     def _show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(text)
         self.status_label.setStyleSheet("color: #c0392b;" if error else "")
+
+
+def job_buttons(dialog, run_text: str, stop_text: str):
+    """The run / stop / close row both job dialogs end with: run calls `dialog.<run>`, stop
+    calls `dialog.cancel` (enabled only while a job runs), close rejects the dialog.
+
+    Returns (run_button, stop_button, layout); the caller connects the run button."""
+    from PySide6.QtWidgets import QHBoxLayout, QPushButton
+
+    run_button = QPushButton(run_text)
+    run_button.setDefault(True)
+    stop_button = QPushButton(stop_text)
+    stop_button.setEnabled(False)
+    stop_button.clicked.connect(dialog.cancel)
+    close_button = QPushButton("Close")
+    close_button.clicked.connect(dialog.reject)
+    row = QHBoxLayout()
+    row.addStretch(1)
+    for button in (run_button, stop_button, close_button):
+        row.addWidget(button)
+    return run_button, stop_button, row

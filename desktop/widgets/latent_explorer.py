@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.images import pil_to_qimage
-from desktop.widgets.job_inbox import JobInbox
+from desktop.widgets.job_inbox import JobInbox, job_buttons
 from desktop.widgets.train_dialog import SampleGrid, _spin
 from engine.errors import EaselError, InputError
 from engine.events import Cancelled, Failed, Progress, Result, Started
@@ -201,18 +201,8 @@ class LatentExplorer(JobInbox, QDialog):
             form.addRow(label, field)
             self._rows[key] = (form.labelForField(field), field)
 
-        self.explore_button = QPushButton("Explore")
-        self.explore_button.setDefault(True)
+        self.explore_button, self.cancel_button, buttons = job_buttons(self, "Explore", "Cancel")
         self.explore_button.clicked.connect(self.explore)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        close_button = QPushButton("Close")
-        close_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        for button in (self.explore_button, self.cancel_button, close_button):
-            buttons.addWidget(button)
 
         self.progress_bar = QProgressBar()
         self.status_label = QLabel("Choose a model and a mode, then Explore.")

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.images import pil_to_qimage
-from desktop.widgets.job_inbox import JobInbox
+from desktop.widgets.job_inbox import JobInbox, job_buttons
 from engine.errors import EaselError
 from engine.events import Cancelled, Failed, Preview, Progress, Result, Started
 from engine.families.grid import grid_cell
@@ -208,18 +208,8 @@ class TrainDialog(JobInbox, QDialog):
         form.addRow("Settings", self.settings_edit)
         self._data_b_label = form.labelForField(data_b_row)
 
-        self.start_button = QPushButton("Start training")
-        self.start_button.setDefault(True)
+        self.start_button, self.cancel_button, buttons = job_buttons(self, "Start training", "Stop")
         self.start_button.clicked.connect(self.start)
-        self.cancel_button = QPushButton("Stop")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        close_button = QPushButton("Close")
-        close_button.clicked.connect(self.reject)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        for button in (self.start_button, self.cancel_button, close_button):
-            buttons.addWidget(button)
 
         self.progress_bar = QProgressBar()
         self.status_label = QLabel("Choose a folder of pictures and where to save the model.")
