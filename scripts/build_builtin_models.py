@@ -183,7 +183,14 @@ def cmd_ldm(args) -> None:
     latents = latents * scale
     log(logfile, f"latents {tuple(latents.shape)} scale {scale:.4f}")
     schedule = Schedule(ScheduleConfig.from_dict(config["schedule"]))
-    optim = OptimConfig(lr=args.lr, ema_decay=0.995, cond_drop=0.15, warmup_steps=100)
+    optim = OptimConfig(
+        lr=args.lr,
+        ema_decay=args.ema_decay,
+        cond_drop=0.15,
+        warmup_steps=100,
+        snr_gamma=args.snr_gamma,
+    )
+    config |= {"snr_gamma": args.snr_gamma, "ema_decay": args.ema_decay}
     stepper = UNetStepper(model.unet, schedule, optim, seed=args.seed)
     resume_state = out / "unet-state.safetensors"
     if resume_state.is_file():
@@ -354,6 +361,8 @@ def main(argv=None) -> int:
     train.add_argument("--save-minutes", type=float, default=4.0)
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR loss weighting")
     train.add_argument("--threads", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=cmd_ldm)

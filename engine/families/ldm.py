@@ -144,6 +144,7 @@ DEFAULTS: dict = {
     "ae_learning_rate": 1e-3,
     "warmup_steps": 100,
     "ema_decay": 0.995,
+    "snr_gamma": 5.0,  # min-SNR loss weighting: faster convergence (Hang et al. 2023)
     "cond_drop": 0.15,
 }
 

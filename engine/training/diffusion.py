@@ -14,9 +14,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from engine.errors import InputError
-from engine.families.ddpm import Schedule, UNet, diffusion_loss
+from engine.families.ddpm import Schedule, UNet
 from engine.families.ldm import Autoencoder
 
 
@@ -28,6 +29,34 @@ class OptimConfig:
     cond_drop: float = 0.15
     grad_clip: float = 1.0
     warmup_steps: int = 200
+    #: min-SNR-gamma loss weighting (Hang et al. 2023); None is the plain DDPM objective
+    snr_gamma: float | None = None
+
+
+def diffusion_loss(
+    model: UNet,
+    schedule: Schedule,
+    x0: torch.Tensor,
+    cond: torch.Tensor | None,
+    generator: torch.Generator | None = None,
+    snr_gamma: float | None = None,
+) -> torch.Tensor:
+    """MSE between the true and the predicted noise at a random t (Ho et al. 2020).
+
+    With `snr_gamma`, each sample is weighted by min(SNR, gamma) / SNR: the near-clean
+    timesteps, whose noise is easy to predict but which dominate the plain objective's
+    gradient, count less, and the noisy ones that decide the picture's layout count more.
+    Hang et al. (2023) measured about 3x faster convergence with gamma = 5.
+    """
+    t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    predicted = model(schedule.add_noise(x0, noise, t), t, cond)
+    if snr_gamma is None:
+        return F.mse_loss(predicted, noise)
+    per_sample = (predicted - noise).pow(2).flatten(1).mean(1)
+    abar = schedule.abar(t).to(per_sample)
+    snr = abar / (1 - abar)
+    return (per_sample * snr.clamp(max=snr_gamma) / snr).mean()
 
 
 class UNetStepper:
@@ -59,7 +88,12 @@ class UNetStepper:
         for group in self.optimizer.param_groups:
             group["lr"] = self.optim.lr * warmup
         loss = diffusion_loss(
-            self.model, self.schedule, x0, self.drop_conditions(cond), self.generator
+            self.model,
+            self.schedule,
+            x0,
+            self.drop_conditions(cond),
+            self.generator,
+            self.optim.snr_gamma,
         )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -177,6 +211,7 @@ class DDPMTrainer(Trainer):
             ema_decay=float(self.config.get("ema_decay", 0.999)),
             cond_drop=float(self.config.get("cond_drop", 0.15)),
             warmup_steps=int(self.config.get("warmup_steps", 100)),
+            snr_gamma=self.config.get("snr_gamma"),
         )
         self.stepper = UNetStepper(self.unet, self.schedule, optim)
         self.stepper.generator = self.generator  # one training stream, saved with the state

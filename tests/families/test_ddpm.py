@@ -14,7 +14,7 @@ from engine.families import ddpm
 from engine.families.registry import load_native_model
 from engine.generate import run_generation
 from engine.library.resolve import resolve_model
-from engine.training.diffusion import OptimConfig, UNetStepper
+from engine.training.diffusion import OptimConfig, UNetStepper, diffusion_loss
 from engine.training.runner import run_training
 
 
@@ -78,7 +78,7 @@ def test_a_few_training_steps_reduce_the_loss():
     def held_out_loss() -> float:
         gen = torch.Generator().manual_seed(123)
         with torch.no_grad():
-            return ddpm.diffusion_loss(model, schedule, x0, None, gen).item()
+            return diffusion_loss(model, schedule, x0, None, gen).item()
 
     before = held_out_loss()
     stepper = UNetStepper(model, schedule, OptimConfig(lr=5e-3, warmup_steps=1))
@@ -207,3 +207,21 @@ def test_metadata_names_the_sampler_that_really_ran(tmp_path):
     asked_ddpm = run_generation(request(folder, sampler="DDPM", steps=3), RecordingContext())
     assert asked_euler.metadata[0]["sampler"] == "DDIM"
     assert asked_ddpm.metadata[0]["sampler"] == "DDPM"
+
+
+def test_min_snr_weighting_counts_noisy_timesteps_fully_and_clean_ones_less():
+    model = tiny_unet()
+    schedule = ddpm.Schedule(ddpm.ScheduleConfig(**TINY_SCHEDULE))
+    x0 = torch.randn(64, 3, 16, 16)
+
+    def loss(gamma):
+        with torch.no_grad():
+            return diffusion_loss(
+                model, schedule, x0, None, torch.Generator().manual_seed(5), gamma
+            )
+
+    plain, weighted = loss(None), loss(5.0)
+    # every weight is min(SNR, 5) / SNR <= 1, and some timesteps have SNR > 5
+    assert weighted < plain
+    assert weighted > 0.05 * plain
+    assert loss(1e9) == pytest.approx(plain.item(), rel=1e-5)  # a huge gamma is the plain loss
