@@ -10,12 +10,12 @@ that emits any signal (even `Signal()`) or builds a QImage while the GUI thread 
 aborts the process ("deallocating None/True": a reference-count bug in shiboken).
 
 Torch and the heavy libraries are imported on a loader thread started after the window shows,
-while the GUI says "Loading engine…".
+while the GUI says "Loading engine…". After each round of imports the heap is frozen out of the
+cyclic garbage collector (desktop/heavy_imports.py says why).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import queue
 import shutil
@@ -27,6 +27,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from desktop.heavy_imports import collector_paused, import_all
 from desktop.images import pil_to_qimage
 from engine.errors import EaselError
 from engine.events import Cancelled, Event, Failed, Preview, Progress, Queued, Result, Started
@@ -41,9 +42,11 @@ DEFAULT_PRELOAD = ("torch", "engine.generate")
 #: GUI stalls measured) and costs about +200 MB, so it happens while the status bar says so,
 #: not in the middle of the first generation and not for users of the built-in models only.
 #: ("module:attribute" also touches a lazily imported name: diffusers and transformers import
-#: most of their stack on first attribute access, which the first model load would pay for)
+#: most of their stack on first attribute access, which the first model load would pay for;
+#: "module:function()" calls it)
 WARM_UP = (
     "engine.sd.generate",
+    "engine.sd.loading:import_lazy_modules()",
     "diffusers:StableDiffusionPipeline",
     "diffusers:StableDiffusionImg2ImgPipeline",
     "diffusers:StableDiffusionInpaintPipeline",
@@ -95,6 +98,9 @@ class EngineBridge(QObject):
         self._engine = None
         self._loader: threading.Thread | None = None
         self._warmer: threading.Thread | None = None
+        self._preparers: list[threading.Thread] = []
+        self._preparing: str | None = None
+        self.prepared_model: str | None = None  # the last model whose tokenizers are built
         self.ready = False
         self.warm = not self._warm_up  # True once the SD stack is imported
         self.output_folder = ""  # results are also copied here when set
@@ -117,8 +123,8 @@ class EngineBridge(QObject):
 
     def _load(self) -> None:
         try:
-            for module in self._preload:
-                importlib.import_module(module)
+            with collector_paused("preload"):
+                import_all(self._preload, optional=False)
         except Exception as exc:  # a broken install: say so, keep the window usable
             log.exception("engine failed to load")
             self._inbox.put(("failed-load", f"The engine could not load: {exc}"))
@@ -137,15 +143,32 @@ class EngineBridge(QObject):
     def _warm(self) -> None:
         if self._loader is not None:
             self._loader.join()  # torch first: the SD stack imports it anyway
-        for name in self._warm_up:
-            module, _, attribute = name.partition(":")
-            try:
-                loaded = importlib.import_module(module)
-                if attribute:
-                    getattr(loaded, attribute)
-            except Exception:  # optional: the job that needs it reports the problem itself
-                log.warning("warm-up import of %s failed", module, exc_info=True)
+        with collector_paused("warm-up"):
+            import_all(self._warm_up, optional=True)  # the job that needs one reports it
         self._inbox.put(("warm", None))
+
+    def prepare_model(self, model: str) -> bool:
+        """Build the tokenizers that loading `model` (a path) needs, in the background, while
+        the user writes the prompt; the engine's load then finds them in its shared cache.
+        False if there is nothing to do (the same model again, or no real engine)."""
+        if not self._warm_up or model == self._preparing:
+            return False
+        self._preparing = model
+        thread = threading.Thread(target=self._prepare, args=(model,), name="easel-model-prepare")
+        self._preparers = [t for t in self._preparers if t.is_alive()] + [thread]
+        thread.start()
+        return True
+
+    def _prepare(self, model: str) -> None:
+        if self._warmer is not None:
+            self._warmer.join()  # the libraries first
+        try:
+            from engine.sd.tokenizers import prefetch
+
+            prefetch(model)
+        except Exception:  # optional: the load reports any problem with the model itself
+            log.warning("preparing %s failed", model, exc_info=True)
+        self._inbox.put(("prepared", model))
 
     def shutdown(self, timeout: float = 30.0) -> bool:
         """Cancel every job and join the worker and loader threads."""
@@ -153,7 +176,7 @@ class EngineBridge(QObject):
         self._timer.stop()
         if self._engine is not None:
             stopped = bool(self._engine.shutdown(timeout=timeout))
-        for thread in (self._loader, self._warmer):
+        for thread in (self._loader, self._warmer, *self._preparers):
             if thread is not None:
                 thread.join(timeout)
                 stopped = stopped and not thread.is_alive()
@@ -242,6 +265,8 @@ class EngineBridge(QObject):
         elif kind == "warm":
             self.warm = True
             self.warming.emit(False)
+        elif kind == "prepared":
+            self.prepared_model = payload[1]
         elif kind == "failed-load":
             self.engine_failed.emit(payload[1])
         elif kind == "preview":

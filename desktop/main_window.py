@@ -299,9 +299,12 @@ class MainWindow(QMainWindow):
 
     def _prepare_model(self) -> None:
         """Import the Stable Diffusion stack as soon as an SD model is chosen (in the background,
-        with a visible state), so the first generation does not pay for it."""
-        if self.bridge.ready and self.library.needs_diffusers(self.settings.get("model")):
+        with a visible state), and build its tokenizers, so the first generation does not pay
+        for either (both hold the GIL in long stretches: frozen frames mid-job)."""
+        model = self.settings.get("model")
+        if self.bridge.ready and self.library.needs_diffusers(model):
             self.bridge.warm_up()
+            self.bridge.prepare_model(self.library.local_path(model))
 
     def _warming(self, busy: bool) -> None:
         if busy:

@@ -115,6 +115,11 @@ class ModelLibrary(QObject):
     def find(self, reference: str) -> ModelInfo | None:
         return next((m for m in self.models if m.reference == reference), None)
 
+    def local_path(self, reference: str) -> str:
+        """The file or folder a model reference (a library id or a path) points at."""
+        info = self.find(reference)
+        return info.path if info else reference
+
     def needs_diffusers(self, reference: str) -> bool:
         """Whether running this model needs the Stable Diffusion stack (diffusers)."""
         if not reference or reference.startswith("builtin:"):

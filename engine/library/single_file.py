@@ -165,13 +165,12 @@ def _pipeline_class(config_dir: Path):
 def _component_overrides(config_dir: Path, result: ProbeResult) -> dict[str, Any]:
     """Tokenizers from resources/tokenizers (named in the folder's easel.json), and the
     scheduler with the probed prediction type when it differs from the config's default."""
-    overrides: dict[str, Any] = {}
-    easel = config_dir / "easel.json"
-    if easel.is_file():
-        from transformers import CLIPTokenizer
+    from engine.sd import tokenizers
 
-        for component, variant in _read_json(easel).get("tokenizers", {}).items():
-            overrides[component] = CLIPTokenizer.from_pretrained(resource("tokenizers", variant))
+    overrides: dict[str, Any] = {
+        component: tokenizers.bundled(variant)
+        for component, variant in tokenizer_variants(config_dir).items()
+    }
     if "v_prediction" in result.variant.split(","):
         scheduler_config = _read_json(config_dir / "scheduler" / "scheduler_config.json")
         if scheduler_config.get("prediction_type", "epsilon") != "v_prediction":
@@ -182,6 +181,12 @@ def _component_overrides(config_dir: Path, result: ProbeResult) -> dict[str, Any
                 scheduler_config, prediction_type="v_prediction"
             )
     return overrides
+
+
+def tokenizer_variants(config_dir: Path) -> dict[str, str]:
+    """{component: resources/tokenizers variant} named in a bundled config's easel.json."""
+    easel = config_dir / "easel.json"
+    return dict(_read_json(easel).get("tokenizers", {})) if easel.is_file() else {}
 
 
 def _read_json(path: Path) -> dict:

@@ -46,6 +46,23 @@ class ModelInfo:
     prediction_type: str  # "epsilon" or "v_prediction"
 
 
+def import_lazy_modules() -> None:
+    """Import what diffusers and transformers would otherwise import during the first load.
+
+    Both libraries import most classes on first attribute access. A pipeline's scheduler looks
+    up its "compatible" schedulers by name, which imports about fifteen scheduler modules in
+    the middle of the first model load; the app calls this on its warm-up thread instead.
+    """
+    import diffusers
+    import transformers
+    from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers
+
+    for scheduler in KarrasDiffusionSchedulers:
+        getattr(diffusers, scheduler.name, None)
+    for name in ("CLIPTokenizer", "CLIPTextModel", "CLIPTextModelWithProjection"):
+        getattr(transformers, name, None)
+
+
 def cache_key(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime) -> str:
     # offload changes how modules are placed, so it is part of the key; on the CPU it does
     # nothing, and a second copy of the same model would only waste RAM
@@ -169,6 +186,7 @@ def _load_diffusers_folder(path: Path, dtype: torch.dtype):
     index = read_model_index(path)
     pipeline_class = pipeline_class_for(index, path)
     options: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    options.update(_shared_tokenizers(path))
     if "safety_checker" in index:
         # An offline studio shows what it made; the checker would also cost ~1.2 GB of RAM.
         options.update(safety_checker=None, requires_safety_checker=False)
@@ -181,6 +199,20 @@ def _load_diffusers_folder(path: Path, dtype: torch.dtype):
             f"The model in '{path}' could not be loaded: {_first_line(exc)}. The folder may be "
             "incomplete or damaged; copy it again or pick another model."
         ) from exc
+
+
+def _shared_tokenizers(path: Path) -> dict[str, Any]:
+    """The folder's CLIP tokenizers from the shared cache (built once per distinct files)."""
+    from engine.sd import tokenizers
+
+    try:
+        return {
+            component: tokenizers.clip_tokenizer(folder)
+            for component, folder in tokenizers.folder_components(path).items()
+        }
+    except Exception as exc:  # noqa: BLE001 - let diffusers load it and report the problem
+        log.debug("shared tokenizer for %s not used: %s", path, exc)
+        return {}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import pytest
@@ -139,3 +140,41 @@ def test_warm_up_imports_in_the_background_once(qtbot):
         assert not bridge.warm_up()  # once
     finally:
         assert bridge.shutdown(timeout=10)
+
+
+def test_choosing_a_model_builds_its_tokenizers_in_the_background(qtbot, tmp_path):
+    from engine.paths import resource
+    from engine.sd import tokenizers
+
+    model = tmp_path / "sd-folder"
+    shutil.copytree(resource("tokenizers", "clip"), model / "tokenizer")
+    (model / "model_index.json").write_text('{"tokenizer": ["transformers", "CLIPTokenizer"]}')
+    bridge = EngineBridge(FakeEngine, preload=("json",), warm_up=("transformers:CLIPTokenizer",))
+    with qtbot.waitSignal(bridge.engine_ready, timeout=5000):
+        bridge.start()
+    try:
+        bridge.warm_up()
+        assert bridge.prepare_model(str(model))
+        assert not bridge.prepare_model(str(model))  # already on it
+        qtbot.waitUntil(lambda: bridge.prepared_model == str(model), timeout=60_000)
+        key = tokenizers.content_key(model / "tokenizer")
+        assert key in tokenizers._cache
+    finally:
+        assert bridge.shutdown(timeout=10)
+
+
+def test_imports_run_with_the_collector_paused_and_leave_a_frozen_heap():
+    import gc
+
+    from desktop import heavy_imports
+
+    frozen_before = gc.get_freeze_count()
+    seen = []
+    with heavy_imports.collector_paused("test-stage"):
+        heavy_imports.import_all(["colorsys", "string:capwords"], optional=False)
+        seen.append(gc.isenabled())
+    assert seen == [False] and gc.isenabled()
+    assert gc.get_freeze_count() > frozen_before
+    with pytest.raises(ModuleNotFoundError):
+        heavy_imports.import_all(["no_such_module_here"], optional=False)
+    heavy_imports.import_all(["no_such_module_here"], optional=True)  # logged, not raised
