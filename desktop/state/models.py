@@ -120,6 +120,18 @@ class ModelLibrary(QObject):
         info = self.find(reference)
         return info.path if info else reference
 
+    def fixed_size(self, reference: str) -> int | None:
+        """The side of the square pictures a native model always makes (its config's
+        `resolution`), or None for models that take any size (Stable Diffusion)."""
+        info = self.find(reference)
+        if info is None or info.kind != "native" or not info.path:
+            return None
+        try:
+            config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+            return int(config["resolution"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def needs_diffusers(self, reference: str) -> bool:
         """Whether running this model needs the Stable Diffusion stack (diffusers)."""
         if not reference or reference.startswith("builtin:"):

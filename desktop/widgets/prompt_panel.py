@@ -341,7 +341,7 @@ class PromptPanel(QWidget):
             self.seed_mode.setCurrentIndex(max(0, self.seed_mode.findData(value)))
             self.seed.setEnabled(value == "fixed")
         elif name in ("width", "height"):
-            self._show_size()
+            self._size_controls_shown()
         elif name == "batch_size":
             self.batch.setValue(int(value))
         elif name == "strength":
@@ -366,9 +366,32 @@ class PromptPanel(QWidget):
         image_mode = mode != Mode.TXT2IMG.value
         for widget in (self.strength_row, self._strength_label):
             widget.setVisible(image_mode)
+        self._size_controls_shown()
+
+    def _size_controls_shown(self) -> None:
+        """Size is free for Stable Diffusion text-to-image; an edit follows the canvas, and a
+        built-in (native) model always makes pictures of its own size."""
+        fixed = self.models.fixed_size(self.settings.get("model"))
+        if fixed:
+            note = f"This model makes {fixed} × {fixed} pictures"
+        elif self.settings.get("mode") != Mode.TXT2IMG.value:
+            note = "Size follows the canvas"
+        else:
+            note = ""
         for widget in (self.size_preset, self.width_box.parentWidget()):
-            widget.setEnabled(not image_mode)
-        self.size_note.setVisible(image_mode)
+            widget.setEnabled(not note)
+        updating, self._updating = self._updating, True  # showing, not a choice to save
+        try:
+            if fixed:
+                self.width_box.setValue(fixed)
+                self.height_box.setValue(fixed)
+                self.size_preset.setCurrentIndex(self.size_preset.count() - 1)
+            else:
+                self._show_size()
+        finally:
+            self._updating = updating
+        self.size_note.setText(note)
+        self.size_note.setVisible(bool(note))
 
     # -- models and LoRAs ---------------------------------------------------------------------
     def _fill_models(self) -> None:
@@ -400,6 +423,7 @@ class PromptPanel(QWidget):
             self.model_note.show()
         else:
             self.model_note.hide()
+        self._size_controls_shown()
 
     def _show_loras(self, loras: list) -> None:
         table = self.lora_table

@@ -30,6 +30,18 @@ def test_first_launch_defaults(window):
     assert window.engine_label.text().endswith("Engine ready")
 
 
+def test_the_built_in_model_shows_its_own_fixed_size(window, tmp_path):
+    panel = window.prompt_panel
+    assert window.settings.get("model") == "builtin:emoji-ldm"
+    assert not panel.width_box.isEnabled() and not panel.size_preset.isEnabled()
+    assert (panel.width_box.value(), panel.height_box.value()) == (64, 64)
+    assert panel.size_note.text() == "This model makes 64 × 64 pictures"
+    assert window.settings.get("width") == 512  # the Stable Diffusion size is kept
+    window.settings.set("model", str(tmp_path / "some-sd-model.safetensors"))
+    assert panel.width_box.isEnabled() and panel.width_box.value() == 512
+    assert panel.size_note.isHidden()
+
+
 def test_ctrl_enter_generates_and_result_lands_in_gallery(qtbot, window, fake):
     fake.default = Script(steps=4, step_seconds=0.02)
     qtbot.keyClicks(window.prompt_panel.prompt, "a red apple")
