@@ -188,9 +188,9 @@ def cmd_ldm(args) -> None:
         ema_decay=args.ema_decay,
         cond_drop=0.15,
         warmup_steps=100,
-        snr_gamma=args.snr_gamma,
+        snr_gamma=args.snr_gamma or None,  # 0: the plain objective
     )
-    config |= {"snr_gamma": args.snr_gamma, "ema_decay": args.ema_decay}
+    config |= {"snr_gamma": optim.snr_gamma, "ema_decay": args.ema_decay}
     stepper = UNetStepper(model.unet, schedule, optim, seed=args.seed)
     resume_state = out / "unet-state.safetensors"
     if resume_state.is_file():
@@ -301,16 +301,23 @@ def runner_record(source: Path) -> dict:
     }
 
 
+def training_seconds(clock_times, idle_gap_s: float = 600.0) -> float:
+    """Time spent training, from the log's HH:MM:SS stamps: a gap over `idle_gap_s` between two
+    lines is a pause between sessions (the run was stopped and resumed later), not counted."""
+    to_s = lambda hms: sum(int(x) * m for x, m in zip(hms.split(":"), (3600, 60, 1), strict=True))  # noqa: E731
+    stamps = [to_s(t) for t in clock_times]
+    gaps = [(b - a) % 86400 for a, b in zip(stamps, stamps[1:], strict=False)]
+    return float(sum(g for g in gaps if g <= idle_gap_s))
+
+
 def ldm_record(source: Path) -> dict:
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     summary = config["training"]
     log_lines = (source / "train.log").read_text(encoding="utf-8").splitlines()
-    first, last = log_lines[0].split()[0], log_lines[-1].split()[0]
-    to_s = lambda hms: sum(int(x) * m for x, m in zip(hms.split(":"), (3600, 60, 1), strict=True))  # noqa: E731
     return {
         "steps": int(summary["unet_steps"]),
         "autoencoder_steps": int(summary["autoencoder_steps"]),
-        "wall_time_s": float((to_s(last) - to_s(first)) % 86400),
+        "wall_time_s": training_seconds(line.split()[0] for line in log_lines if line.strip()),
         "final_loss": round(float(summary["final_loss"]), 4),
     }
 
@@ -362,7 +369,9 @@ def main(argv=None) -> int:
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--ema-decay", type=float, default=0.999)
-    train.add_argument("--snr-gamma", type=float, default=5.0, help="min-SNR loss weighting")
+    train.add_argument(
+        "--snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)"
+    )
     train.add_argument("--threads", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=cmd_ldm)
