@@ -20,6 +20,9 @@ from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
 
 BUILTIN_MODELS = ("emoji-ldm",)
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt")
+#: what Easel's own diffusion families sample with (engine.families.ddpm.SAMPLERS; the engine
+#: runs DDIM for any other name)
+NATIVE_DIFFUSION_SAMPLERS = ("DDIM", "DDPM")
 
 
 @dataclass(frozen=True)
@@ -120,17 +123,29 @@ class ModelLibrary(QObject):
         info = self.find(reference)
         return info.path if info else reference
 
+    def native_config(self, reference: str) -> dict:
+        """A native (Easel-trained) model's config.json; {} for any other model."""
+        info = self.find(reference)
+        if info is None or info.kind != "native" or not info.path:
+            return {}
+        try:
+            config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return config if isinstance(config, dict) else {}
+
     def fixed_size(self, reference: str) -> int | None:
         """The side of the square pictures a native model always makes (its config's
         `resolution`), or None for models that take any size (Stable Diffusion)."""
-        info = self.find(reference)
-        if info is None or info.kind != "native" or not info.path:
-            return None
         try:
-            config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
-            return int(config["resolution"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(self.native_config(reference)["resolution"])
+        except (KeyError, TypeError, ValueError):
             return None
+
+    def samplers_for(self, reference: str) -> tuple[str, ...] | None:
+        """The samplers a native diffusion model runs (DDIM, DDPM); None: any SD sampler."""
+        family = self.native_config(reference).get("family")
+        return NATIVE_DIFFUSION_SAMPLERS if family in ("ddpm", "ldm") else None
 
     def needs_diffusers(self, reference: str) -> bool:
         """Whether running this model needs the Stable Diffusion stack (diffusers)."""

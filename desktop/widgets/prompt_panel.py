@@ -330,7 +330,7 @@ class PromptPanel(QWidget):
             self.mode.setCurrentIndex(max(0, self.mode.findData(value)))
             self._mode_shown(value)
         elif name == "sampler":
-            self.sampler.setCurrentText(value)
+            self._sampler_choices_shown()
         elif name == "steps":
             self.steps.setValue(int(value))
         elif name == "guidance_scale":
@@ -424,6 +424,21 @@ class PromptPanel(QWidget):
         else:
             self.model_note.hide()
         self._size_controls_shown()
+        self._sampler_choices_shown()
+
+    def _sampler_choices_shown(self) -> None:
+        """All SD samplers, or only those a built-in diffusion model runs; a setting the model
+        cannot use shows what will run instead (DDIM), without changing the saved choice."""
+        choices = tuple(self.models.samplers_for(self.settings.get("model")) or SAMPLERS)
+        wanted = self.settings.get("sampler")
+        updating, self._updating = self._updating, True
+        try:
+            if tuple(self.sampler.itemText(i) for i in range(self.sampler.count())) != choices:
+                self.sampler.clear()
+                self.sampler.addItems(choices)
+            self.sampler.setCurrentText(wanted if wanted in choices else choices[0])
+        finally:
+            self._updating = updating
 
     def _show_loras(self, loras: list) -> None:
         table = self.lora_table

@@ -42,6 +42,19 @@ def test_the_built_in_model_shows_its_own_fixed_size(window, tmp_path):
     assert panel.size_note.isHidden()
 
 
+def test_the_built_in_model_offers_only_the_samplers_it_runs(window, tmp_path):
+    panel = window.prompt_panel
+    window.settings.set("sampler", "Euler a")
+    items = lambda: [panel.sampler.itemText(i) for i in range(panel.sampler.count())]  # noqa: E731
+    assert items() == ["DDIM", "DDPM"]
+    assert panel.sampler.currentText() == "DDIM"  # what the engine will run
+    assert window.settings.get("sampler") == "Euler a"  # the SD choice is kept
+    panel.sampler.setCurrentText("DDPM")
+    assert window.settings.get("sampler") == "DDPM"
+    window.settings.set("model", str(tmp_path / "some-sd-model.safetensors"))
+    assert "Euler a" in items() and panel.sampler.currentText() == "DDPM"
+
+
 def test_ctrl_enter_generates_and_result_lands_in_gallery(qtbot, window, fake):
     fake.default = Script(steps=4, step_seconds=0.02)
     qtbot.keyClicks(window.prompt_panel.prompt, "a red apple")
