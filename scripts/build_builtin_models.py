@@ -347,6 +347,8 @@ def cmd_ship(args) -> None:
         held_out=int(data.held_out.sum()),
         notes=args.note or [],
     )
+    if args.machine:
+        record["machine"] = args.machine
     (dest / "training.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"shipped {args.source} -> {dest}: {record}")
 
@@ -392,6 +394,7 @@ def main(argv=None) -> int:
     ship.add_argument("--batch", type=int, default=32)
     ship.add_argument("--resolution", type=int, default=64)
     ship.add_argument("--note", action="append")
+    ship.add_argument("--machine", help="where it was trained, for the card")
     ship.set_defaults(run=cmd_ship)
     args = parser.parse_args(argv)
     args.run(args)

@@ -285,7 +285,7 @@ def write_card(folder: Path, title: str, training: dict, quality: dict) -> None:
         f"- Reproduce: `{training['command']}`",
         f"- Steps: {training['steps']}; batch {training['batch']}; final loss "
         f"{training['final_loss']}",
-        f"- Wall time: {training['wall_time']} on {MACHINE}.",
+        f"- Wall time: {training['wall_time']} on {training.get('machine') or MACHINE}.",
     ]
     lines += [f"- {note}" for note in training.get("notes", [])]
     lines += ["", "## Quality", *quality_lines(quality)]
