@@ -122,13 +122,18 @@ class Discriminator(nn.Module):
         if self.num_classes:
             self.class_projection = nn.Embedding(self.num_classes, widths[-1])
         self.apply(init_weights)
+        if self.num_classes:
+            # small like every other weight: nn.Embedding's default N(0, 1) made the projection
+            # term alone about +-100 at the start, so the losses swung between 2 and 38 and the
+            # generator never learnt shapes
+            nn.init.normal_(self.class_projection.weight, 0.0, 0.02)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(images)
         logit = self.to_logit(h).flatten()
         if self.num_classes and labels is not None:
             # projection discriminator: + <embed(y), pooled features>
-            logit = logit + (self.class_projection(labels) * h.sum(dim=(2, 3))).sum(dim=1)
+            logit = logit + (self.class_projection(labels) * h.mean(dim=(2, 3))).sum(dim=1)
         return logit
 
 
