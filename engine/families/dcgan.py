@@ -39,6 +39,11 @@ DEFAULTS = {
     "max_width": 512,
     "classes": [],  # class names; empty = unconditional
     "learning_rate": 2e-4,  # Adam lr 0.0002, beta1 0.5 (paper, section 4)
+    # pictures come from an exponential moving average of the generator (Karras et al. 2018):
+    # on a few thousand images a DCGAN hops between modes from one step to the next, and the
+    # average is far steadier than any single step
+    "ema_half_life_images": 10000,
+    "ema_rampup": 0.05,
 }
 
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)

@@ -81,6 +81,15 @@ class Trainer:
         for name, optimizer in self.optimizers.items():
             load_optimizer_tensors(optimizer, tensors, f"optim.{name}")
 
+    def ema_decay(self, batch_size: int) -> float:
+        """Decay for the config's generator EMA half-life in images (`ema_half_life_images`),
+        shorter early on (`ema_rampup`, StyleGAN2-ADA) so the average is not stuck at init."""
+        half_life = float(self.config["ema_half_life_images"])
+        seen = (self.step + 1) * batch_size
+        if float(self.config.get("ema_rampup", 0)) > 0:
+            half_life = min(half_life, seen * float(self.config["ema_rampup"]))
+        return 0.5 ** (batch_size / max(half_life, 1e-8))
+
     def counters(self) -> dict[str, Any]:
         """Plain numbers a trainer needs on resume besides tensors (e.g. an annealing step)."""
         return {}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.families import dcgan
-from engine.training.base import Trainer
+from engine.training.base import EMA, Trainer
 
 
 def d_loss_nonsaturating(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -27,13 +27,20 @@ class DCGANTrainer(Trainer):
     default_lr = 2e-4
 
     def __init__(self, request, config, device):
+        # runs started before the generator EMA existed resume with the default half-life
+        config = {**dcgan.DEFAULTS, **config} if "ema_half_life_images" not in config else config
         super().__init__(request, config, device)
         dcgan.check_config(config)
         self.generator_net = dcgan.Generator(config).to(self.device).train()
         self.discriminator = dcgan.Discriminator(config).to(self.device).train()
         self.num_classes = len(config.get("classes") or [])
         self.z_dim = int(config["z_dim"])
-        self.modules = {"generator": self.generator_net, "discriminator": self.discriminator}
+        self.ema = EMA(self.generator_net, decay=0.0)
+        self.modules = {
+            "generator": self.generator_net,
+            "discriminator": self.discriminator,
+            "generator_ema": self.ema.module,
+        }
         self.optimizers = {
             "generator": self.adam(self.generator_net),
             "discriminator": self.adam(self.discriminator),
@@ -58,8 +65,25 @@ class DCGANTrainer(Trainer):
         self.optimizers["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         self.optimizers["generator"].step()
+        self.ema.decay = self.ema_decay(real.shape[0])
+        self.ema.update(self.generator_net)
         d, g = d_loss.item(), g_loss.item()
         return {"loss": d + g, "d_loss": d, "g_loss": g}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if not any(k.startswith("module.generator_ema.") for k in tensors):
+            # a checkpoint from before the EMA: start the average at the saved generator
+            modules, self.modules = (
+                self.modules,
+                {k: v for k, v in self.modules.items() if k != "generator_ema"},
+            )
+            try:
+                super().load_state_tensors(tensors)
+            finally:
+                self.modules = modules
+            self.ema.module.load_state_dict(self.generator_net.state_dict())
+            return
+        super().load_state_tensors(tensors)
 
     @torch.no_grad()
     def sample(self, generator: torch.Generator, count: int) -> torch.Tensor:
@@ -67,14 +91,10 @@ class DCGANTrainer(Trainer):
         labels = None
         if self.num_classes:
             labels = torch.arange(count, device=self.device) % self.num_classes
-        self.generator_net.eval()
-        try:
-            return self.generator_net(z, labels)
-        finally:
-            self.generator_net.train()
+        return self.ema.module(z, labels)
 
     def sample_grid(self, generator: torch.Generator):
         return self.grid(self.sample(generator, self.grid_size))
 
     def export(self):
-        return self.generator_net.state_dict(), dict(self.config)
+        return self.ema.module.state_dict(), dict(self.config)

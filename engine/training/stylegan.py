@@ -84,14 +84,6 @@ class StyleGANTrainer(Trainer):
         (grad,) = torch.autograd.grad(self.discriminator(real).sum(), real, create_graph=True)
         return grad.pow(2).flatten(1).sum(1).mean()
 
-    def ema_decay(self, batch_size: int) -> float:
-        """Decay for an EMA half-life in images, shorter early on (StyleGAN2-ADA ramp-up)."""
-        half_life = float(self.config["ema_half_life_images"])
-        seen = (self.step + 1) * batch_size
-        if float(self.config["ema_rampup"]) > 0:
-            half_life = min(half_life, seen * float(self.config["ema_rampup"]))
-        return 0.5 ** (batch_size / max(half_life, 1e-8))
-
     @torch.no_grad()
     def sample_grid(self, generator: torch.Generator):
         g = self.ema.module

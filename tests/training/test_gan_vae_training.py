@@ -228,3 +228,35 @@ def test_cancel_before_the_first_step_leaves_nothing_behind(pictures, tmp_path):
         run_training(train_request("vae", pictures, tmp_path / "none"), ctx)
     assert not (tmp_path / "none" / "checkpoint").exists()
     assert not (tmp_path / "none" / "config.json").exists()
+
+
+def test_dcgan_ships_the_generator_average_and_resumes_checkpoints_made_before_it(
+    pictures, tmp_path
+):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "dc"
+    ctx = RecordingContext(cancel_after=4)
+    with pytest.raises(JobCancelled):
+        run_training(train_request("dcgan", pictures, out, steps=8), ctx)
+    tensors = load_file(str(out / "checkpoint" / "state.safetensors"))
+    raw = {
+        k.removeprefix("module.generator."): v
+        for k, v in tensors.items()
+        if k.startswith("module.generator.")
+    }
+    average = {
+        k.removeprefix("module.generator_ema."): v
+        for k, v in tensors.items()
+        if k.startswith("module.generator_ema.")
+    }
+    assert raw.keys() == average.keys()
+    assert any(not torch.equal(raw[k], average[k]) for k in raw)  # an average, not a copy
+    shipped = load_native_model(out).model.state_dict()
+    assert all(torch.equal(shipped[k], average[k]) for k in shipped)
+
+    # a run saved before the average existed: it starts at the saved generator
+    old = {k: v for k, v in tensors.items() if not k.startswith("module.generator_ema.")}
+    save_file(old, str(out / "checkpoint" / "state.safetensors"))
+    run_training(train_request("dcgan", pictures, out, steps=8, resume=True), RecordingContext())
+    assert load_native_model(out).model is not None
