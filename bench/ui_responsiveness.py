@@ -180,18 +180,9 @@ class _TimerGaps:
 
 def _timer_gaps(app, seconds: float) -> dict:
     """Gaps of a 16 ms timer while nothing runs: what the OS scheduler alone costs right now."""
-    from PySide6.QtCore import QElapsedTimer, QTimer
-
-    clock = QElapsedTimer()
-    clock.start()
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(16)
-    timer.timeout.connect(lambda: ticks.append(clock.nsecsElapsed() / 1e6))
-    timer.start()
-    _spin(app, lambda: clock.elapsed() > seconds * 1000, seconds + 30)
-    timer.stop()
-    return _gap_stats([b - a for a, b in zip(ticks, ticks[1:], strict=False)])
+    with _TimerGaps() as idle:
+        _spin(app, lambda: idle.clock.elapsed() > seconds * 1000, seconds + 30)
+    return _gap_stats(idle.gaps)
 
 
 def _spin(app, condition, timeout_s: float) -> None:

@@ -101,6 +101,7 @@ class ModelLibrary(QObject):
         super().__init__(parent)
         self.folders = list(folders or [])
         self.models: list[ModelInfo] = []
+        self._native_configs: dict[str, dict] = {}  # path -> config.json, per listing
         self._scan_thread: threading.Thread | None = None
         self._scan_error = ""
         self._poll = QTimer(self)
@@ -113,6 +114,7 @@ class ModelLibrary(QObject):
         have = {m.reference for m in models}
         models = [m for m in builtin_models() if m.reference not in have] + models
         self.models = models
+        self._native_configs.clear()
         self.changed.emit()
 
     def find(self, reference: str) -> ModelInfo | None:
@@ -128,11 +130,14 @@ class ModelLibrary(QObject):
         info = self.find(reference)
         if info is None or info.kind != "native" or not info.path:
             return {}
-        try:
-            config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return config if isinstance(config, dict) else {}
+        # read once per listing: the panel asks on every model, mode and size change
+        if info.path not in self._native_configs:
+            try:
+                config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = {}
+            self._native_configs[info.path] = config if isinstance(config, dict) else {}
+        return self._native_configs[info.path]
 
     def fixed_size(self, reference: str) -> int | None:
         """The side of the square pictures a native model always makes (its config's

@@ -15,7 +15,8 @@ POLL_MS = 16  # one frame: events show as fast as the screen can, and no faster
 
 
 class JobInbox:
-    """Mixin for a QWidget with `engine`, `job_id`, `status_label` and an `_apply(event)`."""
+    """Mixin for a QWidget with `engine`, `job_id`, `status_label`, `progress_bar`,
+    `_set_running(bool)` and an `_apply(event)`."""
 
     def _init_inbox(self) -> None:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -46,6 +47,19 @@ class JobInbox:
             self._timer.stop()
             self.engine.unsubscribe(self._sink)
         self._listening = on
+
+    def _submit_job(self, request, total: int) -> None:
+        """Show the job as queued (progress 0 of `total`, controls locked) and submit it."""
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(0)
+        self._set_running(True)
+        self._show_status("Queued…")
+        self.job_id = self.engine.submit(request)
+
+    def _cancel_job(self, status: str) -> None:
+        if self.job_id is not None:
+            self.engine.cancel(self.job_id)
+            self._show_status(status)
 
     def _show_status(self, text: str, *, error: bool = False) -> None:
         self.status_label.setText(text)

@@ -372,16 +372,10 @@ class LatentExplorer(JobInbox, QDialog):
             self._show_status(str(exc), error=True)
             return
         self.columns = self.columns_spin.value()
-        self.progress_bar.setRange(0, request.batch_size)
-        self.progress_bar.setValue(0)
-        self._set_running(True)
-        self._show_status("Queued…")
-        self.job_id = self.engine.submit(request)
+        self._submit_job(request, request.batch_size)
 
     def cancel(self) -> None:
-        if self.job_id is not None:
-            self.engine.cancel(self.job_id)
-            self._show_status("Cancelling…")
+        self._cancel_job("Cancelling…")
 
     def _set_running(self, running: bool) -> None:
         self.explore_button.setEnabled(not running)

@@ -302,16 +302,10 @@ class TrainDialog(JobInbox, QDialog):
             self._show_status(str(exc), error=True)
             return
         self.curve.clear()
-        self.progress_bar.setRange(0, request.steps)
-        self.progress_bar.setValue(0)
-        self._set_running(True)
-        self._show_status("Queued…")
-        self.job_id = self.engine.submit(request)
+        self._submit_job(request, request.steps)
 
     def cancel(self) -> None:
-        if self.job_id is not None:
-            self.engine.cancel(self.job_id)
-            self._show_status("Stopping: saving a checkpoint…")
+        self._cancel_job("Stopping: saving a checkpoint…")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)

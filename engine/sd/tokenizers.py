@@ -111,8 +111,3 @@ def prefetch(model: str | Path) -> int:
         log.debug("tokenizer prefetch for %s failed", path, exc_info=True)
         return 0
     return len(tokenizers)
-
-
-def cached_count() -> int:
-    with _lock:
-        return len(_cache)

@@ -28,7 +28,7 @@ class DCGANTrainer(Trainer):
 
     def __init__(self, request, config, device):
         # runs started before the generator EMA existed resume with the default half-life
-        config = {**dcgan.DEFAULTS, **config} if "ema_half_life_images" not in config else config
+        config = {**dcgan.DEFAULTS, **config}
         super().__init__(request, config, device)
         dcgan.check_config(config)
         self.generator_net = dcgan.Generator(config).to(self.device).train()
@@ -73,16 +73,12 @@ class DCGANTrainer(Trainer):
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if not any(k.startswith("module.generator_ema.") for k in tensors):
             # a checkpoint from before the EMA: start the average at the saved generator
-            modules, self.modules = (
-                self.modules,
-                {k: v for k, v in self.modules.items() if k != "generator_ema"},
-            )
-            try:
-                super().load_state_tensors(tensors)
-            finally:
-                self.modules = modules
-            self.ema.module.load_state_dict(self.generator_net.state_dict())
-            return
+            prefix = "module.generator."
+            tensors = tensors | {
+                "module.generator_ema." + k.removeprefix(prefix): v
+                for k, v in tensors.items()
+                if k.startswith(prefix)
+            }
         super().load_state_tensors(tensors)
 
     @torch.no_grad()

@@ -109,6 +109,13 @@ def test_modes_requests_messages_and_clicking_a_cell(qtbot, fake, tmp_path):
     dialog.reject()
 
 
+def explore_with_real_engine(qtbot, dialog: LatentExplorer) -> list:
+    """Click Explore and wait for the job to end; the outcome signal's arguments."""
+    with qtbot.waitSignal(dialog.explore_finished, timeout=60_000) as finished:
+        qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
+    return finished.args
+
+
 def fake_result_image(fake: FakeEngine, index: int):
     from desktop.testing.fake_engine import _image, _shift
 
@@ -125,9 +132,7 @@ def test_real_dcgan_and_beta_vae_end_to_end(qtbot, engine, tmp_path):
     dialog.to_seed_spin.setValue(42)
     dialog.count_spin.setValue(8)
     dialog.columns_spin.setValue(4)
-    with qtbot.waitSignal(dialog.explore_finished, timeout=60_000) as finished:
-        qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
-    assert finished.args == ["result"], dialog.status_label.text()
+    assert explore_with_real_engine(qtbot, dialog) == ["result"], dialog.status_label.text()
     grid = dialog.grid_view.grid
     assert grid.info["easel_grid"] == {
         "columns": 4, "rows": 2, "count": 8, "cell_width": 64, "cell_height": 64, "pad": 2,
@@ -150,9 +155,7 @@ def test_real_dcgan_and_beta_vae_end_to_end(qtbot, engine, tmp_path):
     for mode in ("traverse", "interpolate_images"):
         dialog.mode_combo.setCurrentIndex(dialog.mode_combo.findData(mode))
         dialog.image_b_edit.setText(str(picture_b))
-        with qtbot.waitSignal(dialog.explore_finished, timeout=60_000) as finished:
-            qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
-        assert finished.args == ["result"], dialog.status_label.text()
+        assert explore_with_real_engine(qtbot, dialog) == ["result"], dialog.status_label.text()
         layout = dialog.grid_view.grid.info["easel_grid"]
         assert (layout["count"], layout["cell_width"]) == (5, 32)
         view = dialog.grid_view  # the whole grid is shown, scaled up to fit the view
@@ -176,9 +179,7 @@ def test_real_stylegan_folder_style_mixing(qtbot, engine, tmp_path, monkeypatch)
     dialog.mix_layer_spin.setValue(1)
     dialog.to_seed_spin.setValue(9)
     dialog.count_spin.setValue(3)
-    with qtbot.waitSignal(dialog.explore_finished, timeout=60_000) as finished:
-        qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
-    assert finished.args == ["result"], dialog.status_label.text()
+    assert explore_with_real_engine(qtbot, dialog) == ["result"], dialog.status_label.text()
     assert dialog.grid_view.grid.info["easel_grid"]["count"] == 3
     assert click_cell(qtbot, dialog, 2, 0).size == (16, 16)
     dialog.reject()
