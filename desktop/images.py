@@ -7,18 +7,17 @@ file (not an image, corrupt, a decompression bomb, a folder, a remote URL) alway
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QImage
 
 from engine.errors import InputError
+from engine.images import MAX_PIXELS, SUFFIXES, check_pixel_count, open_user_image
 
-#: refuse anything bigger before decoding it (a 64 MP RGBA image is already 256 MB)
-MAX_PIXELS = 64_000_000
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-IMAGE_FORMATS = {"PNG", "JPEG", "WEBP", "BMP", "MPO"}
+__all__ = ["MAX_PIXELS", "check_pixel_count", "load_image_file", "local_path"]
+
+IMAGE_SUFFIXES = set(SUFFIXES)
 MODEL_SUFFIXES = {".safetensors"}
 
 
@@ -33,50 +32,9 @@ def local_path(url: QUrl) -> Path:
 
 
 def load_image_file(path: str | Path) -> QImage:
-    """Decode a PNG/JPEG/WebP/BMP file into a QImage (ARGB32), checking size before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"'{path.name}' is a folder. Drop an image file (PNG, JPEG, WebP, BMP).")
-    if not path.is_file():
-        raise InputError(f"'{path}' does not exist.")
-    try:
-        with warnings.catch_warnings():
-            # PIL warns about big images; we refuse them ourselves with a clearer message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return _decode(path)
-    except UnidentifiedImageError:
-        raise InputError(
-            f"'{path.name}' is not an image Easel can open (PNG, JPEG, WebP or BMP)."
-        ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"'{path.name}' is damaged and cannot be read ({exc}).") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"'{path.name}' is too large to open safely.") from None
-
-
-def _decode(path: Path) -> QImage:
-    from PIL import Image
-
-    with Image.open(path) as image:  # reads the header only
-        check_pixel_count(image.width, image.height, f"'{path.name}'")
-        if image.format not in IMAGE_FORMATS:
-            raise InputError(
-                f"'{path.name}' is a {image.format} image; Easel opens PNG, JPEG, WebP and BMP."
-            )
-        image.load()
-        return pil_to_qimage(image)
-
-
-def check_pixel_count(width: int, height: int, name: str = "The image") -> None:
-    if width * height > MAX_PIXELS:
-        raise InputError(
-            f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); Easel opens images up "
-            f"to {MAX_PIXELS / 1e6:.0f} MP. Scale it down first."
-        )
-    if width < 1 or height < 1:
-        raise InputError(f"{name} is empty (0 pixels).")
+    """Decode a user's picture into a QImage (ARGB32) through the engine's one checked loader
+    (size read from the header before decoding, format, EXIF orientation, colour mode)."""
+    return pil_to_qimage(open_user_image(path, "picture", mode="RGBA"))
 
 
 def check_qimage(image: QImage | None, what: str = "The clipboard image") -> QImage:

@@ -40,16 +40,9 @@ def run_upscale(request: UpscaleRequest, ctx: JobContext) -> Result:
 
 
 def open_image(path: str):
-    from PIL import Image, UnidentifiedImageError
+    from engine.images import open_user_image
 
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return opened.copy()
-    except FileNotFoundError as exc:
-        raise InputError(f"Image not found: '{path}'.") from exc
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise InputError(f"'{Path(path).name}' could not be read as an image ({exc}).") from exc
+    return open_user_image(path, "picture to upscale", mode=None)
 
 
 def lanczos(image, factor: float):

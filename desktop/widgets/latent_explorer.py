@@ -430,7 +430,7 @@ class LatentExplorer(JobInbox, QDialog):
 
 def _picture_path(text: str, what: str, *, required: bool) -> str | None:
     """A readable picture's path, None when optional and empty, else InputError saying why."""
-    from PIL import Image, UnidentifiedImageError
+    from engine.images import open_user_image
 
     path = text.strip()
     if not path:
@@ -439,13 +439,7 @@ def _picture_path(text: str, what: str, *, required: bool) -> str | None:
         return None
     if not Path(path).is_file():
         raise InputError(f"The {what} '{path}' does not exist. Choose another file.")
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise InputError(
-            f"The {what} '{Path(path).name}' is not a readable picture ({exc})."
-        ) from exc
+    open_user_image(path, what, mode=None)  # one clear message for any unreadable file
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from engine.errors import InputError
 from engine.families.grid import grid_cell, make_grid  # noqa: F401 - re-exported
@@ -65,16 +65,10 @@ def from_image(image: Image.Image, channels: int = 3) -> torch.Tensor:
 
 
 def open_picture(path: str | Path, what: str = "init image") -> Image.Image:
-    """Open a picture the user gave, or raise InputError saying what is wrong with it."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"The {what} '{path}' does not exist. Pick an existing picture.")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(f"The {what} '{path.name}' is not a readable picture ({exc}).") from exc
+    """Open a picture the user gave as RGB, or raise InputError saying what is wrong with it."""
+    from engine.images import open_user_image
+
+    return open_user_image(path, what, mode="RGB")
 
 
 def load_square(path: str | Path, resolution: int, channels: int = 3, what: str = "init image"):

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from engine.errors import InputError
 
@@ -60,27 +60,14 @@ def _is_image_name(path: Path) -> bool:
 def open_rgb(path: str | Path) -> Image.Image:
     """Open any image as 8-bit RGB. Raises InputError naming the file if it cannot be read.
 
-    Transparency is dropped as `convert("RGB")` does (the FID reference tools do the same, so
-    numbers stay comparable); 16-bit and float images are scaled to 8 bits first instead of
-    being clipped, which would turn most of them white.
+    Through Easel's one loader (engine.images): size checked from the header, EXIF orientation,
+    16-bit and float images scaled to 8 bits. Transparency is then dropped as `convert("RGB")`
+    does (the FID reference tools do the same, so numbers stay comparable).
     """
-    if not Path(path).is_file():
-        raise InputError(f"'{path}' does not exist or is not an image file. Check the path.")
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise InputError(
-                    f"'{path}' is {image.width}x{image.height} pixels, larger than Easel reads "
-                    "for metrics. Downscale it first."
-                )
-            image.seek(0)  # first frame of an animation
-            return _to_rgb(image)
-    except InputError:
-        raise
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(
-            f"'{path}' could not be read as an image ({exc}). Remove it from the set or re-save it."
-        ) from exc
+    from engine.images import open_user_image
+
+    image = open_user_image(path, "picture", mode=None, max_pixels=MAX_PIXELS)
+    return _to_rgb(image)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -15,11 +15,10 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from engine import devices
 from engine.api import MAX_SEED, GenerationRequest, Mode
@@ -128,18 +127,9 @@ def load_job_inputs(request: GenerationRequest) -> JobInputs:
 
 
 def read_image(path_text: str | None, what: str) -> Image.Image:
-    path = Path(path_text or "").expanduser()
-    if not path_text or not path.is_file():
-        raise InputError(f"The {what} '{path_text}' does not exist. Check the path.")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InputError(
-            f"The {what} '{path.name}' is not an image Easel can read ({exc}). "
-            "Use a PNG, JPEG or WebP file."
-        ) from exc
+    from engine.images import open_user_image
+
+    return open_user_image(path_text or "", what, mode=None)
 
 
 # -- sampling ---------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from engine.errors import InputError
 
@@ -90,8 +89,8 @@ def load_training_data(
             check()
         try:
             pictures.append(_decode(path, resolution, channels))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            skipped.append(f"{path.relative_to(folder)}: {type(exc).__name__}")
+        except InputError as exc:
+            skipped.append(f"{path.relative_to(folder)}: {exc}")
             continue
         labels.append(class_names.index(_class_of(folder, path)) if class_names else 0)
         captions.append(_caption_for(path))
@@ -128,23 +127,15 @@ def _looks_like_image(path: Path) -> bool:
 
 
 def _decode(path: Path, resolution: int, channels: int) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()
-        image = _flatten_alpha(image)
-        image = image.convert("L" if channels == 1 else "RGB")
     from engine.families.common import fit_square
+    from engine.images import open_user_image
 
+    # transparent pictures (emoji, icons) go on white: the loader flattens alpha for RGB
+    image = open_user_image(path, "training picture", mode="RGB")
+    if channels == 1:
+        image = image.convert("L")
     array = np.asarray(fit_square(image, resolution), dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
-
-
-def _flatten_alpha(image: Image.Image) -> Image.Image:
-    """Transparent pictures (emoji, icons) go on white, not on whatever the hidden RGB holds."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image
 
 
 def _class_of(folder: Path, path: Path) -> str:
