@@ -37,6 +37,8 @@ class JobContext:
         self.services = services
         self._last_preview = 0.0
         self.started_at = time.perf_counter()
+        #: what the user should know about how the job ran (a fallback taken, a picture scaled)
+        self.notices: list[str] = []
 
     @property
     def cancelled(self) -> bool:
@@ -45,6 +47,11 @@ class JobContext:
     def check_cancelled(self) -> None:
         if self.cancel_event.is_set():
             raise JobCancelled()
+
+    def notice(self, text: str) -> None:
+        """Tell the user something about this job's result; shown with it, not an error."""
+        if text not in self.notices:
+            self.notices.append(text)
 
     def progress(self, step: int, total: int, **info: Any) -> None:
         elapsed = time.perf_counter() - self.started_at

@@ -300,6 +300,27 @@ def _predict_x0(x, eps, abar, clip: float | None):
     return x0.clamp(-clip, clip) if clip else x0
 
 
+def ddpm_step(
+    denoise: Denoise,
+    schedule: Schedule,
+    x: torch.Tensor,
+    step: int,
+    generator: torch.Generator,
+    clip: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ancestral step t -> t-1 (Ho et al., eq. 6-7); returns (x_{t-1}, predicted x0)."""
+    t = torch.full((x.shape[0],), step, dtype=torch.long)
+    abar, abar_prev = schedule.abar(t)[0], schedule.abar(t - 1)[0]
+    beta = 1 - abar / abar_prev
+    x0 = _predict_x0(x, denoise(x, t), abar, clip)
+    # posterior q(x_{t-1} | x_t, x0): mean and variance
+    mean = (abar_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - abar_prev) * x) / (1 - abar)
+    if step == 0:
+        return mean, x0
+    var = beta * (1 - abar_prev) / (1 - abar)
+    return mean + var.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype), x0
+
+
 def ddpm_sample(
     denoise: Denoise,
     schedule: Schedule,
@@ -312,17 +333,7 @@ def ddpm_sample(
     """Ancestral sampling through every training timestep (Ho et al. 2020, Algorithm 2)."""
     x, total = noise, schedule.timesteps
     for i, step in enumerate(reversed(range(total))):
-        t = torch.full((x.shape[0],), step, dtype=torch.long)
-        abar, abar_prev = schedule.abar(t)[0], schedule.abar(t - 1)[0]
-        beta = 1 - abar / abar_prev
-        x0 = _predict_x0(x, denoise(x, t), abar, clip)
-        # posterior q(x_{t-1} | x_t, x0): mean and variance (Ho et al., eq. 6-7)
-        mean = (abar_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - abar_prev) * x) / (1 - abar)
-        if step > 0:
-            var = beta * (1 - abar_prev) / (1 - abar)
-            x = mean + var.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        else:
-            x = mean
+        x, x0 = ddpm_step(denoise, schedule, x, step, generator, clip)
         if on_step:
             on_step(i + 1, total, x0)
     return x
@@ -335,6 +346,31 @@ def ddim_timesteps(total: int, steps: int) -> list[int]:
     if not 1 <= steps <= total:
         raise InputError(f"Steps must be 1 to {total} for this model.")
     return [int(i * total / steps) for i in reversed(range(steps))]
+
+
+def ddim_step(
+    denoise: Denoise,
+    schedule: Schedule,
+    x: torch.Tensor,
+    step: int,
+    prev: int,
+    generator: torch.Generator,
+    *,
+    eta: float = 0.0,
+    clip: float | None = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step from timestep `step` to `prev` (-1: the clean image); (x_prev, x0)."""
+    t = torch.full((x.shape[0],), step, dtype=torch.long)
+    abar, abar_prev = schedule.abar(t)[0], schedule.abar(torch.tensor([prev]))[0]
+    eps = denoise(x, t)
+    x0 = _predict_x0(x, eps, abar, clip)
+    if clip:  # recompute eps from the clipped x0 so the step stays consistent
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+    sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
+    x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0 and prev >= 0:
+        x = x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x, x0
 
 
 def ddim_sample(
@@ -355,16 +391,7 @@ def ddim_sample(
     ts = ddim_timesteps(schedule.timesteps, steps)
     for i, step in enumerate(ts):
         prev = ts[i + 1] if i + 1 < len(ts) else -1
-        t = torch.full((x.shape[0],), step, dtype=torch.long)
-        abar, abar_prev = schedule.abar(t)[0], schedule.abar(torch.tensor([prev]))[0]
-        eps = denoise(x, t)
-        x0 = _predict_x0(x, eps, abar, clip)
-        if clip:  # recompute eps from the clipped x0 so the step stays consistent
-            eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
-        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
-        x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and prev >= 0:
-            x = x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x, x0 = ddim_step(denoise, schedule, x, step, prev, generator, eta=eta, clip=clip)
         if on_step:
             on_step(i + 1, len(ts), x0)
     return x
@@ -587,8 +614,14 @@ def sample_for_request(
 
 
 def generate(model: UNet, config: dict, request, ctx) -> list:
+    from engine.api import Mode
     from engine.families.common import to_images
 
+    if request.mode is not Mode.TXT2IMG:
+        from engine.families.editing import Space, edit_pictures
+
+        same = lambda x: x  # noqa: E731 - pixel space: nothing to encode
+        return edit_pictures(model, config, request, ctx, Space(same, same, clip=1.0))
     r, c = int(config["resolution"]), int(config["channels"])
     x = sample_for_request(
         model, config, request, ctx, latent_shape=(c, r, r), clip=1.0, decode=lambda x0: x0

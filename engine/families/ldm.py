@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.api import Mode
 from engine.families.ddpm import _norm
 from engine.families.ddpm import settings_used as settings_used  # metadata hook, same sampling
 
@@ -178,6 +179,16 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
 
     def decode(latents: torch.Tensor) -> torch.Tensor:
         return model.autoencoder.decode(latents / model.latent_scale)
+
+    if request.mode is not Mode.TXT2IMG:
+        from engine.families.editing import Space, edit_pictures
+
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            mean, _ = model.autoencoder.encode(images)  # the posterior mean: no sampling noise
+            return mean * model.latent_scale
+
+        clip = float(config.get("latent_clip", 6.0))
+        return edit_pictures(model.unet, config, request, ctx, Space(encode, decode, clip=clip))
 
     # latents are not bounded like pixels: clip x0 only far outside their training range
     latents = sample_for_request(

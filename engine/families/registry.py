@@ -154,9 +154,13 @@ def generate_native(request, ctx, resolved):
             images = native.module.generate(native.model, native.config, request, ctx)
     finished = time.perf_counter()
     # the family says what it really ran (e.g. the sampler it fell back to) so that metadata
-    # and "reuse settings" describe the picture, not only what was asked
+    # and "reuse settings" describe the picture, not only what was asked; fields the model did
+    # not use (a GAN's sampler, CFG scale) are left out rather than claimed
     used = getattr(native.module, "settings_used", None)
     base = {**request.to_dict(), **(used(native.config, request) if used else {})}
+    for name in _unused_fields(native, resolved, request):
+        base.pop(name, None)
+    base.update(model_name=resolved.path.name, model_hash=_weights_hash(resolved.path))
     metadata = [
         {
             **base,
@@ -176,6 +180,22 @@ def generate_native(request, ctx, resolved):
         "device": str(device),
     }
     return Result(ctx.job_id, images=images, metadata=metadata, info=info)
+
+
+def _unused_fields(native: NativeModel, resolved, request) -> tuple[str, ...]:
+    from engine.capabilities import native_capabilities
+
+    return native_capabilities(resolved.path.name, native.config).unused_fields(request)
+
+
+def _weights_hash(folder: Path) -> str:
+    """A1111's short hash of the weights file: the model's identity in metadata."""
+    from engine.library.hashing import cached_short_hash
+
+    try:
+        return cached_short_hash(Path(folder) / WEIGHTS_FILE)
+    except (OSError, ModelError):
+        return ""
 
 
 def _cache_key(resolved, cache) -> str:

@@ -60,6 +60,17 @@ def sha256_file(
     return digest.hexdigest()
 
 
+_SHORT_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def cached_short_hash(path: str | os.PathLike) -> str:
+    """A1111's short hash of one weights file, hashed once per (path, size, mtime) a session."""
+    key = _identity(path)
+    if key not in _SHORT_HASHES:
+        _SHORT_HASHES[key] = short_hash(sha256_file(path))
+    return _SHORT_HASHES[key]
+
+
 def folder_hash(path: str | os.PathLike, **kwargs) -> str:
     """SHA-256 over a folder's weight files in path order (a diffusers folder's identity)."""
     root = Path(path)

@@ -11,7 +11,6 @@ same request gives the same pixels, and CPU-side noise keeps seeds meaning the s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -220,20 +219,10 @@ def model_name(resolved: ResolvedModel) -> str:
     return path.stem if resolved.layout == "single_file" else path.name
 
 
-_HASHES: dict[tuple, str] = {}
-
-
 def model_hash(resolved: ResolvedModel) -> str:
     """A1111's short model hash (first 10 hex digits of SHA-256) for single files, else ''."""
     if resolved.layout != "single_file":
         return ""
-    path = resolved.path
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()[:10]
-    return _HASHES[key]
+    from engine.library.hashing import cached_short_hash
+
+    return cached_short_hash(resolved.path)

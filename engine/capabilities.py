@@ -1,0 +1,266 @@
+"""What each model can do, declared once, and the one check every generation request passes.
+
+A request may ask for things a model cannot do: emoji-ldm makes 64x64 pictures and samples with
+DDIM or DDPM, a DCGAN cannot start from a picture, no native model takes a LoRA. Before any work,
+`check_request` either refuses with one message the user can act on, or applies a documented
+fallback (the model's own size, the sampler it runs) and says so in a notice; the request it
+returns is what really runs, so metadata and "reuse settings" describe the picture.
+
+The desktop app enables its controls from the same `Capabilities` (no torch here: it is read on
+the GUI thread when a model is chosen), so the panel and the engine never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.api import SAMPLERS, GenerationRequest, Mode
+from engine.errors import InputError
+
+MODE_WORDS = {
+    Mode.TXT2IMG: "make a picture from text",
+    Mode.IMG2IMG: "start from an image",
+    Mode.INPAINT: "repaint a masked area",
+}
+MODE_TITLES = {
+    Mode.TXT2IMG: "text-to-image",
+    Mode.IMG2IMG: "image-to-image",
+    Mode.INPAINT: "inpaint",
+}
+
+#: how a model uses `init_image`: "image-modes" (img2img and inpaint only, ignored in txt2img),
+#: "required" (always: CycleGAN translates pictures), "source" (any mode: a VAE reconstructs or
+#: explores from it), "never"
+InitUse = str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """One model's declaration: what the panel offers and what the engine accepts."""
+
+    name: str
+    family: str
+    #: what the model makes, for messages ("64x64 pictures from text")
+    makes: str
+    modes: frozenset[Mode] = frozenset(Mode)
+    #: samplers it runs; () for models that take no sampler (GANs, VAEs)
+    samplers: tuple[str, ...] = SAMPLERS
+    default_sampler: str = ""
+    #: side of the square pictures it always makes; None: any size (multiples of `size_step`)
+    fixed_size: int | None = None
+    size_step: int = 8
+    loras: bool = True
+    reads_prompt: bool = True
+    guidance: bool = True
+    steps: bool = True
+    #: img2img uses `strength` (SDEdit); False where a picture is reconstructed or translated
+    strength: bool = True
+    init_use: InitUse = "image-modes"
+    #: what to choose instead, for refusals
+    suggestion: str = "Choose a Stable Diffusion model"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def supports(self, mode: Mode | str) -> bool:
+        return Mode(mode) in self.modes
+
+    def unused_fields(self, request: GenerationRequest) -> tuple[str, ...]:
+        """Request fields this model did not use for `request` (left out of its metadata)."""
+        unused = []
+        if not self.samplers:
+            unused.append("sampler")
+        if not self.steps:
+            unused.append("steps")
+        if not self.guidance:
+            unused.append("guidance_scale")
+        if not self.reads_prompt:
+            unused.append("negative_prompt")
+        if request.mode is Mode.TXT2IMG or not self.strength:
+            unused.append("strength")
+        if not self.loras:
+            unused.append("loras")
+        return tuple(unused)
+
+
+# -- declarations -------------------------------------------------------------------------------
+def sd_capabilities(name: str, base: str = "", variant: str = "") -> Capabilities:
+    """Stable Diffusion-class models through diffusers: every mode, sampler and LoRA."""
+    del base, variant  # every SD 1.x/2.x/SDXL layout runs every mode (an inpaint UNet too)
+    return Capabilities(
+        name=name,
+        family="sd",
+        makes="pictures of any size (multiples of 8)",
+        default_sampler="Euler a",
+    )
+
+
+def native_capabilities(name: str, config: dict) -> Capabilities:
+    """Easel's own families, from the model folder's config.json (no torch, no weights)."""
+    family = str(config.get("family", "")).lower()
+    declare = _NATIVE.get(family)
+    if declare is None:
+        return Capabilities(name=name, family=family or "unknown", makes="pictures")
+    return declare(name, family, config)
+
+
+def _side(config: dict) -> int | None:
+    try:
+        return int(config["resolution"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _diffusion(name: str, family: str, config: dict) -> Capabilities:
+    side = _side(config)
+    unet = config.get("unet") if isinstance(config.get("unet"), dict) else {}
+    conditioning = str(unet.get("conditioning") or config.get("conditioning") or "none")
+    guided = conditioning in ("text", "class")
+    source = {"text": "from text", "class": "of a chosen class"}.get(conditioning, "from noise")
+    sampler = str(config.get("sampler") or "DDIM").upper()
+    return Capabilities(
+        name=name,
+        family=family,
+        makes=f"{side}x{side} pictures {source}",
+        samplers=("DDIM", "DDPM"),
+        default_sampler=sampler if sampler in ("DDIM", "DDPM") else "DDIM",
+        fixed_size=side,
+        loras=False,
+        reads_prompt=guided,
+        guidance=guided,
+        suggestion="Choose a Stable Diffusion model",
+        notes=(
+            "Image-to-image noises the picture to the chosen strength and denoises it (SDEdit).",
+            "Inpaint keeps the unmasked area at every step (RePaint); pixels outside the mask "
+            "are kept exactly.",
+        ),
+    )
+
+
+def _gan(name: str, family: str, config: dict) -> Capabilities:
+    side = _side(config)
+    return Capabilities(
+        name=name,
+        family=family,
+        makes=f"{side}x{side} pictures from noise",
+        modes=frozenset({Mode.TXT2IMG}),
+        samplers=(),
+        fixed_size=side,
+        loras=False,
+        reads_prompt=False,
+        guidance=False,
+        steps=False,
+        strength=False,
+        init_use="never",
+        suggestion="Choose a Stable Diffusion or diffusion model",
+    )
+
+
+def _vae(name: str, family: str, config: dict) -> Capabilities:
+    side = _side(config)
+    return Capabilities(
+        name=name,
+        family=family,
+        makes=f"{side}x{side} pictures from its latent space",
+        modes=frozenset({Mode.TXT2IMG, Mode.IMG2IMG}),
+        samplers=(),
+        fixed_size=side,
+        loras=False,
+        reads_prompt=False,
+        guidance=False,
+        steps=False,
+        strength=False,
+        init_use="source",
+        suggestion="Choose a Stable Diffusion or diffusion model",
+        notes=("Image-to-image reconstructs the picture through the latent space.",),
+    )
+
+
+def _cyclegan(name: str, family: str, config: dict) -> Capabilities:
+    del config
+    return Capabilities(
+        name=name,
+        family=family,
+        makes="translations of a picture into its other domain",
+        modes=frozenset({Mode.IMG2IMG}),
+        samplers=(),
+        size_step=1,
+        loras=False,
+        reads_prompt=False,
+        guidance=False,
+        steps=False,
+        strength=False,
+        init_use="required",
+        suggestion="Choose a Stable Diffusion model",
+    )
+
+
+_NATIVE: dict[str, Callable[[str, str, dict], Capabilities]] = {
+    "ddpm": _diffusion,
+    "ldm": _diffusion,
+    "dcgan": _gan,
+    "stylegan": _gan,
+    "vae": _vae,
+    "beta-vae": _vae,
+    "nvae": _vae,
+    "cyclegan": _cyclegan,
+}
+
+
+# -- the check ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checked:
+    """The request that will run (fallbacks applied) and what the user is told about them."""
+
+    request: GenerationRequest
+    notices: tuple[str, ...] = ()
+
+
+def check_request(request: GenerationRequest, caps: Capabilities) -> Checked:
+    """Refuse what `caps` cannot do (InputError), or apply its documented fallbacks."""
+    _refuse_unsupported(request, caps)
+    changes: dict = {}
+    notices: list[str] = []
+    if request.mode is Mode.TXT2IMG and caps.init_use == "image-modes":
+        if request.init_image or request.mask_image:
+            changes.update(init_image=None, mask_image=None)  # not used: not recorded either
+    if request.mode is Mode.IMG2IMG and request.mask_image:
+        changes["mask_image"] = None
+    if caps.samplers and request.sampler not in caps.samplers:
+        chosen = caps.default_sampler or caps.samplers[0]
+        notices.append(
+            f"{caps.name} samples with {' or '.join(caps.samplers)}; '{request.sampler}' is not "
+            f"available for it, so {chosen} ran."
+        )
+        changes["sampler"] = chosen
+    side = caps.fixed_size
+    if side and request.mode is Mode.TXT2IMG and (request.width, request.height) != (side, side):
+        notices.append(
+            f"{caps.name} makes {side}x{side} pictures; the {request.width}x{request.height} "
+            "size was not used."
+        )
+        changes.update(width=side, height=side)
+    if not caps.reads_prompt and request.prompt.strip():
+        notices.append(f"{caps.name} takes no text; the prompt only labels the picture.")
+    return Checked(request.replace(**changes) if changes else request, tuple(notices))
+
+
+def _refuse_unsupported(request: GenerationRequest, caps: Capabilities) -> None:
+    if request.mode not in caps.modes:
+        can = ", ".join(MODE_TITLES[m] for m in Mode if m in caps.modes)
+        raise InputError(
+            f"{caps.name} makes {caps.makes}; it cannot {MODE_WORDS[request.mode]}. "
+            f"{caps.suggestion} for {MODE_TITLES[request.mode]} (this model does: {can})."
+        )
+    if caps.init_use == "never" and request.init_image:
+        raise InputError(
+            f"{caps.name} makes {caps.makes}; it cannot start from an image. "
+            f"{caps.suggestion} for image-to-image."
+        )
+    if caps.init_use == "required" and not request.init_image:
+        raise InputError(f"{caps.name} makes {caps.makes}: give it a picture to start from.")
+    if request.loras and not caps.loras:
+        names = ", ".join(lora.path.rsplit("/", 1)[-1] for lora in request.loras)
+        raise InputError(
+            f"{caps.name} cannot use LoRAs ({names}): LoRAs adapt Stable Diffusion models. "
+            "Remove them or choose a Stable Diffusion model."
+        )
