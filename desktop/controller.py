@@ -8,6 +8,7 @@ the non-blocking message area.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -21,6 +22,7 @@ from desktop.state.generation import GenerationSettings
 from desktop.state.job import JobState
 from desktop.state.preferences import Preferences
 from engine.api import Mode
+from engine.capabilities import Capabilities, check_request
 from engine.errors import EaselError, InputError
 from engine.history import HistoryEntry
 from engine.paths import user_data_dir
@@ -54,6 +56,7 @@ class GenerationController(QObject):
         gallery: GalleryState,
         preferences: Preferences,
         parent: QObject | None = None,
+        capabilities: Callable[[str], Capabilities] | None = None,
     ):
         super().__init__(parent)
         self.bridge = bridge
@@ -62,6 +65,8 @@ class GenerationController(QObject):
         self.job = job
         self.gallery = gallery
         self.preferences = preferences
+        #: model reference -> what it can do; None checks nothing here (the engine still does)
+        self.capabilities = capabilities
         self._work_files: dict[int, list[Path]] = {}
         self._show_result: set[int] = set()  # jobs whose result goes onto the canvas
         self._result_images: dict[int, QImage] = {}
@@ -99,6 +104,20 @@ class GenerationController(QObject):
         return job_id
 
     def _build_request(self):
+        request, files = self._snapshot()
+        if self.capabilities is None:
+            return request, files
+        # the same check the engine makes, before any file is written or job queued; the
+        # fallbacks it applies (a native model's own size, the sampler it runs) are the ones
+        # the panel already shows, so they need no message here
+        try:
+            checked = check_request(request, self.capabilities(request.model))
+        except EaselError:
+            _remove(files)
+            raise
+        return checked.request, files
+
+    def _snapshot(self):
         mode = self.settings.mode
         runtime = self.preferences.runtime()
         if mode is Mode.TXT2IMG:
@@ -194,9 +213,9 @@ class GenerationController(QObject):
             self._show_result.discard(job_id)
             self._put_on_canvas(first.image_path, "Result", image)
         count = len(entries)
-        self.message.emit(
-            f"Done: {count} image{'s' if count > 1 else ''} added to the gallery.", "info"
-        )
+        done = f"Done: {count} image{'s' if count > 1 else ''} added to the gallery."
+        notices = [str(text) for text in (info or {}).get("notices", [])]
+        self.message.emit(" ".join([done, *notices]), "info")
 
     def on_failed(self, job_id: int, message: str, kind: str) -> None:
         self._finish(job_id, "failed")
@@ -237,3 +256,8 @@ def _save(image: QImage, path: Path) -> None:
     # quality 90 = light PNG compression: a working file only needs to be fast to write and read
     if not image.save(str(path), "PNG", 90):
         raise InputError(f"Could not write the working image to {path}. Is the disk full?")
+
+
+def _remove(files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)

@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
             self.gallery,
             self.preferences,
             self,
+            capabilities=self.library.capabilities,
         )
         self.images = ImageActions(self.document, self.settings, self)
 

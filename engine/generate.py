@@ -43,3 +43,27 @@ def capabilities_of(model: ResolvedModel) -> Capabilities:
 def model_display_name(model: ResolvedModel) -> str:
     """The name the app lists a model by: the file's stem or the folder's name."""
     return model.path.stem if model.layout == "single_file" else model.path.name
+
+
+#: native sizes of the SD bases (what a request without a size uses)
+_SD_SIDES = {"sdxl": 1024, "sdxl-refiner": 1024, "sd2-768-v": 768}
+
+
+def request_defaults(model: ResolvedModel) -> dict:
+    """Settings a request leaves unset take the model's own: its size, sampler, steps and CFG
+    scale (what `easel generate` uses when the user gives none)."""
+    caps = capabilities_of(model)
+    if model.family != "sd":
+        config = model.config
+        side = caps.fixed_size or 512
+        steps = config.get("steps", 20)
+        guidance = config.get("guidance_scale", 7.0)
+        return {
+            "width": side - side % 8 or 8,
+            "height": side - side % 8 or 8,
+            "sampler": caps.default_sampler or "Euler a",
+            "steps": int(steps) if isinstance(steps, (int, float)) else 20,
+            "guidance_scale": float(guidance) if isinstance(guidance, (int, float)) else 7.0,
+        }
+    side = _SD_SIDES.get(model.base, _SD_SIDES.get(f"{model.base}-{model.variant}", 512))
+    return {"width": side, "height": side, "sampler": "Euler a", "steps": 20, "guidance_scale": 7.0}

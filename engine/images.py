@@ -35,6 +35,15 @@ FORMAT_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
+class PictureError(InputError):
+    """A user's picture that cannot be used; `reason` is the short why, for lists of skipped
+    files ("not a picture", "damaged", "too large", "unsupported format", "missing")."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def is_image_name(path: str | Path) -> bool:
     """Whether a file name looks like a picture Easel reads (hidden files never do)."""
     path = Path(path)
@@ -61,27 +70,31 @@ def open_user_image(
                 name = f"The {what} '{path.name}'"
                 check_pixel_count(image.width, image.height, name, max_pixels)
                 if image.format not in FORMATS:
-                    raise InputError(
+                    raise PictureError(
                         f"The {what} '{path.name}' is a {image.format} file; Easel reads "
-                        f"{FORMAT_NAMES} pictures. Save it in one of those formats."
+                        f"{FORMAT_NAMES} pictures. Save it in one of those formats.",
+                        "unsupported format",
                     )
                 image.seek(0)  # the first frame of an animation
                 image.load()
                 picture = ImageOps.exif_transpose(image) or image
                 return _normalised(picture, mode)
     except Image.DecompressionBombError as exc:
-        raise InputError(
+        raise PictureError(
             f"The {what} '{path.name}' is far too large to open safely ({exc}). Easel opens "
-            f"pictures up to {max_pixels / 1e6:.0f} MP: scale it down first."
+            f"pictures up to {max_pixels / 1e6:.0f} MP: scale it down first.",
+            "too large",
         ) from None
     except UnidentifiedImageError:
-        raise InputError(
-            f"The {what} '{path.name}' is not a picture Easel can read. Use a {FORMAT_NAMES} file."
+        raise PictureError(
+            f"The {what} '{path.name}' is not a picture Easel can read. Use a {FORMAT_NAMES} file.",
+            "not a picture",
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(
+        raise PictureError(
             f"The {what} '{path.name}' is damaged and cannot be read ({exc}). Re-save it or "
-            "choose another file."
+            "choose another file.",
+            "damaged",
         ) from None
 
 
@@ -90,27 +103,31 @@ def check_pixel_count(
 ) -> None:
     """InputError for an empty picture or one over `max_pixels` (read from a header)."""
     if width < 1 or height < 1:
-        raise InputError(f"{name} is empty (0 pixels).")
+        raise PictureError(f"{name} is empty (0 pixels).", "empty")
     if width * height > max_pixels:
-        raise InputError(
+        raise PictureError(
             f"{name} is {width}x{height} ({width * height / 1e6:.0f} MP); Easel opens pictures "
-            f"up to {max_pixels / 1e6:.0f} MP. Scale it down first."
+            f"up to {max_pixels / 1e6:.0f} MP. Scale it down first.",
+            "too large",
         )
 
 
 def _checked_path(path: str | Path, what: str) -> Path:
     text = str(path or "").strip()
     if not text:
-        raise InputError(f"No {what} was given. Choose a picture file.")
+        raise PictureError(f"No {what} was given. Choose a picture file.", "missing")
     if "://" in text and not text.lower().startswith("file://"):
-        raise InputError(
-            f"The {what} '{text}' is not a file on this computer. Save the picture first."
+        raise PictureError(
+            f"The {what} '{text}' is not a file on this computer. Save the picture first.",
+            "not a local file",
         )
     resolved = Path(text.removeprefix("file://")).expanduser()
     if resolved.is_dir():
-        raise InputError(f"The {what} '{resolved.name}' is a folder. Choose a picture file.")
+        raise PictureError(
+            f"The {what} '{resolved.name}' is a folder. Choose a picture file.", "a folder"
+        )
     if not resolved.is_file():
-        raise InputError(f"The {what} '{resolved}' does not exist. Check the path.")
+        raise PictureError(f"The {what} '{resolved}' does not exist. Check the path.", "missing")
     return resolved
 
 

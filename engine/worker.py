@@ -139,7 +139,7 @@ class Engine:
         except JobCancelled:
             self._emit(Cancelled(job_id))
         except EaselError as exc:
-            self._emit(Failed(job_id, message=str(exc), kind=type(exc).__name__))
+            self._emit(Failed(job_id, message=str(exc), kind=error_kind(exc)))
         except MemoryError:
             self._emit(
                 Failed(
@@ -159,6 +159,15 @@ class Engine:
                 self._emit(result)
         finally:
             self._services = ctx.services  # keep the cache a job created for the next jobs
+
+
+def error_kind(exc: EaselError) -> str:
+    """The documented kind of an EaselError (InputError, ModelError, OutputError, EaselError):
+    a subclass such as PictureError reports as its documented parent, so exit codes hold."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == "engine.errors":
+            return cls.__name__
+    return "EaselError"
 
 
 def _describe_unexpected(exc: BaseException) -> str:

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.capabilities import Capabilities, native_capabilities, sd_capabilities
 from engine.errors import InputError
 from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
 
 BUILTIN_MODELS = ("emoji-ldm",)
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt")
-#: what Easel's own diffusion families sample with (engine.families.ddpm.SAMPLERS; the engine
-#: runs DDIM for any other name)
-NATIVE_DIFFUSION_SAMPLERS = ("DDIM", "DDPM")
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,14 @@ def builtin_models() -> list[ModelInfo]:
             )
         )
     return found
+
+
+def _display_name(info: ModelInfo | None, reference: str) -> str:
+    """The model's name in messages: "emoji-ldm", not "emoji-ldm (built-in)" or a full path."""
+    if info is not None and info.path:
+        path = Path(info.path)
+        return path.stem if path.is_file() else path.name
+    return Path(reference.removeprefix("builtin:")).stem or "This model"
 
 
 def _folder_size(path: Path) -> int:
@@ -128,29 +134,40 @@ class ModelLibrary(QObject):
     def native_config(self, reference: str) -> dict:
         """A native (Easel-trained) model's config.json; {} for any other model."""
         info = self.find(reference)
-        if info is None or info.kind != "native" or not info.path:
+        if info is not None and info.kind == "native" and info.path:
+            folder = info.path
+        elif info is None and reference and (Path(reference) / "config.json").is_file():
+            folder = reference  # a native folder named by path (browsed, or from metadata)
+        else:
             return {}
         # read once per listing: the panel asks on every model, mode and size change
-        if info.path not in self._native_configs:
+        if folder not in self._native_configs:
             try:
-                config = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8"))
+                config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 config = {}
-            self._native_configs[info.path] = config if isinstance(config, dict) else {}
-        return self._native_configs[info.path]
+            self._native_configs[folder] = config if isinstance(config, dict) else {}
+        return self._native_configs[folder]
+
+    def capabilities(self, reference: str) -> Capabilities:
+        """What the model can do (engine.capabilities): the one declaration the panel enables
+        its controls from and the engine checks requests against."""
+        info = self.find(reference)
+        name = _display_name(info, reference)
+        config = self.native_config(reference)
+        if config:
+            return native_capabilities(name, config)
+        return sd_capabilities(name, info.base if info else "")
 
     def fixed_size(self, reference: str) -> int | None:
-        """The side of the square pictures a native model always makes (its config's
-        `resolution`), or None for models that take any size (Stable Diffusion)."""
-        try:
-            return int(self.native_config(reference)["resolution"])
-        except (KeyError, TypeError, ValueError):
-            return None
+        """The side of the square pictures a native model always makes, or None for models that
+        take any size (Stable Diffusion)."""
+        return self.capabilities(reference).fixed_size
 
     def samplers_for(self, reference: str) -> tuple[str, ...] | None:
         """The samplers a native diffusion model runs (DDIM, DDPM); None: any SD sampler."""
-        family = self.native_config(reference).get("family")
-        return NATIVE_DIFFUSION_SAMPLERS if family in ("ddpm", "ldm") else None
+        caps = self.capabilities(reference)
+        return None if caps.family == "sd" else caps.samplers
 
     def needs_diffusers(self, reference: str) -> bool:
         """Whether running this model needs the Stable Diffusion stack (diffusers)."""

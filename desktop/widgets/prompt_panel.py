@@ -168,6 +168,11 @@ class PromptPanel(QWidget):
         for value, label in MODE_LABELS.items():
             self.mode.addItem(label, value)
         form.addRow("Mode", self.mode)
+        self.mode_note = QLabel()
+        self.mode_note.setObjectName("note")
+        self.mode_note.setWordWrap(True)
+        self.mode_note.hide()
+        form.addRow("", self.mode_note)
         self.sampler = QComboBox()
         self.sampler.addItems(SAMPLERS)
         form.addRow("Sampler", self.sampler)
@@ -363,10 +368,42 @@ class PromptPanel(QWidget):
         self.size_preset.setCurrentIndex(index)
 
     def _mode_shown(self, mode: str) -> None:
-        image_mode = mode != Mode.TXT2IMG.value
+        caps = self.models.capabilities(self.settings.get("model"))
+        uses_strength = mode != Mode.TXT2IMG.value and caps.strength
         for widget in (self.strength_row, self._strength_label):
-            widget.setVisible(image_mode)
+            widget.setVisible(uses_strength)
         self._size_controls_shown()
+        self._capabilities_shown()
+
+    def _capabilities_shown(self) -> None:
+        """Enable what the chosen model can use, from its one declaration (engine.capabilities):
+        the modes it runs, LoRAs, steps and guidance. A mode it cannot run stays chosen (the
+        user's choice is not changed behind their back) and the note says what to do."""
+        caps = self.models.capabilities(self.settings.get("model"))
+        items = self.mode.model()
+        for row in range(self.mode.count()):
+            item = items.item(row) if hasattr(items, "item") else None
+            if item is not None:
+                item.setEnabled(caps.supports(self.mode.itemData(row)))
+        for widget, usable, why in (
+            (self.add_lora_button, caps.loras, "LoRAs adapt Stable Diffusion models"),
+            (self.lora_table, caps.loras, "LoRAs adapt Stable Diffusion models"),
+            (self.steps, caps.steps, f"{caps.name} takes no steps"),
+            (self.guidance, caps.guidance, f"{caps.name} uses no guidance"),
+            (self.sampler, bool(caps.samplers), f"{caps.name} uses no sampler"),
+        ):
+            widget.setEnabled(usable)
+            widget.setToolTip("" if usable else why)
+        mode = self.settings.get("mode")
+        if not caps.supports(mode):
+            from engine.capabilities import MODE_TITLES, MODE_WORDS
+
+            chosen = Mode(mode)
+            self.mode_note.setText(
+                f"{caps.name} cannot {MODE_WORDS[chosen]}. {caps.suggestion} for "
+                f"{MODE_TITLES[chosen]}, or pick another mode."
+            )
+        self.mode_note.setVisible(not caps.supports(mode))
 
     def _size_controls_shown(self) -> None:
         """Size is free for Stable Diffusion text-to-image; an edit follows the canvas, and a
@@ -425,6 +462,7 @@ class PromptPanel(QWidget):
             self.model_note.hide()
         self._size_controls_shown()
         self._sampler_choices_shown()
+        self._mode_shown(self.settings.get("mode"))
 
     def _sampler_choices_shown(self) -> None:
         """All SD samplers, or only those a built-in diffusion model runs; a setting the model

@@ -12,6 +12,8 @@ import importlib
 import os
 import sys
 
+from engine.errors import EaselError
+
 #: subcommand -> module in engine.cli
 SUBCOMMANDS = {
     "generate": "engine.cli.generate",
@@ -43,4 +45,37 @@ def main(argv: list[str] | None = None) -> int:
         sub_parser = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(sub_parser)
     args = parser.parse_args(argv)
-    return modules[args.command].run(args)
+    try:
+        return modules[args.command].run(args)
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except EaselError as exc:  # a subcommand's own check that escaped: still the user's message
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: one line for the user, the traceback in a log file
+        return report_bug(exc)
+
+
+def report_bug(exc: BaseException) -> int:
+    """ "Unexpected error" is only ever a bug in Easel: say so, keep the traceback for a report."""
+    import traceback
+
+    from engine.paths import user_data_dir
+
+    where = "standard error"
+    text = "".join(traceback.format_exception(exc))
+    try:
+        log = user_data_dir() / "logs" / "cli-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        where = str(log)
+    except OSError:
+        sys.stderr.write(text)
+    print(
+        f"error: Unexpected error ({type(exc).__name__}: {exc}). This is a bug in Easel; "
+        f"the details are in {where}.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED

@@ -13,7 +13,15 @@ import threading
 import time
 from pathlib import Path
 
-from engine.api import SAMPLERS, GenerationRequest, LoraRef, Mode, RuntimeOptions
+from engine.api import (
+    MAX_SIDE,
+    SAMPLERS,
+    GenerationRequest,
+    LoraRef,
+    Mode,
+    RuntimeOptions,
+    round_to_multiple,
+)
 from engine.errors import EaselError, InputError, ModelError, OutputError
 
 EXIT_CODES = {
@@ -35,12 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="out.png", help="PNG file to write")
     parser.add_argument("--model", default="", help="model folder/file or id (default: built-in)")
     parser.add_argument("--negative", default="", help="what to avoid")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    parser.add_argument("--steps", type=int, default=None, help="default: the model's own")
+    parser.add_argument("--cfg", type=float, default=None, help="guidance scale (model default)")
     parser.add_argument("--seed", type=int, default=None, help="default: random")
-    parser.add_argument("--sampler", default="Euler a", help="; ".join(SAMPLERS))
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument(
+        "--sampler", default=None, help="default: the model's own; " + "; ".join(SAMPLERS)
+    )
+    parser.add_argument("--width", type=int, default=None, help="default: the model's size")
+    parser.add_argument("--height", type=int, default=None, help="default: the model's size")
     parser.add_argument("--batch", type=int, default=1, help="images; out-1.png, out-2.png...")
     parser.add_argument("--init", default=None, help="start from this image (img2img)")
     parser.add_argument("--strength", type=float, default=0.75, help="how much to change --init")
@@ -69,6 +79,14 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     mode = Mode.INPAINT if args.mask else Mode.IMG2IMG if args.init else Mode.TXT2IMG
     if args.mask and not args.init:
         raise InputError("--mask needs --init: the image to repaint.")
+    given = {
+        "width": args.width,
+        "height": args.height,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "guidance_scale": args.cfg,
+    }
+    settings = {**model_defaults(args.model, mode, args.init), **_given(given)}
     seed = args.seed if args.seed is not None else int.from_bytes(_random_bytes(4), "little")
     runtime = RuntimeOptions(device=args.device, precision=args.precision, cpu_threads=args.threads)
     return GenerationRequest(
@@ -77,11 +95,6 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         model=args.model,
         mode=mode,
         seed=seed,
-        steps=args.steps,
-        guidance_scale=args.cfg,
-        sampler=args.sampler,
-        width=args.width,
-        height=args.height,
         batch_size=args.batch,
         strength=args.strength,
         init_image=_absolute(args.init),
@@ -89,7 +102,39 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         loras=tuple(parse_lora(text) for text in args.lora),
         clip_skip=args.clip_skip,
         runtime=runtime,
+        **settings,
     )
+
+
+def _given(values: dict) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def model_defaults(reference: str, mode: Mode, init: str | None) -> dict:
+    """The chosen model's own size, sampler, steps and CFG for what the user left unset; an
+    edit of an SD model keeps the init picture's size (rounded to multiples of 8)."""
+    from engine.generate import request_defaults
+    from engine.library.resolve import resolve_model
+
+    model = resolve_model(reference)
+    defaults = request_defaults(model)
+    if mode is not Mode.TXT2IMG and init and model.family == "sd":
+        from engine.images import open_user_image
+
+        picture = open_user_image(_absolute(init), "init image", mode=None)
+        defaults.update(edit_size(picture.size, defaults["width"]))
+    return defaults
+
+
+def edit_size(size: tuple[int, int], native_side: int) -> dict:
+    """An edit keeps the picture's shape at about the model's native area, in multiples of 8
+    (a 4000x3000 photo on SD 1.5 runs at 512x384, not 4000x3000 or a squashed 512x512)."""
+    width, height = size
+    scale = min(1.0, native_side / max(width, height))
+    return {
+        "width": min(round_to_multiple(round(width * scale)), MAX_SIDE),
+        "height": min(round_to_multiple(round(height * scale)), MAX_SIDE),
+    }
 
 
 def _random_bytes(count: int) -> bytes:
@@ -177,6 +222,8 @@ def _run_request(request: GenerationRequest, outputs: list[Path], *, quiet: bool
 def _save(result, outputs: list[Path]) -> int:
     from engine.metadata import save_png_with_metadata
 
+    for notice in result.info.get("notices", []):
+        print(f"note: {notice}", file=sys.stderr)
     try:
         for image, metadata, path in zip(result.images, result.metadata, outputs, strict=True):
             save_png_with_metadata(image, path, metadata)

@@ -51,7 +51,7 @@ def test_supported_formats_load(tmp_path, fmt, suffix):
 def test_not_an_image(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("just text")
-    with pytest.raises(InputError, match="not an image"):
+    with pytest.raises(InputError, match="not a picture Easel can read"):
         load_image_file(path)
 
 
@@ -59,7 +59,7 @@ def test_corrupt_image(tmp_path):
     path = tmp_path / "broken.png"
     Image.new("RGB", (64, 64), "red").save(path)
     path.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(InputError, match="damaged|not an image"):
+    with pytest.raises(InputError, match="damaged|not a picture"):
         load_image_file(path)
 
 

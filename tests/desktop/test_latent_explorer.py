@@ -72,7 +72,7 @@ def test_modes_requests_messages_and_clicking_a_cell(qtbot, fake, tmp_path):
     broken.write_bytes(b"not a picture")
     dialog.image_b_edit.setText(str(broken))
     qtbot.mouseClick(dialog.explore_button, Qt.MouseButton.LeftButton)
-    assert "not a readable picture" in dialog.status_label.text()
+    assert "not a picture Easel can read" in dialog.status_label.text()
     assert not dialog.add_model_folder(tmp_path)  # no config.json: not a native model
     assert "not a native GAN or VAE" in dialog.status_label.text()
     assert fake.requests == []

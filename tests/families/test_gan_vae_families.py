@@ -195,7 +195,7 @@ def test_vae_reconstruct_interpolate_and_traverse(tmp_path, picture):
     assert not same_pictures(traverse.images[0], traverse.images[-1])
     with pytest.raises(InputError, match="traverse_dim"):
         run(folder, extras={"traverse_dim": 8})
-    with pytest.raises(InputError, match="not a readable picture"):
+    with pytest.raises(InputError, match="not a picture Easel can read"):
         bad = tmp_path / "bad.png"
         bad.write_bytes(b"nope")
         run(folder, init_image=str(bad))

@@ -115,11 +115,11 @@ def test_bad_inputs_give_clear_messages(tmp_path, photo):
     ctx = JobContext(1, lambda e: None)
     with pytest.raises(InputError, match="between 1 and 8"):
         UpscaleRequest(image=str(photo), scale=20)
-    with pytest.raises(InputError, match="Image not found"):
+    with pytest.raises(InputError, match="does not exist"):
         run_upscale(UpscaleRequest(image=str(tmp_path / "none.png")), ctx)
     not_image = tmp_path / "text.png"
     not_image.write_text("hello")
-    with pytest.raises(InputError, match="could not be read as an image"):
+    with pytest.raises(InputError, match="not a picture Easel can read"):
         run_upscale(UpscaleRequest(image=str(not_image)), ctx)
     checkpoint = write_stripped(tmp_path / "sd.safetensors", sd1_shapes())
     with pytest.raises(ModelError, match="not an upscaler"):

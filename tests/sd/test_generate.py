@@ -337,7 +337,7 @@ def _broken_copies(tiny_models, root):
         ("no-unet", "ModelError", "could not be loaded"),
         ("other", "ModelError", "'FluxPipeline' pipeline"),
         ("init-missing", "InputError", "does not exist"),
-        ("init-not-image", "InputError", "not an image"),
+        ("init-not-image", "InputError", "not a picture Easel can read"),
         ("mask-size", "InputError", "mask is 32x32 but the init image is 64x64"),
         ("mask-empty", "InputError", "mask is empty"),
         ("lora-missing", "InputError", "LoRA file not found"),

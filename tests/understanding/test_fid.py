@@ -195,5 +195,5 @@ def test_bad_sets_get_clear_messages(tmp_path):
         open_rgb(tmp_path / "gone.png")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    with pytest.raises(InputError, match="broken.png.*could not be read"):
+    with pytest.raises(InputError, match="broken.png.*not a picture Easel can read"):
         open_rgb(broken)
