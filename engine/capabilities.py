@@ -217,9 +217,13 @@ class Checked:
 
 def check_request(request: GenerationRequest, caps: Capabilities) -> Checked:
     """Refuse what `caps` cannot do (InputError), or apply its documented fallbacks."""
+    notices: list[str] = []
+    if caps.init_use == "required" and request.mode is Mode.TXT2IMG and request.init_image:
+        # a translator given a picture in the default mode: it can only mean image-to-image
+        request = request.replace(mode=Mode.IMG2IMG)
+        notices.append(f"{caps.name} translates pictures: the run was image-to-image.")
     _refuse_unsupported(request, caps)
     changes: dict = {}
-    notices: list[str] = []
     if request.mode is Mode.TXT2IMG and caps.init_use == "image-modes":
         if request.init_image or request.mask_image:
             changes.update(init_image=None, mask_image=None)  # not used: not recorded either

@@ -19,6 +19,7 @@ Pillow only, no torch: the desktop app imports this at start-up.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def open_user_image(
                 picture = ImageOps.exif_transpose(image) or image
                 return _normalised(picture, mode)
     except Image.DecompressionBombError as exc:
+        # Pillow refuses past twice its own limit while reading the header, before our check
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} MP" if found else "far too large"
         raise PictureError(
-            f"The {what} '{path.name}' is far too large to open safely ({exc}). Easel opens "
-            f"pictures up to {max_pixels / 1e6:.0f} MP: scale it down first.",
+            f"The {what} '{path.name}' is {size}; Easel opens pictures up to "
+            f"{max_pixels / 1e6:.0f} MP. Scale it down first.",
             "too large",
         ) from None
     except UnidentifiedImageError:

@@ -409,7 +409,9 @@ class PromptPanel(QWidget):
         """Size is free for Stable Diffusion text-to-image; an edit follows the canvas, and a
         built-in (native) model always makes pictures of its own size."""
         fixed = self.models.fixed_size(self.settings.get("model"))
-        if fixed:
+        if fixed and self.settings.get("mode") == Mode.INPAINT.value:
+            note = f"Size follows the canvas; the model paints at {fixed} × {fixed}"
+        elif fixed:
             note = f"This model makes {fixed} × {fixed} pictures"
         elif self.settings.get("mode") != Mode.TXT2IMG.value:
             note = "Size follows the canvas"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from engine.errors import InputError
+from engine.images import PictureError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -89,8 +90,8 @@ def load_training_data(
             check()
         try:
             pictures.append(_decode(path, resolution, channels))
-        except InputError as exc:
-            skipped.append(f"{path.relative_to(folder)}: {exc}")
+        except PictureError as exc:
+            skipped.append(f"{path.relative_to(folder)}: {exc.reason}")
             continue
         labels.append(class_names.index(_class_of(folder, path)) if class_names else 0)
         captions.append(_caption_for(path))

@@ -95,6 +95,13 @@ def test_settings_apply_without_restart(qtbot, window, fake, tmp_path):
 def test_lora_picker_adds_weighted_lora_to_requests(qtbot, window, fake, tmp_path):
     lora = _lora_file(tmp_path / "ink.safetensors")
     window.prompt_panel.add_lora(str(lora), 0.6)
+    # the built-in model takes no LoRA: refused here, with the engine's own message
+    window.settings.set("model", "builtin:emoji-ldm")
+    assert not window.prompt_panel.add_lora_button.isEnabled()
+    assert window.generation.generate() is None and not fake.requests
+    assert "emoji-ldm cannot use LoRAs" in window.toast.label.text()
+    window.settings.set("model", str(tmp_path / "some-sd-model.safetensors"))
+    assert window.prompt_panel.add_lora_button.isEnabled()
     assert window.prompt_panel.lora_table.rowCount() == 1
     spin = window.prompt_panel.lora_table.cellWidget(0, 1)
     spin.setValue(0.8)

@@ -165,7 +165,7 @@ def test_bad_drops_leave_the_canvas_unchanged(qtbot, window, image_file, tmp_pat
     corrupt.write_bytes(corrupt.read_bytes()[:80])
     bomb = png_header_only(tmp_path / "bomb.png", 9000, 9000)
     cases = [
-        ([QUrl.fromLocalFile(str(text))], "not an image"),
+        ([QUrl.fromLocalFile(str(text))], "not a picture Easel can read"),
         ([QUrl.fromLocalFile(str(corrupt))], "damaged"),
         ([QUrl.fromLocalFile(str(bomb))], "81 MP"),
         ([QUrl.fromLocalFile(str(tmp_path))], "is a folder"),
