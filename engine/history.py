@@ -126,6 +126,14 @@ class HistoryStore:
             atomic_write_bytes(thumb_path, _thumbnail_bytes(image))
         except OSError as exc:
             raise OutputError(f"Could not save the image in the gallery ({exc}).") from exc
+        # the PNG is written before its row: a crash in between leaves a picture the next
+        # start adopts (engine.gallery_recovery), never a row pointing at a half file
+        row = (batch_id, index, size, created, image_path, thumb_path, image.width, image.height)
+        return self.get(self._insert_row(*row, meta))
+
+    def _insert_row(
+        self, batch_id, index, size, created, image_path, thumb_path, width, height, meta
+    ) -> int:
         with self._connect() as conn:
             cursor = conn.execute(
                 "INSERT INTO history (batch_id, batch_index, batch_size, created_at, image_path,"
@@ -137,13 +145,16 @@ class HistoryStore:
                     created,
                     str(image_path),
                     str(thumb_path),
-                    image.width,
-                    image.height,
+                    width,
+                    height,
                     json.dumps(meta),
                 ),
             )
-            row_id = cursor.lastrowid
-        return self.get(row_id)
+            return cursor.lastrowid
+
+    def known_paths(self) -> set[str]:
+        with self._connect() as conn:
+            return {row[0] for row in conn.execute("SELECT image_path FROM history")}
 
     def delete(self, entry_id: int) -> None:
         """Remove the row and both files (missing files are fine: the user may have moved them)."""

@@ -22,6 +22,7 @@ class GalleryState(QObject):
     def __init__(self, store: HistoryStore | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.store = store or HistoryStore()
+        self.recovered = _recover(self.store)
         self.entries: list[HistoryEntry] = self.store.entries(SHOWN_LIMIT)
 
     def reload(self) -> None:
@@ -41,3 +42,13 @@ class GalleryState(QObject):
 
     def find(self, entry_id: int) -> HistoryEntry | None:
         return next((e for e in self.entries if e.id == entry_id), None)
+
+
+def _recover(store: HistoryStore) -> int:
+    """Pictures a crash left without a gallery row are adopted at start (nothing is lost)."""
+    from engine.gallery_recovery import recover_gallery
+
+    try:
+        return recover_gallery(store).adopted
+    except OSError:
+        return 0  # an unreadable folder is reported where the gallery is shown, not here

@@ -24,6 +24,7 @@ from engine.paths import atomic_write_bytes, atomic_write_text
 CHECKPOINT_DIR = "checkpoint"
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
+COUNTERS_KEY = "easel_counters"
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None):
@@ -42,15 +43,20 @@ def save_model(out_dir: Path, state_dict: dict[str, torch.Tensor], config: dict[
 
 
 def save_checkpoint(out_dir: Path, tensors: dict[str, torch.Tensor], counters: dict[str, Any]):
+    """The counters travel inside the tensors file too (its metadata): one atomic write holds
+    both, so a kill between the two files can never pair step N's weights with step N-1's
+    counters. state.json is the readable copy."""
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    save_tensors(folder / STATE_TENSORS, tensors)
     counters = {**counters, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(folder / STATE_JSON, json.dumps(counters, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(counters, indent=2, sort_keys=True) + "\n"
+    save_tensors(folder / STATE_TENSORS, tensors, {COUNTERS_KEY: text})
+    atomic_write_text(folder / STATE_JSON, text)
 
 
 def has_checkpoint(out_dir: Path) -> bool:
-    return (out_dir / CHECKPOINT_DIR / STATE_JSON).is_file()
+    folder = out_dir / CHECKPOINT_DIR
+    return (folder / STATE_JSON).is_file() or (folder / STATE_TENSORS).is_file()
 
 
 def load_checkpoint(out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -61,8 +67,8 @@ def load_checkpoint(out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "(untick resume), or pick the folder of the run you want to continue."
         )
     try:
-        counters = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / STATE_TENSORS))
+        counters = json.loads(_stored_counters(folder))
     except Exception as exc:  # any damage to the files: one clear message
         raise ModelError(
             f"The checkpoint in '{folder}' is damaged ({exc}); it cannot be resumed."
@@ -71,6 +77,15 @@ def load_checkpoint(out_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 # -- optimiser state as flat tensors ----------------------------------------------------------
+def _stored_counters(folder: Path) -> str:
+    """The counters saved with the tensors (older checkpoints: state.json)."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / STATE_TENSORS), framework="pt") as handle:
+        stored = (handle.metadata() or {}).get(COUNTERS_KEY)
+    return stored or (folder / STATE_JSON).read_text(encoding="utf-8")
+
+
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
     """Flatten an optimiser's per-parameter state ({index: {name: tensor}}) into named tensors.
 
