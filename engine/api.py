@@ -96,15 +96,18 @@ class Serialisable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
+        """Anything stored (metadata, history, a batch file) becomes a valid request or one
+        InputError: wrong types, bad nesting and out-of-range values never raise anything else."""
+        if not isinstance(data, dict):
+            raise InputError("Stored settings could not be read: they are not a JSON object.")
         hints = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
-        for name, value in data.items():
-            if name not in hints:
-                continue
-            kwargs[name] = _decode_field(cls, name, value)
         try:
+            for name, value in data.items():
+                if name in hints:
+                    kwargs[name] = _decode_field(cls, name, _checked_type(name, hints[name], value))
             return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise InputError(f"Stored settings could not be read: {exc}") from exc
 
     @classmethod
@@ -113,6 +116,40 @@ class Serialisable:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+    "dict": (dict,),
+}
+
+
+def _checked_type(name: str, spec: dataclasses.Field, value: Any) -> Any:
+    """A stored value of the field's plain type (whole floats accepted for ints), or
+    InputError naming the setting; nested and enum fields are checked by their decoders."""
+    allowed = _PLAIN_TYPES.get(str(spec.type))
+    if allowed is None:
+        return value
+    if allowed == (int,) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) and bool not in allowed:
+        raise InputError(f"Stored setting '{name}' must be {_type_words(allowed)}, not true/false.")
+    if not isinstance(value, allowed):
+        raise InputError(f"Stored setting '{name}' must be {_type_words(allowed)}.")
+    if isinstance(value, float) and value != value:
+        raise InputError(f"Stored setting '{name}' is not a number.")
+    return value
+
+
+def _type_words(allowed: tuple[type, ...]) -> str:
+    words = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+    return " or ".join(
+        dict.fromkeys(words.get(t, "an object") for t in allowed if t is not type(None))
+    )
 
 
 def _decode_field(cls: type, name: str, value: Any) -> Any:
@@ -200,8 +237,8 @@ class GenerationRequest(Serialisable):
 
     _decoders: ClassVar[dict] = {
         "mode": Mode,
-        "loras": lambda v: tuple(LoraRef.from_dict(x) if isinstance(x, dict) else x for x in v),
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "loras": lambda v: tuple(_lora(x) for x in v),
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -242,6 +279,31 @@ class GenerationRequest(Serialisable):
             raise InputError("Inpaint needs a mask: paint the area to change.")
         if not 0 <= self.clip_skip <= 12:
             raise InputError("CLIP skip must be between 0 and 12.")
+        for what, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if len(text) > MAX_PROMPT_CHARS:
+                raise InputError(
+                    f"The {what} is {len(text):,} characters; Easel reads up to "
+                    f"{MAX_PROMPT_CHARS:,}. Shorten it."
+                )
+
+
+def _runtime(value: Any) -> RuntimeOptions:
+    if isinstance(value, RuntimeOptions):
+        return value
+    if not isinstance(value, dict):
+        raise InputError("Stored setting 'runtime' must be an object.")
+    return RuntimeOptions.from_dict(value)
+
+
+def _lora(item: Any) -> LoraRef:
+    if isinstance(item, LoraRef):
+        return item
+    if not isinstance(item, dict):
+        raise InputError("Stored setting 'loras' must be a list of {path, weight} objects.")
+    return LoraRef.from_dict(item)
+
+
+MAX_PROMPT_CHARS = 20_000
 
 
 def round_to_multiple(value: int, multiple: int = 8) -> int:
@@ -271,7 +333,7 @@ class TrainingRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -344,7 +406,7 @@ class EvaluateRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -375,7 +437,7 @@ class ClipScoreRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -403,7 +465,7 @@ class CaptionRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -429,7 +491,7 @@ class InterrogateRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -460,7 +522,7 @@ class ExpandPromptRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):
@@ -497,7 +559,7 @@ class UpscaleRequest(Serialisable):
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
 
     _decoders: ClassVar[dict] = {
-        "runtime": lambda v: RuntimeOptions.from_dict(v) if isinstance(v, dict) else v,
+        "runtime": lambda v: _runtime(v),
     }
 
     def __post_init__(self):

@@ -53,11 +53,12 @@ def parse_weighted_prompt(text: str) -> list[tuple[str | None, float]]:
     segments: list[list[Any]] = []
     open_round: list[int] = []
     open_square: list[int] = []
+    # each closing bracket scales the segments since its opening: kept as (start, end, factor)
+    # and applied in one sweep, so deeply nested prompts cost O(n), not O(n^2)
+    scalings: list[tuple[int, int, float]] = []
 
     def scale_from(start: int, factor: float) -> None:
-        for segment in segments[start:]:
-            if segment[0] is not _BREAK:
-                segment[1] *= factor
+        scalings.append((start, len(segments), factor))
 
     for match in _SYNTAX.finditer(text):
         piece, weight = match.group(0), match.group(1)
@@ -68,7 +69,7 @@ def parse_weighted_prompt(text: str) -> list[tuple[str | None, float]]:
         elif piece == "[":
             open_square.append(len(segments))
         elif weight is not None and open_round:
-            scale_from(open_round.pop(), float(weight))
+            scale_from(open_round.pop(), _bounded(float(weight)))
         elif piece == ")" and open_round:
             scale_from(open_round.pop(), ROUND_FACTOR)
         elif piece == "]" and open_square:
@@ -79,7 +80,38 @@ def parse_weighted_prompt(text: str) -> list[tuple[str | None, float]]:
         scale_from(start, ROUND_FACTOR)
     for start in open_square:
         scale_from(start, 1 / ROUND_FACTOR)
+    _apply_scalings(segments, scalings)
     return _merge_equal_neighbours(segments)
+
+
+#: a weight beyond this is a typo, not a wish; it would only saturate the embedding
+MAX_WEIGHT = 100.0
+
+
+def _bounded(weight: float) -> float:
+    if weight != weight:  # NaN
+        return 1.0
+    return max(-MAX_WEIGHT, min(MAX_WEIGHT, weight))
+
+
+def _apply_scalings(segments: list[list[Any]], scalings: list[tuple[int, int, float]]) -> None:
+    """Multiply each segment's weight by every factor whose range holds it (a sweep over
+    range starts and ends; zero factors are counted, not divided by)."""
+    starts: dict[int, list[float]] = {}
+    ends: dict[int, list[float]] = {}
+    for start, end, factor in scalings:
+        if start < end:
+            starts.setdefault(start, []).append(factor)
+            ends.setdefault(end, []).append(factor)
+    product, zeros = 1.0, 0
+    for index, segment in enumerate(segments):
+        for factor in ends.get(index, ()):
+            zeros, product = (zeros - 1, product) if factor == 0 else (zeros, product / factor)
+        for factor in starts.get(index, ()):
+            zeros, product = (zeros + 1, product) if factor == 0 else (zeros, product * factor)
+        if segment[0] is not _BREAK:
+            weight = 0.0 if zeros else segment[1] * product
+            segment[1] = _bounded(round(weight, 12))  # undo the sweep's division rounding
 
 
 def _append_text(segments: list[list[Any]], text: str) -> None:
