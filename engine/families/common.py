@@ -14,10 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.api import MAX_SEED
 from engine.errors import InputError
 from engine.families.grid import grid_cell, make_grid  # noqa: F401 - re-exported
-
-MAX_SEED = 2**32 - 1
 
 
 def image_seeds(seed: int, count: int) -> list[int]:
@@ -29,7 +28,7 @@ def generator_for(seed: int, device: torch.device | str = "cpu") -> torch.Genera
     """A generator on the CPU seeded `seed`: the CPU stream is the same on every machine, so a
     seed makes the same picture on CPU, CUDA and MPS (noise is moved to the device after)."""
     del device  # noise is always drawn on the CPU, see above
-    return torch.Generator("cpu").manual_seed(int(seed))
+    return torch.Generator("cpu").manual_seed(int(seed) % (MAX_SEED + 1))
 
 
 def randn(

@@ -20,6 +20,7 @@ from torch import nn
 
 from engine.errors import InputError
 from engine.families.common import (
+    MAX_SEED,
     batch_noise,
     generator_for,
     image_seeds,
@@ -177,7 +178,7 @@ def resolve_class(config: dict, value) -> int | None:
 def latents(config: dict, request, device) -> torch.Tensor:
     """One z per image: from seed + i, or slerped towards `interpolate_to_seed`."""
     z_dim, count = int(config["z_dim"]), request.batch_size
-    target = int_extra(request.extras, "interpolate_to_seed", None, low=0, high=2**32 - 1)
+    target = int_extra(request.extras, "interpolate_to_seed", None, low=0, high=MAX_SEED)
     if target is None:
         return batch_noise((z_dim,), image_seeds(request.seed, count), device)
     start, end = batch_noise((z_dim,), [request.seed, target])

@@ -25,6 +25,7 @@ from engine.errors import InputError
 from engine.families.common import (
     float_extra,
     generator_for,
+    image_seeds,
     load_square,
     run_in_batches,
     to_images,
@@ -226,7 +227,7 @@ def per_image_noise(generators: list[torch.Generator], device) -> NoiseSource:
 def generate(model: NVAE, config: dict, request, ctx) -> list:
     device = model.h0.device
     temperature = float_extra(request.extras, "temperature", 0.8, low=0.0, high=2.0)
-    generators = [generator_for((request.seed + i) % 2**32) for i in range(request.batch_size)]
+    generators = [generator_for(s) for s in image_seeds(request.seed, request.batch_size)]
     source = None
     if request.init_image:
         source = load_square(request.init_image, int(config["resolution"]), int(config["channels"]))

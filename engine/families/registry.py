@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from engine.errors import ModelError
+from engine.families.common import image_seeds
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -164,7 +165,7 @@ def generate_native(request, ctx, resolved):
     metadata = [
         {
             **base,
-            "seed": (request.seed + index) % 2**32,
+            "seed": image_seeds(request.seed, index + 1)[index],
             "family": native.family,
             "model_path": str(resolved.path),
             "image_index": index,

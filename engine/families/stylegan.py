@@ -27,6 +27,7 @@ from torch import nn
 
 from engine.errors import InputError
 from engine.families.common import (
+    MAX_SEED,
     batch_noise,
     float_extra,
     generator_for,
@@ -295,10 +296,10 @@ def generate(model: Generator, config: dict, request, ctx) -> list:
     extras, count = request.extras, request.batch_size
     psi = float_extra(extras, "truncation", 0.7, low=0.0, high=2.0)
     z = batch_noise((model.z_dim,), image_seeds(request.seed, count), device)
-    mix_seed = int_extra(extras, "mix_seed", None, low=0, high=2**32 - 1)
+    mix_seed = int_extra(extras, "mix_seed", None, low=0, high=MAX_SEED)
     mix_layer = int_extra(extras, "mix_layer", model.num_ws // 2, low=0, high=model.num_ws - 1)
     mix_z = None if mix_seed is None else batch_noise((model.z_dim,), [mix_seed] * count, device)
-    target = int_extra(extras, "interpolate_to_seed", None, low=0, high=2**32 - 1)
+    target = int_extra(extras, "interpolate_to_seed", None, low=0, high=MAX_SEED)
     # per-pixel noise: per image from its seed; one shared stream along an interpolation so
     # the walk changes only what w changes (no flicker from fresh noise per frame)
     noise_seeds = image_seeds(request.seed, count) if target is None else [request.seed] * count

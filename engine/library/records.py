@@ -9,6 +9,7 @@ and `resolve_model` (`find_record_path`). The user's files are never touched fro
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -87,6 +88,8 @@ class ModelRecord:
 
 
 _COLUMNS = [f.name for f in fields(ModelRecord)]
+#: a hash reference: A1111's 10-digit short hash up to the full SHA-256
+_HEX_PREFIX = re.compile(r"[0-9a-fA-F]{10,64}")
 
 
 class ModelLibrary:
@@ -169,7 +172,8 @@ class ModelLibrary:
         return _record(row) if row else None
 
     def find(self, reference: str) -> ModelRecord | None:
-        """A record by id ("12", "id:12") or by name (usable records first, newest first)."""
+        """A record by id ("12", "id:12"), by name, or by hash: the A1111 short hash or any
+        longer prefix of the SHA-256 (usable records first, newest first)."""
         reference = (reference or "").strip()
         if not reference:
             return None
@@ -184,6 +188,12 @@ class ModelLibrary:
                 "ORDER BY status = 'ok' DESC, COALESCE(last_used, added) DESC LIMIT 1",
                 (reference,),
             ).fetchone()
+            if row is None and _HEX_PREFIX.fullmatch(reference):
+                row = db.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM models WHERE sha256 LIKE ? "
+                    "ORDER BY status = 'ok' DESC, COALESCE(last_used, added) DESC LIMIT 1",
+                    (reference.lower() + "%",),
+                ).fetchone()
         return _record(row) if row else None
 
     # ------------------------------------------------------------------ writing

@@ -49,9 +49,46 @@ def resolve_model(reference: str) -> ResolvedModel:
     from_library = _resolve_library_id(reference)
     if from_library is not None:
         return from_library
+    builtin = _builtin_by_name(reference)
+    if builtin is not None:
+        return _resolve_path(builtin)
     raise ModelError(
         f"Model not found: '{reference}'. Check the path, or add the model in the model browser."
     )
+
+
+def model_path(reference: str) -> Path:
+    """The file or folder a model reference names (a path, `builtin:NAME`, a built-in's or a
+    library record's name, id or hash), without identifying what it is."""
+    reference = (reference or "").strip() or DEFAULT_MODEL
+    if reference.startswith("builtin:"):
+        return resource("models", reference.split(":", 1)[1])
+    path = Path(reference).expanduser()
+    if path.exists():
+        return path
+    try:
+        from engine.library.records import find_record_path
+    except ImportError:
+        find_record_path = None
+    found = find_record_path(reference) if find_record_path else None
+    if found:
+        return Path(found)
+    builtin = _builtin_by_name(reference)
+    if builtin is not None:
+        return builtin
+    raise ModelError(
+        f"Model not found: '{reference}'. Give a path, or a name or hash that "
+        "`easel models list` shows."
+    )
+
+
+def _builtin_by_name(reference: str) -> Path | None:
+    """A built-in named the way the app lists it (`emoji-ldm`), also in a fresh data folder
+    where the library has no records yet."""
+    if not reference or any(ch in reference for ch in "/\\:") or reference.startswith("."):
+        return None
+    path = resource("models", reference)
+    return path if path.is_dir() else None
 
 
 def _resolve_library_id(reference: str) -> ResolvedModel | None:

@@ -210,7 +210,9 @@ def image_metadata(
     """The request that reproduces image `index` alone, plus what was resolved at run time."""
     data = request.replace(seed=seed, batch_size=1).to_dict()
     data.update(run)
-    data.update(batch_index=index, batch_seed=request.seed, timings=timings)
+    data.update(
+        batch_index=index, batch_total=request.batch_size, batch_seed=request.seed, timings=timings
+    )
     return data
 
 

@@ -42,14 +42,18 @@ _SYNTAX = re.compile(
     re.VERBOSE,
 )
 _BREAK_WORD = re.compile(r"\s*\bBREAK\b\s*")
+#: A1111's extra-network tags (`<lora:name:0.8>`): they choose LoRAs, they are not words
+_EXTRA_NETWORK_TAG = re.compile(r"<(?:lora|lyco|hypernet):[^>]*>")
 
 
 def parse_weighted_prompt(text: str) -> list[tuple[str | None, float]]:
     """Split `text` into (fragment, weight) pairs; a `None` fragment marks a BREAK.
 
     Unmatched closing brackets are kept as text; brackets still open at the end apply to the
-    rest of the prompt, as in A1111.
+    rest of the prompt, as in A1111. LoRA tags are dropped from the text: the LoRAs themselves
+    come from the request's `loras`.
     """
+    text = _EXTRA_NETWORK_TAG.sub("", text)
     segments: list[list[Any]] = []
     open_round: list[int] = []
     open_square: list[int] = []

@@ -1,4 +1,6 @@
-"""PNG metadata: Easel's and A1111's chunks written, and four tools' metadata read back."""
+"""PNG metadata: Easel's and A1111's chunks written, and other apps' metadata read back.
+
+More in tests/metadata/ (the sd-parsers sample set, interop with other readers, hardening)."""
 
 from __future__ import annotations
 
@@ -50,8 +52,9 @@ def test_easel_round_trip_and_a1111_text(tmp_path):
     assert lines[0] == "a (red:1.2) apple, studio light <lora:ink:0.7>"
     assert lines[1] == "Negative prompt: blurry, lowres"
     assert lines[2] == (
-        "Steps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 1234, Size: 640x512, "
-        "Model hash: 0123456789, Model: dreamy-v1, Clip skip: 2, Version: Easel 0.1.0"
+        "Steps: 25, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 1234, "
+        "Size: 640x512, Model hash: 0123456789, Model: dreamy-v1, Clip skip: 2, "
+        "Version: Easel 0.1.0"
     )
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temp file
 
@@ -82,14 +85,18 @@ def test_a1111_sample_with_schedule_type_quotes_and_lora_tags(tmp_path):
         'Lora hashes: "fluffy: 0123abcd", Version: v1.10.1'
     )
     request = read_generation_metadata(_png_with_text(tmp_path / "a1111.png", parameters=text))
-    assert request.prompt == "masterpiece, (cat:1.3) on a sofa\nsecond prompt line"
+    # the tag stays where it was typed (it never reaches the text encoder)
+    assert request.prompt == (
+        "masterpiece, (cat:1.3) on a sofa <lora:fluffy:0.6>\nsecond prompt line"
+    )
     assert request.negative_prompt == "ugly, (bad hands:1.2)"
     assert request.sampler == "DPM++ 2M Karras"
     assert (request.steps, request.guidance_scale, request.seed) == (30, 6.0, 3735928559)
     assert (request.width, request.height) == (512, 768)  # rounded to a multiple of 8
     assert request.model == "sd, v1.5" and request.clip_skip == 2
     assert request.loras == (LoraRef("fluffy", 0.6),)
-    assert request.extras["imported_from"] == "a1111"
+    assert request.extras["imported_from"] == "AUTOMATIC1111"
+    assert request.extras["lora_hashes"] == {"fluffy": "0123abcd"}
 
 
 def test_a1111_unknown_sampler_is_kept_in_extras(tmp_path):
@@ -143,7 +150,7 @@ def test_comfyui_api_graph(tmp_path):
     path = _png_with_text(tmp_path / "comfy.png", prompt=json.dumps(COMFY_API))
     request = read_generation_metadata(path)
     assert (request.prompt, request.negative_prompt) == ("a castle at dusk", "text, watermark")
-    assert request.seed == 156680208700286 % 2**32
+    assert request.seed == 156680208700286  # 64-bit seeds are kept whole
     assert (request.steps, request.guidance_scale, request.sampler) == (20, 8.0, "DPM++ 2M Karras")
     assert (request.width, request.height, request.model) == (512, 768, "v1-5.safetensors")
     assert request.loras == (LoraRef("style.safetensors", 0.8),)
