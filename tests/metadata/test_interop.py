@@ -94,20 +94,30 @@ def test_sd_batch_with_a_lora_reads_the_same_in_every_reader(engine, tiny_sd):
 
 def test_builtin_model_images_name_the_model_and_its_weights_hash(engine):
     request = GenerationRequest(
-        model="builtin:emoji-dcgan", seed=BIG_SEED, batch_size=2, runtime=RUNTIME
-    )
+        prompt="a red apple", model="builtin:emoji-ldm", seed=BIG_SEED, batch_size=2,
+        steps=4, sampler="DDIM", guidance_scale=3.0, width=64, height=64, runtime=RUNTIME,
+    )  # fmt: skip
     paths = _generate_into_history(engine, request)
-    weights_hash = _sha256(resource("models", "emoji-dcgan", "model.safetensors"))[:10]
+    weights_hash = _sha256(resource("models", "emoji-ldm", "model.safetensors"))[:10]
     for index, path in enumerate(paths):
         text = read_png_text(path)["parameters"]
-        assert f"Model hash: {weights_hash}, Model: emoji-dcgan" in text
+        assert f"Model hash: {weights_hash}, Model: emoji-ldm" in text
         _check_readers(
-            path, prompt="", negative="", sampler=request.sampler, schedule="Automatic",
-            seed=BIG_SEED + index, steps=request.steps, cfg=request.guidance_scale,
-            size=Image_size(path), model="emoji-dcgan", model_hash=weights_hash,
-            batch=(2, index),
+            path, prompt="a red apple", negative="", sampler="DDIM", schedule="Automatic",
+            seed=BIG_SEED + index, steps=4, cfg=3.0, size=(64, 64), model="emoji-ldm",
+            model_hash=weights_hash, batch=(2, index),
         )  # fmt: skip
         assert read_image_settings(path).request.seed == BIG_SEED + index
+
+
+def test_a_gan_image_claims_no_sampler_steps_or_cfg_it_did_not_use(engine):
+    request = GenerationRequest(model="builtin:emoji-dcgan", seed=BIG_SEED, runtime=RUNTIME)
+    (path,) = _generate_into_history(engine, request)
+    weights_hash = _sha256(resource("models", "emoji-dcgan", "model.safetensors"))[:10]
+    text = read_png_text(path)["parameters"]
+    assert f"Model hash: {weights_hash}, Model: emoji-dcgan" in text
+    assert "Sampler:" not in text and "Steps:" not in text and "CFG scale:" not in text
+    assert read_image_settings(path).request.seed == BIG_SEED
 
 
 def Image_size(path) -> tuple[int, int]:  # noqa: N802
