@@ -275,6 +275,9 @@ class MainWindow(QMainWindow):
             "warming": ("#e0a84f", "Preparing Stable Diffusion…"),
             "broken": ("#e0605a", "Engine failed to load"),
         }.get(job.engine_state, ("#9aa0ab", job.engine_state))
+        if job.engine_state == "ready" and job.activity():
+            # not "ready" while the first job still loads its model (seconds on a CPU)
+            colour, text = ("#e0a84f" if job.step == 0 else "#5c9ee0"), job.activity()
         self.engine_label.setText(f'<span style="color:{colour}">●</span>&nbsp;{text}')
         self.engine_label.setToolTip(job.engine_message)
         busy = job.busy
@@ -354,8 +357,11 @@ class MainWindow(QMainWindow):
         return True
 
     def open_entry(self, entry: HistoryEntry, *, as_init: bool) -> None:
+        """ "Open on canvas" shows the picture and keeps the Mode as chosen; "Use as init
+        image" is the one that asks for image to image."""
+        mode = self.settings.get("mode")
         if self.images.open_path(entry.image_path) and not as_init:
-            self.settings.set("mode", "txt2img")
+            self.settings.set("mode", mode)
 
     def upscale_entry(self, entry: HistoryEntry):
         """Upscale with the first working upscaler model in the library, else Lanczos x2."""
@@ -456,6 +462,8 @@ class MainWindow(QMainWindow):
             window.setWindowFlag(Qt.WindowType.Window)  # a panel shown as its own window
         self._tool_windows.append(window)
         window.show()
+        if isinstance(window, QWidget) and not isinstance(window, QDialog):
+            _centre_over(window, self)  # dialogs centre themselves; a panel would open at 0,0
         return window
 
     def _open_pil(self, image) -> None:
@@ -515,6 +523,12 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802
         self.canvas.dropEvent(event)
+
+
+def _centre_over(window: QWidget, parent: QWidget) -> None:
+    size = window.size().expandedTo(window.sizeHint())
+    frame = parent.frameGeometry()
+    window.move(frame.center().x() - size.width() // 2, frame.center().y() - size.height() // 2)
 
 
 def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:

@@ -43,6 +43,9 @@ class CanvasDocument(QObject):
         self._mask: QImage | None = None
         self._preview: QImage | None = None
         self._stroke_before: QImage | None = None
+        #: whether the last edit (or undo/redo) replaced the picture, not only the mask: the
+        #: Mode box follows mask edits, never a new picture (see ImageActions._follow_mask)
+        self.picture_replaced = False
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -144,6 +147,7 @@ class CanvasDocument(QObject):
 
     def _apply(self, image: QImage | None, mask: QImage | None) -> None:
         image_changed = image is not self._image
+        self.picture_replaced = image_changed
         self._image, self._mask = image, mask
         if image_changed:
             self.image_changed.emit()

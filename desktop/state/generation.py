@@ -162,11 +162,11 @@ class GenerationSettings(QObject):
         if not isinstance(data, dict):
             return
         for name, default in DEFAULTS.items():
-            if name == "mode":
-                continue  # the canvas starts empty: a new session starts as text to image
             value = data.get(name, default)
             if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
+            if name == "mode" and value not in {m.value for m in Mode}:
+                continue
             if type(value) is type(default):
                 self.set(name, value)
 

@@ -25,6 +25,9 @@ BRUSH, ERASER = "brush", "eraser"
 MASK_COLOUR = QColor(255, 60, 90)
 MASK_OPACITY = 0.45
 MIN_ZOOM, MAX_ZOOM = 0.05, 32.0
+#: free space kept around a fitted picture, in screen pixels (not scene pixels, so a 8 px
+#: latent preview and the 64 px picture it becomes fit to the same on-screen size)
+FIT_MARGIN_PX = 16
 
 
 def _same_shape(a: QImage, b: QImage) -> bool:
@@ -114,21 +117,31 @@ class CanvasView(QGraphicsView):
 
     def fit(self) -> None:
         if self.document.has_image():
-            rect = self._image_item.boundingRect()
-            self.fitInView(rect.adjusted(-8, -8, 8, 8), Qt.AspectRatioMode.KeepAspectRatio)
-            self.zoom_changed.emit(self.zoom)
+            self._fit_rect(self._image_item.sceneBoundingRect())
+
+    def _fit_rect(self, rect: QRectF) -> None:
+        """Zoom so `rect` fills the view less a fixed screen margin, and centre it."""
+        if rect.isEmpty():
+            return
+        view = self.viewport().rect()
+        room_w = max(1, view.width() - 2 * FIT_MARGIN_PX)
+        room_h = max(1, view.height() - 2 * FIT_MARGIN_PX)
+        self.set_zoom(min(room_w / rect.width(), room_h / rect.height()))
+        self.centerOn(rect.center())
 
     def actual_size(self) -> None:
         self.set_zoom(1.0)
 
     # -- document -> items --------------------------------------------------------------------
     def _image_changed(self) -> None:
+        """A picture of a new size (a result, an upscale, a crop) is fitted to the view, the
+        same way every time; an edit at the same size keeps the zoom and position."""
         image = self.document.image
-        had_image = not self._image_item.pixmap().isNull()
+        old_size = self._image_item.pixmap().size()
         self._image_item.setPixmap(QPixmap.fromImage(image) if image else QPixmap())
         if image is not None:
             self.scene().setSceneRect(QRectF(image.rect()).adjusted(-2000, -2000, 2000, 2000))
-            if not had_image or self._image_item.boundingRect().size() != image.size():
+            if old_size.isEmpty() or old_size != image.size():
                 self.fit()
         self.viewport().update()
 
@@ -159,8 +172,7 @@ class CanvasView(QGraphicsView):
             self.scene().setSceneRect(
                 self._preview_item.sceneBoundingRect().adjusted(-2000, -2000, 2000, 2000)
             )
-            self.fitInView(self._preview_item, Qt.AspectRatioMode.KeepAspectRatio)
-            self.zoom_changed.emit(self.zoom)
+            self._fit_rect(self._preview_item.sceneBoundingRect())
 
     def _show_document(self, visible: bool) -> None:
         self._image_item.setVisible(visible)

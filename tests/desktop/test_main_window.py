@@ -358,10 +358,11 @@ def test_dropping_a_model_file_on_the_window_imports_it(qtbot, window, tmp_path)
     assert not window.document.has_image()  # a model is not a picture
 
 
-def test_a_new_session_starts_as_text_to_image(qtbot, make_window, image_file):
+def test_mode_stays_as_chosen_through_a_restart(qtbot, make_window, image_file):
     first = make_window()
     first.images.open_path(image_file)
-    assert first.settings.mode is Mode.IMG2IMG
+    first.settings.set("mode", Mode.INPAINT.value)
     first.close()
     second = make_window()
-    assert second.settings.mode is Mode.TXT2IMG and not second.document.has_image()
+    assert second.settings.mode is Mode.INPAINT
+    assert second.prompt_panel.mode.currentData() == Mode.INPAINT.value
