@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import EngineBridge
 from desktop.controller import GenerationController, upscale_request_type
+from desktop.gallery_actions import delete_after_asking, export_dialog
 from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
 from desktop.images import IMAGE_SUFFIXES, pil_to_qimage
@@ -263,6 +264,8 @@ class MainWindow(QMainWindow):
         g.save_requested.connect(self.save_entry_dialog)
         g.copy_requested.connect(lambda e: self.images.copy_file(e.image_path))
         g.delete_requested.connect(lambda e: self.gallery.delete(e.id))
+        g.delete_many_requested.connect(lambda es: delete_after_asking(self, self.gallery, es))
+        g.export_requested.connect(lambda es: export_dialog(self, es, self.show_message))
         self.bridge.output_folder = self.preferences.output_folder()
 
     # -- state -> widgets ---------------------------------------------------------------------
