@@ -44,6 +44,8 @@ def working_dir() -> Path:
 class GenerationController(QObject):
     #: (text, kind) for the message area; kind is "info" or "error"
     message = Signal(str, str)
+    #: the prompt as typed (a wildcard template stays a template) of a submitted generation
+    prompt_submitted = Signal(str)
 
     def __init__(
         self,
@@ -84,7 +86,10 @@ class GenerationController(QObject):
         except EaselError as exc:
             self.message.emit(str(exc), "error")
             return None
-        return self._submit(request, files, show=True)
+        job_id = self._submit(request, files, show=True)
+        if job_id is not None:
+            self.prompt_submitted.emit(self.settings.get("prompt"))
+        return job_id
 
     def _submit(self, request, files: list[Path], *, show: bool) -> int | None:
         try:

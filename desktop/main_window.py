@@ -39,10 +39,12 @@ from desktop.state.generation import GenerationSettings
 from desktop.state.job import JobState
 from desktop.state.models import ModelLibrary
 from desktop.state.preferences import Preferences
+from desktop.state.prompt_history import PromptHistory
 from desktop.understanding import install as install_understanding
 from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
 from desktop.widgets.gallery_panel import GalleryPanel
 from desktop.widgets.prompt_panel import PromptPanel
+from desktop.widgets.prompt_recall import install as install_prompt_recall
 from desktop.widgets.toast import ERROR, Toast
 from engine.errors import EaselError
 from engine.history import HistoryEntry
@@ -117,6 +119,8 @@ class MainWindow(QMainWindow):
             "Gallery", "gallery", self.gallery_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.toast = Toast(self)
+        self.prompt_history = PromptHistory(self.preferences, self)
+        self.prompt_recall = install_prompt_recall(self.prompt_panel, self.prompt_history)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -238,6 +242,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         self.prompt_panel.generate_requested.connect(self.generation.generate)
+        self.generation.prompt_submitted.connect(self.prompt_history.add)
         self.prompt_panel.cancel_requested.connect(self.generation.cancel)
         self.prompt_panel.add_lora_requested.connect(self.add_lora_dialog)
         self.generation.message.connect(self.show_message)
