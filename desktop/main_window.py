@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.bridge import EngineBridge
+from desktop.canvas_edits import install as install_canvas_edits
 from desktop.controller import GenerationController, upscale_request_type
 from desktop.gallery_actions import delete_after_asking, export_dialog
 from desktop.icons import icon
@@ -61,6 +62,7 @@ class MainWindow(QMainWindow):
         self._make_state()
         self._make_widgets()
         self._make_actions()
+        install_canvas_edits(self)  # crop, sketch, resize, rotate, flip, layers
         self.understanding = install_understanding(self)  # expand, describe, interrogate
         build_menus(self)
         build_toolbar(self)
@@ -200,6 +202,7 @@ class MainWindow(QMainWindow):
             "Zoom out", lambda: self.canvas.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut
         )
         self.extend_action = a("Extend canvas (outpaint)…", self.extend_dialog, "Ctrl+Shift+E")
+        self.upscale_canvas_action = a("Upscale…", self.upscale_canvas, "Ctrl+Shift+U")
         self.models_action = a("Model browser…", self.show_model_browser, "Ctrl+M", sp.SP_DirIcon)
         self.settings_action = a(
             "Settings…", self.show_settings, QKeySequence.StandardKey.Preferences
@@ -372,9 +375,26 @@ class MainWindow(QMainWindow):
             self.settings.set("mode", mode)
 
     def upscale_entry(self, entry: HistoryEntry):
-        """Upscale with the first working upscaler model in the library, else Lanczos x2."""
+        """Ask for the upscaler and factor, then upscale the gallery result."""
+        return self._upscale_dialog(
+            (entry.width, entry.height), lambda m, f: self.generation.upscale(entry, m, f)
+        )
+
+    def upscale_canvas(self):
+        if not self.document.has_image():
+            self.show_message("Open or generate an image before upscaling.", ERROR)
+            return None
+        return self._upscale_dialog(self.document.size(), self.generation.upscale_canvas)
+
+    def _upscale_dialog(self, size, run):
+        from desktop.widgets.upscale_dialog import UpscaleDialog
+
         upscalers = [m for m in self.library.of_kind("upscaler") if m.status == "ok"]
-        return self.generation.upscale(entry, upscalers[0].path if upscalers else "")
+        dialog = UpscaleDialog(upscalers, size, self)
+        dialog.accepted.connect(lambda: run(*dialog.choice()))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def reuse_entry(self, entry: HistoryEntry) -> None:
         request = entry.generation_request()

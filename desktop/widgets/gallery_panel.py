@@ -41,7 +41,7 @@ ACTIONS = (
     ("init_requested", "Use as init image"),
     ("reuse_requested", "Reuse settings"),
     ("vary_requested", "Vary"),
-    ("upscale_requested", "Upscale"),
+    ("upscale_requested", "Upscale…"),
     None,
     ("describe_requested", "Describe image…"),
     ("interrogate_requested", "Interrogate…"),
