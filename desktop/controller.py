@@ -46,6 +46,8 @@ def working_dir() -> Path:
 class GenerationController(QObject):
     #: (text, kind) for the message area; kind is "info" or "error"
     message = Signal(str, str)
+    #: the prompt as typed (a wildcard template stays a template) of a submitted generation
+    prompt_submitted = Signal(str)
 
     def __init__(
         self,
@@ -89,7 +91,10 @@ class GenerationController(QObject):
         except EaselError as exc:
             self.message.emit(str(exc), "error")
             return None
-        return self._submit(request, files, show=True)
+        job_id = self._submit(request, files, show=True)
+        if job_id is not None:
+            self.prompt_submitted.emit(self.settings.get("prompt"))
+        return job_id
 
     def _submit(self, request, files: list[Path], *, show: bool) -> int | None:
         try:
@@ -173,23 +178,42 @@ class GenerationController(QObject):
         )
         return self._submit(request, [], show=True)
 
-    def upscale(self, entry: HistoryEntry, model: str = "") -> int | None:
-        """Enlarge a result: with an upscaler model from the library, else a Lanczos x2."""
+    def upscale(self, entry: HistoryEntry, model: str = "", scale: float = 0.0) -> int | None:
+        """Enlarge a result: with an upscaler model from the library, else Lanczos; `scale`
+        0 is the model's own factor (x2 for Lanczos)."""
+        return self.upscale_file(entry.image_path, model, scale)
+
+    def upscale_canvas(self, model: str = "", scale: float = 2.0) -> int | None:
+        """Enlarge the picture on the canvas (as it is now, edits included)."""
+        if not self.document.has_image():
+            self.message.emit("Open or generate an image before upscaling.", "error")
+            return None
+        path = working_dir() / f"{uuid.uuid4().hex[:10]}-upscale.png"
+        try:
+            _save(self.document.image, path)
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
+            return None
+        return self.upscale_file(path, model, scale, work_files=[path])
+
+    def upscale_file(
+        self, path: Path, model: str, scale: float, work_files: list[Path] | None = None
+    ) -> int | None:
         request_type = upscale_request_type()
         if request_type is None:
             self.message.emit("Upscaling is not available in this version.", "error")
             return None
         try:
             request = request_type(
-                image=str(entry.image_path),
+                image=str(path),
                 model=model,
-                scale=0.0 if model else 2.0,  # 0 = the model's own factor
+                scale=scale if (scale or model) else 2.0,
                 runtime=self.preferences.runtime(),
             )
         except EaselError as exc:
             self.message.emit(str(exc), "error")
             return None
-        return self._submit(request, [], show=True)
+        return self._submit(request, work_files or [], show=True)
 
     # -- engine events (GUI thread) -----------------------------------------------------------
     def on_preview(self, job_id: int, image: QImage) -> None:

@@ -67,7 +67,32 @@ def _extend(p: QPainter) -> None:
     p.drawRect(QRectF(17, 9, 10, 14))
 
 
+def _crop(p: QPainter) -> None:
+    p.drawLine(QPointF(10, 4), QPointF(10, 22))
+    p.drawLine(QPointF(10, 22), QPointF(28, 22))
+    p.drawLine(QPointF(4, 10), QPointF(22, 10))
+    p.drawLine(QPointF(22, 10), QPointF(22, 28))
+
+
+def _sketch(p: QPainter) -> None:
+    path = QPainterPath()
+    path.moveTo(5, 24)
+    path.cubicTo(10, 10, 16, 30, 27, 8)
+    p.drawPath(path)
+    p.setPen(QPen(ACCENT, 2.2))
+    p.drawPoint(QPointF(27, 8))
+
+
+def _rotate(p: QPainter) -> None:
+    p.drawArc(QRectF(7, 7, 18, 18), 90 * 16, -270 * 16)
+    p.drawLine(QPointF(16, 7), QPointF(12, 3))
+    p.drawLine(QPointF(16, 7), QPointF(12, 11))
+
+
 DRAWERS = {
+    "crop": _crop,
+    "sketch": _sketch,
+    "rotate": _rotate,
     "brush": _brush,
     "eraser": _eraser,
     "clear": _clear,

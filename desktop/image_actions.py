@@ -84,8 +84,11 @@ class ImageActions(QObject):
         return True
 
     def _take(self, image: QImage, text: str) -> None:
+        """A picture the user brought in is there to be edited: text to image becomes image to
+        image; a mode that already uses the canvas (inpaint) stays as the user chose it."""
         self.document.set_image(image, text)
-        self.settings.set("mode", Mode.IMG2IMG.value)
+        if self.settings.mode is Mode.TXT2IMG:
+            self.settings.set("mode", Mode.IMG2IMG.value)
 
     def paste(self) -> bool:
         mime = QGuiApplication.clipboard().mimeData()
@@ -141,11 +144,15 @@ class ImageActions(QObject):
 
     # -- mode follows the mask ------------------------------------------------------------------
     def _follow_mask(self) -> None:
+        """Painting a mask means inpaint, and undoing or clearing it goes back to image to
+        image. A new picture never moves the Mode box: a result that replaces the picture
+        (and, at another size, its mask) leaves the mode the user chose."""
         if not self.document.has_image():
             if self.settings.mode is not Mode.TXT2IMG:
                 self.settings.set("mode", Mode.TXT2IMG.value)
             return
         if self.document.has_mask():
-            self.settings.set("mode", Mode.INPAINT.value)
-        elif self.settings.mode is Mode.INPAINT:
+            if self.settings.mode is not Mode.INPAINT:
+                self.settings.set("mode", Mode.INPAINT.value)
+        elif self.settings.mode is Mode.INPAINT and not self.document.picture_replaced:
             self.settings.set("mode", Mode.IMG2IMG.value)

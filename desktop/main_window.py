@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.bridge import EngineBridge
+from desktop.canvas_edits import install as install_canvas_edits
 from desktop.controller import GenerationController, upscale_request_type
+from desktop.gallery_actions import delete_after_asking, export_dialog
 from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
 from desktop.images import IMAGE_SUFFIXES, pil_to_qimage
@@ -38,10 +40,12 @@ from desktop.state.generation import GenerationSettings
 from desktop.state.job import JobState
 from desktop.state.models import ModelLibrary
 from desktop.state.preferences import Preferences
+from desktop.state.prompt_history import PromptHistory
 from desktop.understanding import install as install_understanding
 from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
 from desktop.widgets.gallery_panel import GalleryPanel
 from desktop.widgets.prompt_panel import PromptPanel
+from desktop.widgets.prompt_recall import install as install_prompt_recall
 from desktop.widgets.toast import ERROR, Toast
 from engine.errors import EaselError
 from engine.history import HistoryEntry
@@ -58,6 +62,7 @@ class MainWindow(QMainWindow):
         self._make_state()
         self._make_widgets()
         self._make_actions()
+        install_canvas_edits(self)  # crop, sketch, resize, rotate, flip, layers
         self.understanding = install_understanding(self)  # expand, describe, interrogate
         build_menus(self)
         build_toolbar(self)
@@ -117,6 +122,8 @@ class MainWindow(QMainWindow):
             "Gallery", "gallery", self.gallery_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.toast = Toast(self)
+        self.prompt_history = PromptHistory(self.preferences, self)
+        self.prompt_recall = install_prompt_recall(self.prompt_panel, self.prompt_history)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -196,6 +203,7 @@ class MainWindow(QMainWindow):
             "Zoom out", lambda: self.canvas.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut
         )
         self.extend_action = a("Extend canvas (outpaint)…", self.extend_dialog, "Ctrl+Shift+E")
+        self.upscale_canvas_action = a("Upscale…", self.upscale_canvas, "Ctrl+Shift+U")
         self.models_action = a("Model browser…", self.show_model_browser, "Ctrl+M", sp.SP_DirIcon)
         self.settings_action = a(
             "Settings…", self.show_settings, QKeySequence.StandardKey.Preferences
@@ -238,6 +246,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         self.prompt_panel.generate_requested.connect(self.generation.generate)
+        self.generation.prompt_submitted.connect(self.prompt_history.add)
         self.prompt_panel.cancel_requested.connect(self.generation.cancel)
         self.prompt_panel.add_lora_requested.connect(self.add_lora_dialog)
         self.generation.message.connect(self.show_message)
@@ -264,6 +273,8 @@ class MainWindow(QMainWindow):
         g.save_requested.connect(self.save_entry_dialog)
         g.copy_requested.connect(lambda e: self.images.copy_file(e.image_path))
         g.delete_requested.connect(lambda e: self.gallery.delete(e.id))
+        g.delete_many_requested.connect(lambda es: delete_after_asking(self, self.gallery, es))
+        g.export_requested.connect(lambda es: export_dialog(self, es, self.show_message))
         self.bridge.output_folder = self.preferences.output_folder()
 
     # -- state -> widgets ---------------------------------------------------------------------
@@ -276,6 +287,9 @@ class MainWindow(QMainWindow):
             "warming": ("#e0a84f", "Preparing Stable Diffusion…"),
             "broken": ("#e0605a", "Engine failed to load"),
         }.get(job.engine_state, ("#9aa0ab", job.engine_state))
+        if job.engine_state == "ready" and job.activity():
+            # not "ready" while the first job still loads its model (seconds on a CPU)
+            colour, text = ("#e0a84f" if job.step == 0 else "#5c9ee0"), job.activity()
         self.engine_label.setText(f'<span style="color:{colour}">●</span>&nbsp;{text}')
         self.engine_label.setToolTip(job.engine_message)
         busy = job.busy
@@ -355,13 +369,33 @@ class MainWindow(QMainWindow):
         return True
 
     def open_entry(self, entry: HistoryEntry, *, as_init: bool) -> None:
+        """ "Open on canvas" shows the picture and keeps the Mode as chosen; "Use as init
+        image" is the one that asks for image to image."""
+        mode = self.settings.get("mode")
         if self.images.open_path(entry.image_path) and not as_init:
-            self.settings.set("mode", "txt2img")
+            self.settings.set("mode", mode)
 
     def upscale_entry(self, entry: HistoryEntry):
-        """Upscale with the first working upscaler model in the library, else Lanczos x2."""
+        """Ask for the upscaler and factor, then upscale the gallery result."""
+        return self._upscale_dialog(
+            (entry.width, entry.height), lambda m, f: self.generation.upscale(entry, m, f)
+        )
+
+    def upscale_canvas(self):
+        if not self.document.has_image():
+            self.show_message("Open or generate an image before upscaling.", ERROR)
+            return None
+        return self._upscale_dialog(self.document.size(), self.generation.upscale_canvas)
+
+    def _upscale_dialog(self, size, run):
+        from desktop.widgets.upscale_dialog import UpscaleDialog
+
         upscalers = [m for m in self.library.of_kind("upscaler") if m.status == "ok"]
-        return self.generation.upscale(entry, upscalers[0].path if upscalers else "")
+        dialog = UpscaleDialog(upscalers, size, self)
+        dialog.accepted.connect(lambda: run(*dialog.choice()))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def reuse_entry(self, entry: HistoryEntry) -> None:
         request = entry.generation_request()
@@ -457,6 +491,8 @@ class MainWindow(QMainWindow):
             window.setWindowFlag(Qt.WindowType.Window)  # a panel shown as its own window
         self._tool_windows.append(window)
         window.show()
+        if isinstance(window, QWidget) and not isinstance(window, QDialog):
+            _centre_over(window, self)  # dialogs centre themselves; a panel would open at 0,0
         return window
 
     def _open_pil(self, image) -> None:
@@ -516,6 +552,12 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802
         self.canvas.dropEvent(event)
+
+
+def _centre_over(window: QWidget, parent: QWidget) -> None:
+    size = window.size().expandedTo(window.sizeHint())
+    frame = parent.frameGeometry()
+    window.move(frame.center().x() - size.width() // 2, frame.center().y() - size.height() // 2)
 
 
 def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:

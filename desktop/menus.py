@@ -6,6 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QToolButton
 
+from desktop.canvas_edits import add_to_canvas_menu
+
 #: Tools menu entries hosted here, written elsewhere: (menu text, module, class)
 HOSTED_TOOLS = (
     ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
@@ -41,6 +43,9 @@ def build_menus(window) -> None:
     )
     canvas.addSeparator()
     canvas.addAction(window.extend_action)
+    add_to_canvas_menu(window, canvas)
+    canvas.addSeparator()
+    canvas.addAction(window.upscale_canvas_action)
     canvas.addSeparator()
     canvas.addActions([window.describe_action, window.interrogate_action])
     generate = bar.addMenu("&Generate")
@@ -71,7 +76,7 @@ def build_toolbar(window) -> None:
         button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         bar.addWidget(button)
     bar.addSeparator()
-    bar.addActions([window.brush_action, window.eraser_action])
+    bar.addActions([window.brush_action, window.eraser_action, window.sketch_action])
     window.size_slider = QSlider(Qt.Orientation.Horizontal)
     window.size_slider.setRange(2, 300)
     window.size_slider.setFixedWidth(140)
@@ -86,4 +91,4 @@ def build_toolbar(window) -> None:
     bar.addSeparator()
     bar.addActions([window.fit_action, window.actual_action])
     bar.addSeparator()
-    bar.addAction(window.extend_action)
+    bar.addActions([window.crop_action, window.rotate_right_action, window.extend_action])

@@ -39,6 +39,9 @@ class JobContext:
         self.started_at = time.perf_counter()
         #: what the user should know about how the job ran (a fallback taken, a picture scaled)
         self.notices: list[str] = []
+        # time left comes from measured steps only: loading and the first step (warm-up, lazy
+        # allocations) are far slower than the rest, so the clock starts at the first step
+        self._first_step: tuple[int, float] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -54,10 +57,26 @@ class JobContext:
             self.notices.append(text)
 
     def progress(self, step: int, total: int, **info: Any) -> None:
-        elapsed = time.perf_counter() - self.started_at
-        if step > 0 and total > step and "seconds_left" not in info:
-            info["seconds_left"] = elapsed / step * (total - step)
+        if "seconds_left" not in info:
+            estimate = self._seconds_left(step, total)
+            if estimate is not None:
+                info["seconds_left"] = estimate
         self._emit(Progress(self.job_id, step=step, total=total, info=info))
+
+    def _seconds_left(self, step: int, total: int) -> float | None:
+        """Seconds per step measured since the first step, times the steps left; None until
+        at least one whole step has been timed (or while a stage such as loading runs)."""
+        now = time.perf_counter()
+        if step <= 0 or (self._first_step is not None and step < self._first_step[0]):
+            self._first_step = None  # a new phase (loading, a second pass) starts over
+            return None
+        if self._first_step is None:
+            self._first_step = (step, now)
+            return None
+        first_step, first_time = self._first_step
+        if step == first_step or total <= step:
+            return None
+        return (now - first_time) / (step - first_step) * (total - step)
 
     def preview(self, image: Any, *, force: bool = False) -> None:
         now = time.perf_counter()

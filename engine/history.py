@@ -43,6 +43,20 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_created ON history (created_at);
 """
 
+#: columns added after the first release: (name, SQL type and default). Older databases get
+#: them on open (ALTER TABLE keeps every row) and are filled from each row's metadata, so
+#: search and filters are plain indexed SQL instead of a JSON parse per row.
+_ADDED_COLUMNS = (
+    ("prompt", "TEXT NOT NULL DEFAULT ''"),
+    ("model", "TEXT NOT NULL DEFAULT ''"),
+    ("starred", "INTEGER NOT NULL DEFAULT 0"),
+)
+_ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS history_model ON history (model);
+CREATE INDEX IF NOT EXISTS history_starred ON history (starred, created_at);
+"""
+_ORDER = " ORDER BY created_at DESC, batch_id, batch_index"
+
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -58,6 +72,7 @@ class HistoryEntry:
     width: int
     height: int
     metadata: dict
+    starred: bool = False
 
     @property
     def prompt(self) -> str:
@@ -89,6 +104,7 @@ class HistoryStore:
         self.folder = Path(folder) if folder else gallery_dir()
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
+            _migrate(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=10)
@@ -137,7 +153,8 @@ class HistoryStore:
         with self._connect() as conn:
             cursor = conn.execute(
                 "INSERT INTO history (batch_id, batch_index, batch_size, created_at, image_path,"
-                " thumb_path, width, height, metadata) VALUES (?,?,?,?,?,?,?,?,?)",
+                " thumb_path, width, height, metadata, prompt, model)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch_id,
                     index,
@@ -148,6 +165,7 @@ class HistoryStore:
                     width,
                     height,
                     json.dumps(meta),
+                    *_searchable(meta),
                 ),
             )
             return cursor.lastrowid
@@ -177,18 +195,90 @@ class HistoryStore:
 
     def entries(self, limit: int | None = None) -> list[HistoryEntry]:
         """Newest first; within one batch, in batch order."""
-        query = "SELECT * FROM history ORDER BY created_at DESC, batch_id, batch_index"
-        params: tuple = ()
+        return self.search(limit=limit)
+
+    def search(
+        self,
+        text: str = "",
+        *,
+        model: str = "",
+        since: float | None = None,
+        starred: bool = False,
+        limit: int | None = None,
+    ) -> list[HistoryEntry]:
+        """Entries whose prompt holds every word of `text` (any case), made by `model`, made
+        at or after `since` (a time.time() value), starred only if asked; newest first."""
+        clauses, params = [], []
+        for word in text.split():
+            escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("prompt LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        if model:
+            clauses.append("model = ?")
+            params.append(model)
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(float(since))
+        if starred:
+            clauses.append("starred = 1")
+        query = "SELECT * FROM history"
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += _ORDER
         if limit is not None:
             query += " LIMIT ?"
-            params = (int(limit),)
+            params.append(int(limit))
         with self._connect() as conn:
             rows = conn.execute(query, params).fetchall()
         return [_entry(r) for r in rows]
 
+    def models(self) -> list[str]:
+        """Every model that made an entry, for the gallery's model filter."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT DISTINCT model FROM history WHERE model != ''").fetchall()
+        return sorted(r[0] for r in rows)
+
+    def set_starred(self, entry_ids: Sequence[int], starred: bool) -> None:
+        with self._connect() as conn:
+            conn.executemany(
+                "UPDATE history SET starred = ? WHERE id = ?",
+                [(int(starred), int(i)) for i in entry_ids],
+            )
+
     def count(self) -> int:
         with self._connect() as conn:
             return conn.execute("SELECT COUNT(*) FROM history").fetchone()[0]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older database up to date in place: add the search columns, fill them from
+    each row's metadata, add their indexes. Nothing is removed or rewritten otherwise."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(history)")}
+    missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in present]
+    for name, kind in missing:
+        conn.execute(f"ALTER TABLE history ADD COLUMN {name} {kind}")
+    if any(name in ("prompt", "model") for name, _ in missing):
+        rows = conn.execute("SELECT id, metadata FROM history").fetchall()
+        updates = []
+        for row_id, raw in rows:
+            try:
+                meta = json.loads(raw)
+            except json.JSONDecodeError:
+                meta = {}
+            updates.append((*_searchable(meta if isinstance(meta, dict) else {}), row_id))
+        conn.executemany("UPDATE history SET prompt = ?, model = ? WHERE id = ?", updates)
+    conn.executescript(_ADDED_INDEXES)
+
+
+def _searchable(meta: dict) -> tuple[str, str]:
+    """(prompt, model) as the gallery searches them: the user's own words when a style or a
+    wildcard template changed the prompt, plus the prompt that ran."""
+    extras = meta.get("extras") if isinstance(meta.get("extras"), dict) else {}
+    prompt = str(meta.get("prompt", ""))
+    for key in ("user_prompt", "prompt_template"):
+        if extras.get(key) and str(extras[key]) not in prompt:
+            prompt += "\n" + str(extras[key])
+    return prompt, str(meta.get("model", ""))
 
 
 def _entry(row: sqlite3.Row) -> HistoryEntry:
@@ -207,6 +297,7 @@ def _entry(row: sqlite3.Row) -> HistoryEntry:
         width=row["width"],
         height=row["height"],
         metadata=metadata if isinstance(metadata, dict) else {},
+        starred=bool(row["starred"]),
     )
 
 

@@ -1,6 +1,7 @@
 """Build Easel's built-in models from the Fluent Emoji Flat set, end to end.
 
-    python scripts/build_builtin_models.py data            # npm pack + rasterise (QtSvg) -> .npz
+    python scripts/build_builtin_models.py bundle          # npm pack -> resources/datasets (.xz)
+    python scripts/build_builtin_models.py data            # rasterise (QtSvg) -> .npz
     python scripts/build_builtin_models.py embed           # MiniLM caption embeddings -> .npz
     python scripts/build_builtin_models.py ldm --minutes M # train the autoencoder + latent UNet
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
@@ -28,47 +29,27 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from engine.datasets import emoji  # noqa: E402
 
 
-def rasterise(bodies: dict[str, str], size: int, resolution: int) -> dict[str, np.ndarray]:
-    """Render each SVG body at `resolution` onto white with QtSvg (anti-aliased)."""
-    from PySide6.QtCore import QByteArray, QRectF
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
-    from PySide6.QtSvg import QSvgRenderer
+def cmd_data(args) -> None:
+    """Render the shipped emoji bodies (as a user install does on first use)."""
+    from PySide6.QtGui import QGuiApplication
+
+    from desktop.emoji_render import render
 
     _app = QGuiApplication.instance() or QGuiApplication([])
-    out = {}
-    for name, body in bodies.items():
-        renderer = QSvgRenderer(QByteArray(emoji.svg_document(body, size).encode("utf-8")))
-        if not renderer.isValid():
-            print(f"skipping {name}: QtSvg cannot read it", file=sys.stderr)
-            continue
-        image = QImage(resolution, resolution, QImage.Format.Format_RGB888)
-        image.fill(0xFFFFFF)
-        painter = QPainter(image)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        renderer.render(painter, QRectF(0, 0, resolution, resolution))
-        painter.end()
-        stride = image.bytesPerLine()
-        raw = np.frombuffer(image.constBits(), dtype=np.uint8, count=stride * resolution)
-        out[name] = (
-            raw.reshape(resolution, stride)[:, : resolution * 3]
-            .reshape(resolution, resolution, 3)
-            .copy()
-        )
-    return out
-
-
-def cmd_data(args) -> None:
     start = time.perf_counter()
+    path = render(args.resolution, args.cache)
+    data = emoji.load_rendered(args.cache, args.resolution)
+    held = int(data.held_out.sum())
+    print(
+        f"{len(data.names)} emoji ({held} held out) -> {path} in {time.perf_counter() - start:.1f}s"
+    )
+
+
+def cmd_bundle(args) -> None:
+    """`npm pack` the emoji package and pack its bodies into resources/datasets (0.7 MB)."""
     package = emoji.fetch_package(args.cache)
-    bodies, category_of, size = emoji.read_package(package)
-    rendered = rasterise(bodies, size, args.resolution)
-    names = sorted(rendered)
-    images = np.stack([rendered[n] for n in names])
-    categories = [category_of.get(n, "Other") for n in names]
-    path = emoji.npz_path(args.cache, args.resolution)
-    emoji.save_rendered(path, images, names, categories)
-    held = sum(emoji.is_held_out(n) for n in names)
-    print(f"{len(names)} emoji ({held} held out) -> {path} in {time.perf_counter() - start:.1f}s")
+    target = emoji.write_bundled(package)
+    print(f"{target} ({target.stat().st_size / 1e6:.2f} MB)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,9 +338,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=None, help="dataset cache folder")
     sub = parser.add_subparsers(dest="command", required=True)
-    data = sub.add_parser("data", help="fetch the emoji package and rasterise it")
+    data = sub.add_parser("data", help="rasterise the shipped emoji bodies")
     data.add_argument("--resolution", type=int, default=64)
     data.set_defaults(run=cmd_data)
+    bundle = sub.add_parser("bundle", help="npm pack the emoji package into resources/datasets")
+    bundle.set_defaults(run=cmd_bundle)
     train = sub.add_parser("ldm", help="train the text-to-image latent diffusion model")
     train.add_argument("--out", type=Path, default=ROOT / "resources" / "models" / "emoji-ldm")
     train.add_argument("--resolution", type=int, default=64)

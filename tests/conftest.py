@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from pathlib import Path
 
 # Must happen before any QApplication exists and before huggingface_hub is imported.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -12,6 +14,26 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+
+def _test_this_checkout() -> None:
+    """Import `desktop` and `engine` from the checkout these tests live in.
+
+    `tests/desktop` is itself a package called `desktop` (pytest puts `tests/` first on the
+    path), so `desktop.*` submodules are found by the editable install's finder, which maps them
+    to the folder `pip install -e` was run in. In a second checkout (a git worktree sharing one
+    virtual environment) the tests would silently exercise the other checkout's code.
+    """
+    root = Path(__file__).resolve().parents[1]
+    for name, module in list(sys.modules.items()):
+        mapping = getattr(module, "MAPPING", None)
+        if name.startswith("__editable__") and isinstance(mapping, dict):
+            for package in ("desktop", "engine"):
+                if package in mapping:
+                    mapping[package] = str(root / package)
+
+
+_test_this_checkout()
 
 # PySide6 6.12 on Python < 3.12 drops references to None/True on every void call and emit, which
 # aborts a long Qt test run; desktop.qt_compat makes those singletons immortal (see its docstring).

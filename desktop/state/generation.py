@@ -96,12 +96,18 @@ class GenerationSettings(QObject):
     ) -> GenerationRequest:
         """Snapshot into a frozen request (raises InputError with the engine's message).
 
-        The chosen style is applied here, on top of what the user typed; `extras` keeps the
-        style's name and the user's own text so "reuse settings" restores them unstyled."""
+        Wildcards (`__colour__`) are expanded from the seed, then the chosen style is applied
+        on top; `extras` keeps the template, the style's name and the user's own text so
+        "reuse settings" restores what the user typed."""
         v = self._values
         width, height = size or (v["width"], v["height"])
-        prompt, negative, extras = styled_prompts(v["prompt"], v["negative_prompt"], v["style"])
         seed = self.next_seed()
+        typed, typed_negative = v["prompt"], v["negative_prompt"]
+        expanded = expand_wildcards(typed, seed)
+        expanded_negative = expand_wildcards(typed_negative, seed + 1)
+        prompt, negative, extras = styled_prompts(expanded, expanded_negative, v["style"])
+        if expanded != typed or expanded_negative != typed_negative:
+            extras = {**extras, "prompt_template": typed, "negative_template": typed_negative}
         return GenerationRequest(
             prompt=prompt,
             negative_prompt=negative,
@@ -126,6 +132,13 @@ class GenerationSettings(QObject):
         """Restore what made an image (prompt, sampler, seed, size...). Mode stays as it is:
         the images a request named are working files that may be gone."""
         extras = request.extras or {}
+        if isinstance(extras.get("prompt_template"), str):
+            # wildcards: the template comes back; the same seed draws the same choices again
+            self.set("prompt", extras["prompt_template"])
+            self.set("negative_prompt", str(extras.get("negative_template", "")))
+            self.set("style", str(extras.get("style", "")))
+            self._apply_numbers(request, include_model)
+            return
         style = extras.get("style")
         if isinstance(style, str) and style:
             # the user's own text and the style, not the styled prompt (no double styling)
@@ -136,6 +149,9 @@ class GenerationSettings(QObject):
             self.set("prompt", request.prompt)
             self.set("negative_prompt", request.negative_prompt)
             self.set("style", "")
+        self._apply_numbers(request, include_model)
+
+    def _apply_numbers(self, request: GenerationRequest, include_model: bool) -> None:
         if include_model and request.model:
             self.set("model", request.model)
         self.set("sampler", request.sampler)
@@ -162,13 +178,19 @@ class GenerationSettings(QObject):
         if not isinstance(data, dict):
             return
         for name, default in DEFAULTS.items():
-            if name == "mode":
-                continue  # the canvas starts empty: a new session starts as text to image
             value = data.get(name, default)
             if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
+            if name == "mode" and value not in {m.value for m in Mode}:
+                continue
             if type(value) is type(default):
                 self.set(name, value)
+
+
+def expand_wildcards(text: str, seed: int) -> str:
+    from engine.prompting.wildcards import expand
+
+    return expand(text, seed % (MAX_SEED + 1))
 
 
 def styled_prompts(prompt: str, negative: str, style: str) -> tuple[str, str, dict]:

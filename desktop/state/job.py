@@ -93,11 +93,25 @@ class JobState(QObject):
         if self.stage and self.running and self.stage != "Starting…":
             # a job that names its stages ("Finding styles and keywords", "loading model")
             stage = self.stage[:1].upper() + self.stage[1:]
-            return f"{stage} ({self.step}/{self.total})"
+            return f"{stage}…" if self.step == 0 else f"{stage} ({self.step}/{self.total})"
         text = f"Step {self.step}/{self.total}"
         if self.seconds_left is not None:
             text += f" · {format_seconds(self.seconds_left)} left"
+        elif self.step < self.total:
+            text += " · timing steps…"  # no guess until a whole step has been measured
         return text
+
+    def activity(self) -> str:
+        """What the engine does now, for the status bar's engine label: "" when idle."""
+        if not self.busy:
+            return ""
+        if not self.running:
+            return "Waiting for the engine…"
+        if self.stage and self.stage != "Starting…" and self.step == 0:
+            return self.stage[:1].upper() + self.stage[1:] + "…"
+        if self.step == 0:
+            return "Starting the job…"
+        return "Generating"
 
 
 def format_seconds(seconds: float) -> str:

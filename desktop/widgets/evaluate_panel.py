@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -100,6 +101,9 @@ class EvaluatePanel(QWidget):
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        # the window never gets smaller than its contents: no squashed boxes or cut labels,
+        # and it grows when results and warnings appear
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
         layout.setContentsMargins(14, 12, 14, 12)
         layout.setSpacing(8)
         title = QLabel("EVALUATE IMAGE SETS")
@@ -126,6 +130,10 @@ class EvaluatePanel(QWidget):
         layout.addLayout(grid)
 
         buttons = QHBoxLayout()
+        self.close_button = QPushButton("Close")
+        self.close_button.setToolTip("Close this window (Esc); a running evaluation is cancelled")
+        self.close_button.clicked.connect(self.close)
+        buttons.addWidget(self.close_button)
         buttons.addStretch(1)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
@@ -224,6 +232,12 @@ class EvaluatePanel(QWidget):
         self._relay.stop()
         self._attached = False
 
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.key() == Qt.Key.Key_Escape:  # as in the other tool windows (dialogs)
+            self.close()
+            return
+        super().keyPressEvent(event)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         self.detach()
         super().closeEvent(event)
@@ -275,6 +289,7 @@ class EvaluatePanel(QWidget):
             kid_text += f" ± {info['kid_std']:.4f}"
         self.kid_value.setText(kid_text)
         self.warning_label.setText("\n".join(info.get("warnings", [])))
+        self.adjustSize()  # make room for the results instead of squashing the set rows
         seconds = info.get("seconds", 0.0)
         self._finish(
             f"Compared {info['count_a']} with {info['count_b']} images in {_duration(seconds)}."

@@ -2,20 +2,28 @@
 
 Actions on a result are emitted as signals with the entry; the main window carries them out
 (open on canvas, use as init image, reuse settings, vary, upscale, save as, copy, delete).
+A filter bar searches prompts and narrows by model, date and star; several results can be
+selected (Ctrl/Shift+click) to star, export or delete them together.
 """
 
 from __future__ import annotations
 
 import datetime
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap
+from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListView,
     QListWidget,
     QListWidgetItem,
     QMenu,
+    QPushButton,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -24,19 +32,23 @@ from desktop.state.gallery import GalleryState
 from engine.history import HistoryEntry
 
 THUMB = 120
+#: (label, days) for the date filter; 0 = any time
+DATE_CHOICES = (("Any time", 0), ("Today", 1), ("Last 7 days", 7), ("Last 30 days", 30))
+SEARCH_DELAY_MS = 150  # typing re-queries once the user pauses
 #: (signal name, menu text); None is a separator
 ACTIONS = (
     ("open_requested", "Open on canvas"),
     ("init_requested", "Use as init image"),
     ("reuse_requested", "Reuse settings"),
     ("vary_requested", "Vary"),
-    ("upscale_requested", "Upscale"),
+    ("upscale_requested", "Upscale…"),
     None,
     ("describe_requested", "Describe image…"),
     ("interrogate_requested", "Interrogate…"),
     None,
     ("save_requested", "Save as…"),
     ("copy_requested", "Copy"),
+    ("star_requested", "Star"),
     None,
     ("delete_requested", "Delete"),
 )
@@ -53,6 +65,10 @@ class GalleryPanel(QWidget):
     delete_requested = Signal(object)
     describe_requested = Signal(object)
     interrogate_requested = Signal(object)
+    star_requested = Signal(object)
+    #: several selected entries (list[HistoryEntry]) to delete or export together
+    delete_many_requested = Signal(list)
+    export_requested = Signal(list)
 
     def __init__(self, gallery: GalleryState, parent=None, *, can_upscale: bool = False):
         super().__init__(parent)
@@ -63,7 +79,9 @@ class GalleryPanel(QWidget):
         self.title = QLabel()
         self.title.setObjectName("section")
         layout.addWidget(self.title)
+        layout.addLayout(self._filter_bar())
         self.list = QListWidget()
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setGridSize(QSize(THUMB + 10, THUMB + 10))
@@ -75,6 +93,9 @@ class GalleryPanel(QWidget):
         self.list.customContextMenuRequested.connect(self._menu)
         self.list.itemDoubleClicked.connect(lambda item: self._emit("open_requested", item))
         layout.addWidget(self.list, 1)
+        layout.addWidget(self._selection_bar())
+        self.list.itemSelectionChanged.connect(self._selection_changed)
+        self.star_requested.connect(lambda e: self.gallery.set_starred([e.id], not e.starred))
         self.empty = QLabel("Results appear here.\nEvery image you make is kept.")
         self.empty.setObjectName("note")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -91,14 +112,106 @@ class GalleryPanel(QWidget):
         gallery.added.connect(self._insert_new)
         self.refresh()
 
+    # -- filter bar and selection bar -----------------------------------------------------------
+    def _filter_bar(self) -> QVBoxLayout:
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search prompts")
+        self.search.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.apply_search)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self.search.returnPressed.connect(self.apply_search)
+        self.model_filter = QComboBox()
+        self.model_filter.setToolTip("Only results of this model")
+        self.model_filter.setMinimumContentsLength(10)
+        self.model_filter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self._fill_models()
+        self.model_filter.activated.connect(
+            lambda: self.gallery.set_filter(model=self.model_filter.currentData() or "")
+        )
+        self.date_filter = QComboBox()
+        for label, days in DATE_CHOICES:
+            self.date_filter.addItem(label, days)
+        self.date_filter.currentIndexChanged.connect(
+            lambda: self.gallery.set_filter(days=int(self.date_filter.currentData()))
+        )
+        self.starred_only = QToolButton()
+        self.starred_only.setText("★")
+        self.starred_only.setCheckable(True)
+        self.starred_only.setToolTip("Starred results only")
+        self.starred_only.toggled.connect(lambda on: self.gallery.set_filter(starred=on))
+        column = QVBoxLayout()
+        column.setSpacing(4)
+        column.addWidget(self.search)
+        row = QHBoxLayout()
+        row.addWidget(self.model_filter, 1)
+        row.addWidget(self.date_filter)
+        row.addWidget(self.starred_only)
+        column.addLayout(row)
+        return column
+
+    def apply_search(self) -> None:
+        self._search_timer.stop()
+        self.gallery.set_filter(text=self.search.text().strip())
+
+    def _fill_models(self) -> None:
+        current = self.model_filter.currentData() or ""
+        self.model_filter.clear()
+        self.model_filter.addItem("All models", "")
+        for model in self.gallery.models():
+            self.model_filter.addItem(_model_label(model), model)
+            self.model_filter.setItemData(self.model_filter.count() - 1, model, Qt.ToolTipRole)
+        self.model_filter.setCurrentIndex(max(0, self.model_filter.findData(current)))
+
+    def _selection_bar(self) -> QWidget:
+        bar = QWidget()
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.selection_label = QLabel()
+        self.star_selected = QPushButton("★ Star")
+        self.star_selected.clicked.connect(self._star_selection)
+        self.export_selected = QPushButton("Export…")
+        self.export_selected.clicked.connect(
+            lambda: self.export_requested.emit(self.selected_entries())
+        )
+        self.delete_selected = QPushButton("Delete")
+        self.delete_selected.clicked.connect(
+            lambda: self.delete_many_requested.emit(self.selected_entries())
+        )
+        row.addWidget(self.selection_label, 1)
+        for button in (self.star_selected, self.export_selected, self.delete_selected):
+            row.addWidget(button)
+        bar.hide()
+        self.selection_bar = bar
+        return bar
+
+    def selected_entries(self) -> list[HistoryEntry]:
+        ids = [item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()]
+        return [e for e in (self.gallery.find(i) for i in ids) if e is not None]
+
+    def _selection_changed(self) -> None:
+        count = len(self.list.selectedItems())
+        self.selection_bar.setVisible(count > 1)
+        self.selection_label.setText(f"{count} selected")
+
+    def _star_selection(self) -> None:
+        entries = self.selected_entries()
+        # star them all unless all are starred already (then the button un-stars)
+        self.gallery.set_starred([e.id for e in entries], not all(e.starred for e in entries))
+
     def refresh(self) -> None:
+        selected = {item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()}
         self.list.clear()
         self._pending.clear()
         entries = self.gallery.entries
         batch_colours = _batch_colours(entries)
         for entry in entries:
             band = batch_colours.get(entry.batch_id)
-            cached = self._icons.get((entry.id, band.name() if band else ""))
+            cached = self._icons.get(_icon_key(entry, band))
             item = QListWidgetItem(cached or self._placeholder, "")
             item.setData(Qt.ItemDataRole.UserRole, entry.id)
             item.setToolTip(_tooltip(entry))
@@ -106,6 +219,9 @@ class GalleryPanel(QWidget):
             self.list.addItem(item)
             if cached is None:
                 self._pending.append((item, entry, band))
+            if entry.id in selected:
+                item.setSelected(True)
+        self._fill_models()
         self._show_count()
         if self._pending:
             self._loader.start()
@@ -118,6 +234,7 @@ class GalleryPanel(QWidget):
             self.list.insertItem(row, self._item(entry, band))
         while self.list.count() > len(self.gallery.entries):
             self.list.takeItem(self.list.count() - 1)
+        self._fill_models()
         self._show_count()
 
     def _item(self, entry: HistoryEntry, band: QColor | None) -> QListWidgetItem:
@@ -130,6 +247,12 @@ class GalleryPanel(QWidget):
     def _show_count(self) -> None:
         count = len(self.gallery.entries)
         self.title.setText(f"GALLERY · {count}")
+        filtered = self.gallery.filter.active
+        self.empty.setText(
+            "Nothing matches the search and filters."
+            if filtered
+            else "Results appear here.\nEvery image you make is kept."
+        )
         self.empty.setVisible(not count)
         self.list.setVisible(bool(count))
 
@@ -146,7 +269,7 @@ class GalleryPanel(QWidget):
 
     def _icon(self, entry: HistoryEntry, band: QColor | None) -> QIcon:
         """The thumbnail; images of one batch share a coloured band so a batch reads as a group."""
-        key = (entry.id, band.name() if band else "")
+        key = _icon_key(entry, band)
         if key in self._icons:
             return self._icons[key]
         pixmap = QPixmap(str(entry.thumb_path))
@@ -165,6 +288,8 @@ class GalleryPanel(QWidget):
         painter.drawPixmap((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
         if band is not None:
             painter.fillRect(0, THUMB - 5, THUMB, 5, band)
+        if entry.starred:
+            _draw_star(painter)
         painter.end()
         icon = QIcon(canvas)
         self._icons[key] = icon
@@ -189,6 +314,8 @@ class GalleryPanel(QWidget):
             name, text = spec
             if name == "upscale_requested" and not self.can_upscale:
                 continue  # the engine has no upscale job yet
+            if name == "star_requested" and entry.starred:
+                text = "Remove star"
             action = QAction(text, menu)
             action.triggered.connect(lambda _=False, n=name: getattr(self, n).emit(entry))
             menu.addAction(action)
@@ -206,6 +333,30 @@ class GalleryPanel(QWidget):
         entry = self.gallery.find(item.data(Qt.ItemDataRole.UserRole))
         if entry is not None:
             getattr(self, name).emit(entry)
+
+
+def _icon_key(entry: HistoryEntry, band: QColor | None) -> tuple:
+    return (entry.id, band.name() if band else "", entry.starred)
+
+
+def _draw_star(painter: QPainter) -> None:
+    """A gold star in the top right corner, on a dark disc so it reads on any picture."""
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(20, 20, 24, 190))
+    painter.drawEllipse(THUMB - 28, 4, 24, 24)
+    font = QFont(painter.font())
+    font.setPixelSize(17)
+    painter.setFont(font)
+    painter.setPen(QColor(255, 200, 60))
+    painter.drawText(QRect(THUMB - 28, 4, 24, 24), Qt.AlignmentFlag.AlignCenter, "★")
+
+
+def _model_label(model: str) -> str:
+    """A short name for a model reference: 'builtin:emoji-ldm', a file or a folder's name."""
+    if model.startswith("builtin:"):
+        return model.split(":", 1)[1]
+    return model.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or model
 
 
 def _placeholder() -> QIcon:

@@ -127,11 +127,17 @@ class ExplorerGrid(SampleGrid):
             return
         width, height = self.grid.size
         room_w, room_h = max(self.width(), width), max(self.height(), height)
-        self.scale = max(1, min(8, room_w // width, room_h // height))
+        # fill the panel: fractional scales too (a whole number left 32 px pictures at 1x in a
+        # large empty panel); tiny pictures stay crisp with nearest neighbour
+        self.scale = max(1.0, min(16.0, room_w / width, room_h / height))
+        crisp = self.scale >= 2 or max(width, height) <= 128
+        mode = Qt.TransformationMode.FastTransformation if crisp else (
+            Qt.TransformationMode.SmoothTransformation)  # fmt: skip
         pixmap = QPixmap.fromImage(pil_to_qimage(self.grid))
-        self.setPixmap(pixmap.scaled(pixmap.size() * self.scale,
-                                     Qt.AspectRatioMode.KeepAspectRatio,
-                                     Qt.TransformationMode.FastTransformation))  # fmt: skip
+        target = pixmap.size().scaled(
+            int(width * self.scale), int(height * self.scale), Qt.AspectRatioMode.KeepAspectRatio
+        )
+        self.setPixmap(pixmap.scaled(target, Qt.AspectRatioMode.KeepAspectRatio, mode))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         super().resizeEvent(event)
@@ -174,7 +180,10 @@ class LatentExplorer(JobInbox, QDialog):
         self.class_combo = QComboBox()
         self.truncation_spin = _double(0.0, 2.0, 0.7, 0.05)
         self.mix_layer_spin = _spin(0, 63, 4)
-        self.dimension_spin = _spin(0, 100_000, 0)
+        # starts on "the dimension that varies most" (-1, found by the engine): with a
+        # beta-VAE most dimensions are idle and dimension 0 showed 8 nearly equal pictures
+        self.dimension_spin = _spin(-1, 100_000, -1)
+        self.dimension_spin.setSpecialValueText("The one that varies most")
         self.range_spin = _double(0.1, 10.0, 3.0, 0.5)
         self.temperature_spin = _double(0.0, 2.0, 1.0, 0.1)
         self.image_a_edit, image_a = self._image_row("Optional: start from this picture")

@@ -2,15 +2,16 @@
 
 Search and filter by kind and base; import with a file dialog or by dropping `.safetensors` files
 on the window; show the file in its folder; remove from the library (the file stays); make one
-the default model for new sessions.
+the default model for new sessions. The selected model's card and a sample picture show beside
+the table; hashes missing from the library are computed in the background.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QStandardItem, QStandardItemModel
+from PySide6.QtCore import QSize, QSortFilterProxyModel, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QIcon, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSplitter,
     QStyle,
     QTableView,
     QVBoxLayout,
@@ -28,9 +30,12 @@ from PySide6.QtWidgets import (
 
 from desktop.images import MODEL_SUFFIXES, local_path
 from desktop.state.models import ModelInfo, ModelLibrary
+from desktop.widgets.model_card import HashWorker, ModelCardView, thumbnail
 from engine.errors import EaselError
 
 COLUMNS = ("Name", "Kind", "Base", "Size", "Hash", "Status")
+HASH_COLUMN = COLUMNS.index("Hash")
+ICON_SIDE = 40
 ALL = "All"
 
 
@@ -68,13 +73,16 @@ class ModelBrowser(QDialog):
     def __init__(self, library: ModelLibrary, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Models")
-        self.resize(860, 480)
+        self.resize(1180, 600)
         self.setAcceptDrops(True)
         self.library = library
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(COLUMNS)
         self.proxy = _Filter(self)
         self.proxy.setSourceModel(self.model)
+        self.hashes = HashWorker(self)
+        self.hashes.hashed.connect(self._hash_arrived)
+        self._icons: dict[str, QIcon] = {}
         self._build()
         library.changed.connect(self.refresh)
         self.refresh()
@@ -101,11 +109,20 @@ class ModelBrowser(QDialog):
         self.table.setSortingEnabled(True)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
+        self.table.setIconSize(QSize(ICON_SIDE, ICON_SIDE))
+        self.table.verticalHeader().setDefaultSectionSize(ICON_SIDE + 6)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column in range(1, len(COLUMNS)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        layout.addWidget(self.table, 1)
+        self.card_view = ModelCardView()
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(self.card_view)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        layout.addWidget(split, 1)
         self.detail = QLabel("Drop .safetensors files here to import them.")
         self.detail.setObjectName("note")
         self.detail.setWordWrap(True)
@@ -156,10 +173,48 @@ class ModelBrowser(QDialog):
                 item.setData(info.reference, Qt.ItemDataRole.UserRole)
                 if info.status != "ok":
                     item.setToolTip(info.reason)
+            icon = self._icon(info)
+            if icon is not None:
+                row[0].setIcon(icon)
             self.model.appendRow(row)
+        if self.isVisible():
+            self._request_hashes()
         self._fill_filter(self.kind, sorted({m.kind for m in self.library.models}))
         self._fill_filter(self.base, sorted({m.base or "—" for m in self.library.models}))
         self._selection_changed()
+
+    def _icon(self, info: ModelInfo) -> QIcon | None:
+        if info.reference not in self._icons:
+            pixmap = thumbnail(info.path, ICON_SIDE) if info.path else None
+            self._icons[info.reference] = QIcon(pixmap) if pixmap is not None else None
+        return self._icons[info.reference]
+
+    def _request_hashes(self) -> None:
+        """Hash what the library has no hash for yet (only while the browser is shown)."""
+        for info in self.library.models:
+            if not info.short_hash and info.status in ("ok", "unknown"):
+                self.hashes.request(info.reference, info.path)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().showEvent(event)
+        self._request_hashes()
+
+    def _hash_arrived(self, reference: str, value: str) -> None:
+        for row in range(self.model.rowCount()):
+            item = self.model.item(row, HASH_COLUMN)
+            if item.data(Qt.ItemDataRole.UserRole) == reference:
+                item.setText(value)
+
+    def hash_text(self, reference: str) -> str:
+        for row in range(self.model.rowCount()):
+            item = self.model.item(row, HASH_COLUMN)
+            if item.data(Qt.ItemDataRole.UserRole) == reference:
+                return item.text()
+        return ""
+
+    def done(self, result: int) -> None:
+        self.hashes.stop()
+        super().done(result)
 
     @staticmethod
     def _fill_filter(combo: QComboBox, values: list[str]) -> None:
@@ -190,6 +245,7 @@ class ModelBrowser(QDialog):
 
     def _selection_changed(self, *args) -> None:
         info = self.selected()
+        self.card_view.show_model(info)
         for button in (self.show_button, self.remove_button, self.default_button):
             button.setEnabled(info is not None)
         if info is not None:

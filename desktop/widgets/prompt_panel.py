@@ -79,7 +79,11 @@ class PromptPanel(QWidget):
         layout.addWidget(_section("Prompt"))
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText(FIRST_RUN_HINT)
-        self.prompt.setToolTip("Weight words with (word:1.3) or [word]; Ctrl+Enter generates")
+        self.prompt.setToolTip(
+            "Weight words with (word:1.3) or [word]; __colour__ picks a line of "
+            "wildcards/colour.txt in the data folder; Ctrl+Up/Down recalls recent prompts; "
+            "Ctrl+Enter generates"
+        )
         self.prompt.setMinimumHeight(72)
         self.prompt.setMaximumHeight(150)  # the settings below must stay in view on small screens
         self.prompt.setTabChangesFocus(True)
@@ -140,6 +144,7 @@ class PromptPanel(QWidget):
         self._expanding = False
         row.addWidget(self.style_picker, 1)
         row.addWidget(self.expand)
+        self.prompt_tools_row = row  # the main window adds the Recent prompts button here
         return row
 
     def _expand_clicked(self) -> None:

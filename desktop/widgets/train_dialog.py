@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -160,6 +160,11 @@ class TrainDialog(JobInbox, QDialog):
         self._build()
         self._init_inbox()
         self._suggested_out = ""
+        self._rendering = None  # the emoji render's step iterator while it runs
+        self._render_timer = QTimer(self)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self._render_slice)
+        self._pending_request = None
         self._listen(True)
         self.samples.picture_clicked.connect(self.open_image)
         self._update_family()
@@ -294,7 +299,7 @@ class TrainDialog(JobInbox, QDialog):
         )
 
     def start(self) -> None:
-        if self.job_id is not None:
+        if self.job_id is not None or self._rendering is not None:
             return
         try:
             request = self.build_request()
@@ -302,9 +307,58 @@ class TrainDialog(JobInbox, QDialog):
             self._show_status(str(exc), error=True)
             return
         self.curve.clear()
+        from desktop.emoji_render import builtin_resolution
+
+        if builtin_resolution(request.data_dir, request.resolution) is not None:
+            self._render_then_submit(request)
+            return
         self._submit_job(request, request.steps)
 
+    # -- the built-in emoji set is rendered once, on first use, before its first run ------------
+    def _render_then_submit(self, request) -> None:
+        from desktop.emoji_render import render_steps
+
+        self._pending_request = request
+        self._rendering = render_steps(request.resolution)
+        self._set_running(True)
+        self._show_status("Rendering the built-in emoji set (once)…")
+        self._render_timer.start()
+
+    def _render_slice(self) -> None:
+        """One slice of emoji per timer tick, so the window stays responsive."""
+        try:
+            done, total = next(self._rendering)
+        except StopIteration:
+            self._stop_rendering()
+            request, self._pending_request = self._pending_request, None
+            self._submit_job(request, request.steps)
+            return
+        except EaselError as exc:
+            self._stop_rendering()
+            self._set_running(False)
+            self._show_status(str(exc), error=True)
+            return
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(done)
+        self._show_status(f"Rendering the built-in emoji set (once): {done} of {total}…")
+
+    def _stop_rendering(self) -> None:
+        self._render_timer.stop()
+        if self._rendering is not None:
+            self._rendering.close()  # nothing is written for a stopped render
+        self._rendering = None
+
+    @property
+    def rendering(self) -> bool:
+        return self._rendering is not None
+
     def cancel(self) -> None:
+        if self._rendering is not None:
+            self._stop_rendering()
+            self._pending_request = None
+            self._set_running(False)
+            self._show_status("Stopped before training started.")
+            return
         self._cancel_job("Stopping: saving a checkpoint…")
 
     def _set_running(self, running: bool) -> None:
@@ -369,6 +423,8 @@ class TrainDialog(JobInbox, QDialog):
     def done(self, result: int) -> None:
         """Closing (button, Esc or the window's X) stops a run, which saves a checkpoint, and
         stops listening to the engine until the dialog is shown again."""
+        if self._rendering is not None:
+            self.cancel()
         if self.job_id is not None:
             self.engine.cancel(self.job_id)
             self._finish("cancelled", {})

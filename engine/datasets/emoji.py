@@ -1,9 +1,11 @@
 """The Microsoft Fluent Emoji Flat set (MIT) as a training set: pictures, captions, categories.
 
-The emoji come as SVG bodies in the npm package `@iconify-json/fluent-emoji-flat`, fetched with
-`npm pack` into a cache folder (no dataset is committed). Rasterising SVG needs QtSvg, and the
-engine never imports Qt, so the build script (`scripts/build_builtin_models.py`) renders the
-pictures and writes one `.npz` file that this module reads back. Everything else lives here:
+The emoji come as SVG bodies from the npm package `@iconify-json/fluent-emoji-flat`; Easel ships
+them compactly (`resources/datasets/fluent-emoji-flat.json.xz`, 0.7 MB: the bodies and categories
+only), so a user install needs neither npm nor a network. Rasterising SVG needs QtSvg, and the
+engine never imports Qt, so the desktop renders the pictures on first use
+(`desktop/emoji_render.py`: the Train dialog and the `easel` command) into one `.npz` file in the
+data folder that this module reads back. Everything else lives here:
 fetching and reading the package, captions from names ("red-apple" -> "red apple"), categories as
 class labels, and a fixed held-out split that keeps skin-tone variants of one emoji together.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import shutil
 import subprocess
 import tarfile
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import InputError
-from engine.paths import user_data_dir
+from engine.paths import resource, user_data_dir
 
 PACKAGE = "@iconify-json/fluent-emoji-flat"
 ATTRIBUTION = (
@@ -119,6 +122,60 @@ def fetch_package(cache_dir: Path | None = None) -> Path:
     return package_dir
 
 
+def bundled_path() -> Path:
+    """The emoji bodies Easel ships (written from the npm package by
+    `scripts/build_builtin_models.py bundle`)."""
+    return resource("datasets", "fluent-emoji-flat.json.xz")
+
+
+def read_bundled(path: Path | None = None) -> tuple[dict[str, str], dict[str, str], int]:
+    """SVG bodies by name, category by name and the icon size, from the shipped file."""
+    path = Path(path) if path else bundled_path()
+    try:
+        data = json.loads(lzma.decompress(path.read_bytes()).decode("utf-8"))
+        bodies = dict(data["icons"])
+        categories = data.get("categories", {})
+    except (OSError, lzma.LZMAError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"The built-in emoji set that comes with Easel ({path}) is missing or damaged "
+            f"({exc}). Reinstall Easel to restore it."
+        ) from exc
+    category_of = {name: category for category, names in categories.items() for name in names}
+    return bodies, category_of, int(data.get("width", 32))
+
+
+def write_bundled(package_dir: Path, path: Path | None = None) -> Path:
+    """Pack an unpacked npm package's bodies and categories into the shipped file."""
+    bodies, category_of, size = read_package(package_dir)
+    info = json.loads((Path(package_dir) / "package.json").read_text(encoding="utf-8"))
+    categories: dict[str, list[str]] = {}
+    for name in sorted(bodies):
+        categories.setdefault(category_of.get(name, "Other"), []).append(name)
+    data = {
+        "package": PACKAGE,
+        "version": info.get("version", ""),
+        "licence": "MIT",
+        "width": size,
+        "icons": dict(sorted(bodies.items())),
+        "categories": categories,
+    }
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    target = Path(path) if path else bundled_path()
+    target.write_bytes(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))
+    return target
+
+
+def read_source(cache_dir: Path | None = None) -> tuple[dict[str, str], dict[str, str], int]:
+    """The shipped bodies; a checkout without them falls back to `npm pack`."""
+    if bundled_path().is_file():
+        return read_bundled()
+    return read_package(fetch_package(cache_dir))
+
+
+def is_rendered(resolution: int, cache_dir: Path | None = None) -> bool:
+    return npz_path(cache_dir, resolution).is_file()
+
+
 def read_package(package_dir: Path) -> tuple[dict[str, str], dict[str, str], int]:
     """SVG bodies by name, category by name, and the icons' square size (32) from the package."""
     icons_file = Path(package_dir) / "icons.json"
@@ -158,9 +215,11 @@ def load_rendered(cache_dir: Path | None = None, resolution: int = 64) -> EmojiS
     """Read the rendered emoji written by the build script's `data` step."""
     path = npz_path(cache_dir, resolution)
     if not path.is_file():
+        # the desktop renders the set on first use; only a bare engine (no Qt) gets here
         raise InputError(
-            f"The emoji set at {resolution}x{resolution} has not been rendered yet ({path}). "
-            f"Run: python scripts/build_builtin_models.py data --resolution {resolution}"
+            f"The built-in emoji set at {resolution}x{resolution} is not rendered yet. Start "
+            "the training from Easel's Train dialog or with the `easel train` command: both "
+            f"render it first (about 2 s, once, into {path.parent})."
         )
     with np.load(path, allow_pickle=False) as data:
         return EmojiSet(

@@ -148,6 +148,8 @@ def generate_native(request, ctx, resolved):
     started = time.perf_counter()
     key = _cache_key(resolved, ctx.cache)
     loader = lambda: load_native_model(resolved.path, device)  # noqa: E731
+    if key not in ctx.cache:
+        ctx.progress(0, request.steps, stage="loading model")
     with ctx.cache.use(key, loader) as native:
         native.to(device)
         loaded = time.perf_counter()

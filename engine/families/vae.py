@@ -14,7 +14,8 @@ one-factor-per-dimension latents (family "beta-vae", default beta 4).
 
 Generation extras: `init_image` reconstructs (image 0 decodes the posterior mean, the others
 posterior samples); `interpolate_to_image` (a path) walks the latent line from the init image
-(or the seed's prior sample) to that picture; `traverse_dim` (+ `traverse_range`, default 3)
+(or the seed's prior sample) to that picture; `traverse_dim` (-1: the dimension that changes
+the picture most) (+ `traverse_range`, default 3)
 varies one latent dimension across the batch; `temperature` scales prior samples.
 """
 
@@ -214,13 +215,33 @@ def latents_for_request(model: VAE, config: dict, request, device) -> torch.Tens
     return batch_noise(shape, seeds, device) * temperature
 
 
+def most_varied_dimension(model, base, shape, span: float, batch: int = 64) -> int:
+    """The latent dimension whose -span..+span ends change the decoded picture most. A
+    beta-VAE switches most of its dimensions off (their KL term goes to zero), so traversing an
+    arbitrary one shows the same picture eight times."""
+    flat = base.flatten(1)
+    size = flat.shape[1]
+    changes = []
+    for start in range(0, size, batch):
+        dims = torch.arange(start, min(size, start + batch), device=flat.device)
+        low, high = flat.repeat(len(dims), 1), flat.repeat(len(dims), 1)
+        low[torch.arange(len(dims)), dims] = -span
+        high[torch.arange(len(dims)), dims] = span
+        ends = model.decode(torch.cat([low, high]).view(-1, *shape))
+        changes.append((ends[: len(dims)] - ends[len(dims) :]).abs().flatten(1).mean(1))
+    return int(torch.cat(changes).argmax())
+
+
 def traversal(model, extras, shape, count, start_mu, seeds, device, temperature):
     """Vary one latent dimension from -range to +range, all others fixed (Higgins et al. 2017,
     figure 7): what that dimension has learnt to encode becomes visible."""
     size = int(torch.Size(shape).numel())
-    dim = int_extra(extras, "traverse_dim", 0, low=0, high=size - 1)
     span = float_extra(extras, "traverse_range", 3.0, low=0.1, high=10.0)
     base = start_mu if start_mu is not None else batch_noise(shape, seeds[:1], device) * temperature
+    if extras.get("traverse_dim") == -1:  # "the most telling one": most beta-VAE dims are idle
+        dim = most_varied_dimension(model, base, shape, span)
+    else:
+        dim = int_extra(extras, "traverse_dim", 0, low=0, high=size - 1)
     z = base.flatten(1).repeat(count, 1)
     z[:, dim] = torch.linspace(-span, span, count, device=device) if count > 1 else 0.0
     return z.view(count, *shape)

@@ -18,6 +18,9 @@ from engine.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
+#: folders inside a set that hold copies, not pictures of their own (the gallery's thumbnails)
+SKIPPED_FOLDERS = frozenset({"thumbs", "thumbnails", "__pycache__"})
+
 #: decompression-bomb guard: larger images are refused with a message, not loaded
 MAX_PIXELS = 12_000 * 12_000
 
@@ -33,6 +36,8 @@ def list_images(sources: Iterable[str | Path], *, what: str = "The set") -> list
     for source in sources:
         if source.is_dir():
             for path in sorted(source.rglob("*")):
+                if _in_skipped_folder(path, source):
+                    continue
                 if path.is_file() and _is_image_name(path):
                     found.setdefault(path.resolve(), None)
         elif source.is_file():
@@ -51,6 +56,13 @@ def list_images(sources: Iterable[str | Path], *, what: str = "The set") -> list
             f"{'/'.join(sorted(s.lstrip('.') for s in IMAGE_SUFFIXES))} files."
         )
     return list(found)
+
+
+def _in_skipped_folder(path: Path, root: Path) -> bool:
+    """A thumbnail folder or a hidden one below `root`: counting those would compare a set
+    with smaller copies of itself (the gallery keeps its thumbnails in `thumbs/`)."""
+    folders = path.relative_to(root).parts[:-1]
+    return any(f.lower() in SKIPPED_FOLDERS or f.startswith(".") for f in folders)
 
 
 def _is_image_name(path: Path) -> bool:

@@ -31,9 +31,16 @@ def test_svg_document_wraps_the_body_in_the_icon_box():
     assert doc.startswith("<svg") and 'viewBox="0 0 32 32"' in doc and "<path" in doc
 
 
-def test_a_missing_render_names_the_command_that_makes_it(tmp_path):
-    with pytest.raises(InputError, match="build_builtin_models.py data --resolution 16"):
+def test_a_missing_render_says_what_renders_it(tmp_path):
+    with pytest.raises(InputError, match="Train dialog or with the `easel train` command"):
         emoji.load_rendered(tmp_path, 16)
+
+
+def test_the_shipped_bodies_hold_the_whole_set():
+    bodies, category_of, size = emoji.read_bundled()
+    assert len(bodies) == 3174 and size == 32
+    assert "<path" in bodies["red-apple"] and category_of["red-apple"] == "Food & Drink"
+    assert emoji.bundled_path().stat().st_size < 1_000_000
 
 
 def test_rendered_cache_round_trip_and_builtin_training_data(isolated_data_dir):

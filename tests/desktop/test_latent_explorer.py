@@ -209,3 +209,30 @@ def test_cancel_stops_the_job_and_the_dialog_can_explore_again(qtbot, fake):
     assert finished.args == ["cancelled"] and dialog.status_label.text() == "Cancelled."
     assert dialog.explore_button.isEnabled() and dialog.grid_view.grid is None
     dialog.reject()
+
+
+def test_traverse_starts_on_a_dimension_that_varies_and_fills_the_panel(qtbot, engine):
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    dialog = make_dialog(qtbot, engine)
+    dialog.resize(900, 640)
+    choose(dialog, "builtin:emoji-beta-vae", "traverse")
+    assert dialog.dimension_spin.value() == -1
+    assert dialog.dimension_spin.text() == "The one that varies most"
+
+    def spread() -> float:
+        assert explore_with_real_engine(qtbot, dialog) == ["result"], dialog.status_label.text()
+        ends = click_cell(qtbot, dialog, 0, 0), click_cell(qtbot, dialog, 7, 0)
+        return float(np.abs(np.asarray(ends[0], float) - np.asarray(ends[1], float)).mean())
+
+    chosen = spread()
+    view = dialog.grid_view
+    shown = view.pixmap()
+    # 8 pictures of 32 px scaled up to the panel, not left at 1x in a large empty panel
+    assert shown.width() >= 0.9 * view.width() or shown.height() >= 0.9 * view.height()
+    assert view.scale > 1.4
+    dialog.dimension_spin.setValue(0)
+    assert chosen > spread()  # dimension 0 changes the picture less
+    dialog.reject()

@@ -292,12 +292,16 @@ def test_upscale_action_submits_an_upscale_request(qtbot, window, fake):
     qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=5000)
     entry = window.gallery.entries[0]
     texts = [a.text() for a in window.gallery_panel.menu_for(entry).actions()]
-    assert "Upscale" in texts
-    window.gallery_panel.upscale_requested.emit(entry)
+    assert "Upscale…" in texts
+    dialog = window.upscale_entry(entry)
+    assert dialog.model.currentData() == "" and "Lanczos" in dialog.model.currentText()
+    dialog.factor.setCurrentIndex(dialog.factor.findData(4.0))
+    assert dialog.result_size.text().endswith(f"{entry.width * 4} × {entry.height * 4}")
+    dialog.accept()
     qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=5000)
     request = fake.requests[-1]
     assert isinstance(request, UpscaleRequest)
-    assert (request.image, request.model, request.scale) == (str(entry.image_path), "", 2.0)
+    assert (request.image, request.model, request.scale) == (str(entry.image_path), "", 4.0)
 
 
 def test_hosted_tools_open_and_their_jobs_stay_theirs(qtbot, window, fake):
@@ -358,10 +362,11 @@ def test_dropping_a_model_file_on_the_window_imports_it(qtbot, window, tmp_path)
     assert not window.document.has_image()  # a model is not a picture
 
 
-def test_a_new_session_starts_as_text_to_image(qtbot, make_window, image_file):
+def test_mode_stays_as_chosen_through_a_restart(qtbot, make_window, image_file):
     first = make_window()
     first.images.open_path(image_file)
-    assert first.settings.mode is Mode.IMG2IMG
+    first.settings.set("mode", Mode.INPAINT.value)
     first.close()
     second = make_window()
-    assert second.settings.mode is Mode.TXT2IMG and not second.document.has_image()
+    assert second.settings.mode is Mode.INPAINT
+    assert second.prompt_panel.mode.currentData() == Mode.INPAINT.value

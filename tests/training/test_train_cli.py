@@ -76,3 +76,14 @@ def test_ctrl_c_cancels_saves_a_checkpoint_and_exits_130(tmp_path):
     assert process.returncode == 130, err
     assert "continue with --resume" in err
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] >= 1
+
+
+def test_easel_train_on_the_built_in_emoji_renders_them_first(qapp, tmp_path, capsys):
+    """(`qapp`: the test process already has its QApplication; the command makes its own
+    QGuiApplication only when there is none.)"""
+    from desktop.cli import main as easel
+
+    assert easel(train_args("builtin:emoji", tmp_path / "emoji-vae", "--steps", "1")) == 0
+    printed = capsys.readouterr()
+    assert "Rendering the built-in emoji set: 3174/3174" in printed.err
+    assert "Trained vae for 1 steps" in printed.out

@@ -92,3 +92,29 @@ def point(x: int, y: int):
     from PySide6.QtCore import QPoint
 
     return QPoint(int(x), int(y))
+
+
+def test_training_on_the_built_in_emoji_renders_the_set_first(dialog, qtbot, tmp_path):
+    from engine.datasets import emoji
+
+    assert not emoji.is_rendered(16)
+    fill(dialog, "builtin:emoji", tmp_path / "emoji-vae", steps=2)
+    seen = []
+    dialog.progress_bar.valueChanged.connect(lambda v: dialog.rendering and seen.append(v))
+    with qtbot.waitSignal(dialog.training_finished, timeout=120_000) as finished:
+        dialog.start()
+        assert dialog.rendering and not dialog.start_button.isEnabled()
+    assert finished.args[0] == "result", dialog.status_label.text()
+    assert emoji.is_rendered(16) and len(emoji.load_rendered(None, 16).names) == 3174
+    assert len(seen) > 10 and seen == sorted(seen)  # the render showed its progress
+
+
+def test_stopping_the_emoji_render_writes_nothing(dialog, qtbot, tmp_path):
+    from engine.datasets import emoji
+
+    fill(dialog, "builtin:emoji", tmp_path / "emoji-vae", steps=2)
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.progress_bar.value() > 0, timeout=10_000)
+    dialog.cancel_button.click()
+    assert not dialog.rendering and dialog.start_button.isEnabled()
+    assert not emoji.is_rendered(16) and dialog.job_id is None

@@ -1,0 +1,64 @@
+"""What the gallery does with several results at once: export copies, delete after asking."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+from engine.history import HistoryEntry
+
+
+def export_entries(entries: list[HistoryEntry], folder: Path) -> tuple[int, list[str]]:
+    """Copy each result's PNG (its settings are in the file) into `folder`, never overwriting
+    a file already there. Returns (copied, problems)."""
+    copied, problems = 0, []
+    for entry in entries:
+        target = _free_name(folder / entry.image_path.name)
+        try:
+            shutil.copyfile(entry.image_path, target)
+        except OSError as exc:
+            problems.append(f"{entry.image_path.name}: {exc.strerror or exc}")
+            continue
+        copied += 1
+    return copied, problems
+
+
+def _free_name(path: Path) -> Path:
+    candidate, number = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+        number += 1
+    return candidate
+
+
+def export_dialog(parent: QWidget, entries: list[HistoryEntry], show_message) -> None:
+    if not entries:
+        return
+    folder = QFileDialog.getExistingDirectory(parent, f"Export {len(entries)} image(s) to")
+    if not folder:
+        return
+    copied, problems = export_entries(entries, Path(folder))
+    if problems:
+        show_message(f"Exported {copied}; could not copy " + "; ".join(problems[:3]), "error")
+    else:
+        show_message(f"Exported {copied} image(s) to {folder}.", "info")
+
+
+def delete_after_asking(parent: QWidget, gallery, entries: list[HistoryEntry]) -> bool:
+    """Several pictures go only after the user says so (a single one has undo-free Delete in
+    the menu, as before)."""
+    if not entries:
+        return False
+    answer = QMessageBox.question(
+        parent,
+        "Delete images",
+        f"Delete {len(entries)} images from the gallery and from disk?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel,
+    )
+    if answer != QMessageBox.StandardButton.Yes:
+        return False
+    gallery.delete_many([e.id for e in entries])
+    return True

@@ -1,0 +1,35 @@
+"""The model browser shows each model's card, a sample thumbnail and its hash."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from desktop.widgets.model_card import card_path, preview_path
+
+
+def test_built_in_models_show_card_thumbnail_and_hash(qtbot, window):
+    browser = window.show_model_browser()
+    browser.select("builtin:emoji-ldm")
+    card = browser.card_view.card.toPlainText()
+    assert "emoji-ldm" in card and "MIT" in card  # what it makes and its licence
+    assert not browser.card_view.picture.pixmap().isNull()  # the sample grid
+    row = next(
+        r for r in range(browser.model.rowCount())
+        if browser.model.item(r, 0).data(0x0100) == "builtin:emoji-ldm"
+    )  # fmt: skip
+    assert not browser.model.item(row, 0).icon().isNull()  # a thumbnail in the table
+    qtbot.waitUntil(lambda: browser.hash_text("builtin:emoji-ldm") not in ("", "—"), timeout=20_000)
+    assert len(browser.hash_text("builtin:emoji-ldm")) == 10  # A1111's short hash
+    hashes = browser.hashes
+    browser.reject()
+    assert not hashes.busy
+
+
+def test_a_single_file_finds_its_preview_and_card(tmp_path):
+    model = tmp_path / "dreamshaper.safetensors"
+    model.write_bytes(b"x")
+    assert preview_path(model) is None and card_path(model) is None
+    Image.new("RGB", (8, 8)).save(tmp_path / "dreamshaper.preview.png")
+    (tmp_path / "dreamshaper.md").write_text("# Dreamshaper\nCreativeML OpenRAIL-M")
+    assert preview_path(model).name == "dreamshaper.preview.png"
+    assert card_path(model).name == "dreamshaper.md"
