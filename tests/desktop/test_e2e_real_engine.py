@@ -104,3 +104,49 @@ def _txt2img_restore_inpaint_cancel(qtbot, window, model, image_file):
     qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: window.job.last_outcome == "cancelled", timeout=30_000)
     assert len(window.gallery.entries) == 2 and window.job.step < 400
+
+
+def test_first_launch_inpaint_on_the_builtin_model_keeps_the_unmasked_picture(qtbot, tmp_path):
+    """A new user's first edit: a picture from the default built-in model, a mask painted over
+    part of it, "a blue heart": only the masked part changes (issue: it replaced everything)."""
+    import numpy as np
+    from PIL import Image
+
+    from desktop.app import create_window
+    from desktop.images import qimage_to_pil
+
+    window = create_window(EngineBridge())
+    qtbot.addWidget(window)
+    window.show()
+    window.start_background_work()
+    qtbot.waitUntil(lambda: window.bridge.ready, timeout=LONG)
+    try:
+        settings = window.settings
+        settings.set("model", "builtin:emoji-ldm")
+        settings.set("steps", 6)
+        settings.set("batch_size", 1)
+        settings.set("prompt", "a red apple")
+        _ctrl_enter(qtbot, window)
+        qtbot.waitUntil(lambda: len(window.gallery.entries) == 1, timeout=LONG)
+        apple = window.gallery.entries[0]
+        window.canvas.fit()
+        viewport = window.canvas.viewport()
+        start = window.canvas.mapFromScene(20, 20)
+        qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+        qtbot.mouseMove(viewport, start + QPoint(40, 40))
+        qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=start + QPoint(40, 40))
+        assert settings.mode is Mode.INPAINT
+        mask = np.asarray(qimage_to_pil(window.document.mask, "L")) > 0
+        assert 0 < mask.mean() < 0.9
+        settings.set("prompt", "a blue heart")
+        _ctrl_enter(qtbot, window)
+        qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=LONG)
+        heart = window.gallery.entries[0]
+        before = np.asarray(Image.open(apple.image_path).convert("RGB"), np.int16)
+        after = np.asarray(Image.open(heart.image_path).convert("RGB"), np.int16)
+        assert heart.metadata["mode"] == "inpaint" and after.shape == before.shape
+        assert np.abs(after - before)[~mask].max() <= 1
+        assert np.abs(after - before)[mask].mean() > 3
+        assert settings.mode is Mode.INPAINT  # the mode stays as chosen
+    finally:
+        window.close()
