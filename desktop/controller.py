@@ -72,6 +72,7 @@ class GenerationController(QObject):
         self._work_files: dict[int, list[Path]] = {}
         self._show_result: set[int] = set()  # jobs whose result goes onto the canvas
         self._result_images: dict[int, QImage] = {}
+        self._edit_sizes: dict[int, tuple[int, int]] = {}  # canvas size an edit started from
         bridge.queued.connect(self.job.queued)
         bridge.started.connect(self.job.started)
         bridge.progress.connect(self.job.progress)
@@ -94,6 +95,8 @@ class GenerationController(QObject):
         job_id = self._submit(request, files, show=True)
         if job_id is not None:
             self.prompt_submitted.emit(self.settings.get("prompt"))
+            if request.mode is not Mode.TXT2IMG:
+                self._edit_sizes[job_id] = self.document.size()
         return job_id
 
     def _submit(self, request, files: list[Path], *, show: bool) -> int | None:
@@ -237,9 +240,19 @@ class GenerationController(QObject):
             self._show_result.discard(job_id)
             self._put_on_canvas(first.image_path, "Result", image)
         count = len(entries)
-        done = f"Done: {count} image{'s' if count > 1 else ''} added to the gallery."
-        notices = [str(text) for text in (info or {}).get("notices", [])]
-        self.message.emit(" ".join([done, *notices]), "info")
+        text = f"Done: {count} image{'s' if count > 1 else ''} added to the gallery."
+        notices = [str(note) for note in (info or {}).get("notices", [])]
+        started = self._edit_sizes.pop(job_id, None)
+        made = (first.width, first.height)
+        if notices:  # the engine says what it changed (a fallback, a picture scaled)
+            text = " ".join([text, *notices])
+        elif started is not None and started != made:
+            # say it: an edit that comes back at another size is a surprise otherwise
+            text += (
+                f" The model made {made[0]} × {made[1]} from the {started[0]} × {started[1]} "
+                "canvas."
+            )
+        self.message.emit(text, "info")
 
     def on_failed(self, job_id: int, message: str, kind: str) -> None:
         self._finish(job_id, "failed")
@@ -254,6 +267,8 @@ class GenerationController(QObject):
         self.message.emit(text, "error")
 
     def _finish(self, job_id: int, outcome: str) -> None:
+        if outcome != "result":
+            self._edit_sizes.pop(job_id, None)
         self.job.finished(job_id, outcome)
         self.document.set_preview(None)
         self._result_images.pop(job_id, None)

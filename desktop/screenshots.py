@@ -5,7 +5,10 @@
 Runs the real window on the scriptable fake engine in a throw-away data folder (the user's
 gallery and settings are never touched): the main window with results, the canvas with a mask,
 a generation in progress with its live preview, an error message, the style menu, prompt
-expansion, describe and interrogate, the gallery, the model browser and the settings dialog.
+expansion, describe and interrogate, the gallery, the model browser and the settings dialog;
+then the canvas tools (crop, sketch layer, resize, upscale), the gallery's search and
+selection, recent prompts, the first-load status, Evaluate with results and the Train dialog
+rendering the built-in emoji set (desktop/screenshots_tools.py).
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ def render(out_dir: Path) -> list[Path]:
     window.gallery_dock.setFloating(False)
 
     browser = window.show_model_browser()
+    browser.select("builtin:emoji-ldm")  # its card and sample grid beside the table
+    _wait(app, lambda: not browser.hashes.busy)
     shoot(browser, "model-browser")
     browser.close()
     dialog = window.show_settings()
@@ -128,6 +133,9 @@ def render(out_dir: Path) -> list[Path]:
     _wait(app, lambda: explorer.job_id is None)
     shoot(explorer, "latent-explorer")  # a seed interpolation grid (fake engine's pictures)
     explorer.close()
+    from desktop.screenshots_tools import tool_shots
+
+    tool_shots(app, window, fake, shoot, _wait, _settle)
     window.close()
     return shots
 

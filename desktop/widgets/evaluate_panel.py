@@ -104,6 +104,7 @@ class EvaluatePanel(QWidget):
         # the window never gets smaller than its contents: no squashed boxes or cut labels,
         # and it grows when results and warnings appear
         layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+        self.setMinimumWidth(520)
         layout.setContentsMargins(14, 12, 14, 12)
         layout.setSpacing(8)
         title = QLabel("EVALUATE IMAGE SETS")
@@ -231,6 +232,16 @@ class EvaluatePanel(QWidget):
         self._engine.unsubscribe(self._relay.sink)
         self._relay.stop()
         self._attached = False
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Word-wrapped text needs more height when the window is narrow: keep the minimum
+        height at what the contents need at this width, so rows are never squashed."""
+        super().resizeEvent(event)
+        layout = self.layout()
+        if layout.hasHeightForWidth():
+            need = layout.totalHeightForWidth(self.width())
+            if need != self.minimumHeight():
+                self.setMinimumHeight(need)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if event.key() == Qt.Key.Key_Escape:  # as in the other tool windows (dialogs)

@@ -125,7 +125,7 @@ class GalleryPanel(QWidget):
         self.search.returnPressed.connect(self.apply_search)
         self.model_filter = QComboBox()
         self.model_filter.setToolTip("Only results of this model")
-        self.model_filter.setMinimumContentsLength(10)
+        self.model_filter.setMinimumContentsLength(7)
         self.model_filter.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
         )
@@ -134,6 +134,11 @@ class GalleryPanel(QWidget):
             lambda: self.gallery.set_filter(model=self.model_filter.currentData() or "")
         )
         self.date_filter = QComboBox()
+        self.date_filter.setToolTip("Only results made in this time")
+        self.date_filter.setMinimumContentsLength(8)
+        self.date_filter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         for label, days in DATE_CHOICES:
             self.date_filter.addItem(label, days)
         self.date_filter.currentIndexChanged.connect(

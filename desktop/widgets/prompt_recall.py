@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QPlainTextEdit, QToolButton
+from PySide6.QtWidgets import QMenu, QPlainTextEdit, QPushButton
 
 from desktop.state.prompt_history import PromptHistory
 
@@ -21,10 +21,9 @@ class PromptRecall(QObject):
         self.history = history
         self._position = -1  # -1: the user's own text; 0: the newest recent prompt
         self._draft = ""
-        self.button = QToolButton()
-        self.button.setText("Recent")
+        self.button = QPushButton("Recent")
         self.button.setToolTip("Recent prompts (Ctrl+Up and Ctrl+Down in the prompt box)")
-        self.button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.button.setMinimumWidth(84)  # room for the text and the menu arrow
         self.button.setMenu(QMenu(self.button))
         self.button.menu().aboutToShow.connect(self._fill_menu)
         editor.installEventFilter(self)

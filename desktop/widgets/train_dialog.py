@@ -20,6 +20,7 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDialog,
     QDoubleSpinBox,
     QFileDialog,
@@ -172,6 +173,8 @@ class TrainDialog(JobInbox, QDialog):
     # -- layout ---------------------------------------------------------------------------------
     def _build(self) -> None:
         self.data_edit, data_row = self._folder_row("Folder of pictures (or builtin:emoji)")
+        # the built-in set is one word away (it is rendered on first use, see start())
+        self.data_edit.setCompleter(QCompleter(["builtin:emoji"], self.data_edit))
         self.data_b_edit, data_b_row = self._folder_row("Second folder (domain B)")
         self.out_edit, out_row = self._folder_row("Folder for the trained model")
         self.family_combo = QComboBox()

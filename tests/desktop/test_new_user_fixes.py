@@ -55,8 +55,9 @@ def test_evaluate_layout_keeps_every_label_whole_at_its_smallest(qtbot):
     QApplication.processEvents()
     widgets = panel.findChildren(QAbstractButton) + panel.findChildren(QLineEdit)
     widgets += [w for w in panel.findChildren(QLabel) if not w.wordWrap()]
-    for widget in widgets:
+    for widget in (w for w in widgets if not w.objectName().startswith("qt_")):
         assert widget.width() >= widget.minimumSizeHint().width(), widget
+        assert widget.height() >= widget.minimumSizeHint().height(), widget
     assert panel.set_a_edit.width() >= 260
     engine.shutdown()
 
@@ -133,3 +134,16 @@ def test_a_result_of_another_size_is_fitted_like_the_first(qtbot, window, image_
     assert canvas.viewport().rect().contains(shown)
     window.document.undo_stack.undo()
     assert abs(canvas.zoom - first_fit) < 1e-6
+
+
+def test_an_edit_that_comes_back_at_another_size_says_so(qtbot, window, fake, monkeypatch):
+    """A native model makes its own size: a 128 px canvas may come back as 64 px."""
+    monkeypatch.setattr("desktop.testing.fake_engine._size", lambda request: (64, 64))
+    big = QImage(128, 128, QImage.Format.Format_ARGB32)
+    big.fill(QColor(40, 90, 200))
+    window.images.open_qimage(big)
+    assert window.settings.mode is Mode.IMG2IMG
+    window.generation.generate()
+    qtbot.waitUntil(lambda: not window.job.busy, timeout=5000)
+    assert "made 64 × 64 from the 128 × 128 canvas" in window.toast.label.text()
+    assert window.settings.mode is Mode.IMG2IMG and window.document.size() == (64, 64)

@@ -73,12 +73,16 @@ class RecordingContext(JobContext):
 
     def _record(self, event) -> None:
         self.events.append(event)
-        progress = [e for e in self.events if type(e).__name__ == "Progress"]
+        progress = self.steps()
         if self.cancel_after is not None and len(progress) >= self.cancel_after:
             self.cancel_event.set()
 
     def of_type(self, name: str) -> list:
         return [e for e in self.events if type(e).__name__ == name]
+
+    def steps(self) -> list:
+        """Progress of the steps themselves, not stage reports such as "loading model"."""
+        return [e for e in self.of_type("Progress") if not e.info.get("stage")]
 
 
 def same_pictures(a: Image.Image, b: Image.Image, tolerance: int = 0) -> bool:

@@ -223,7 +223,7 @@ def test_cancel_mid_sampling(family, batch, tmp_path):
     ctx = RecordingContext(cancel_after=1)
     with pytest.raises(JobCancelled):
         run(folder, ctx, batch_size=batch)
-    assert len(ctx.of_type("Progress")) == 1
+    assert len(ctx.steps()) == 1
 
 
 def test_cancel_between_cyclegan_tiles(tmp_path, picture):
@@ -231,7 +231,7 @@ def test_cancel_between_cyclegan_tiles(tmp_path, picture):
     ctx = RecordingContext(cancel_after=1)
     with pytest.raises(JobCancelled):
         run(folder, ctx, init_image=str(picture), extras={"tile": 32, "tile_overlap": 8})
-    assert len(ctx.of_type("Progress")) == 1
+    assert len(ctx.steps()) == 1
 
 
 # -- broken folders -------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_batches_empty_prompts_previews_and_cancel(text_model):
     stopping = RecordingContext(cancel_after=2)
     with pytest.raises(JobCancelled):
         run_generation(request(text_model, prompt="rocket", steps=10), stopping)
-    assert len(stopping.of_type("Progress")) == 2
+    assert len(stopping.steps()) == 2
 
 
 def test_training_an_ldm_with_captions_through_the_runner(tmp_path):
