@@ -138,9 +138,10 @@ class HashWorker(QObject):
 
     def _run(self) -> None:
         from engine.errors import EaselError, JobCancelled
-        from engine.library.hashing import HashCache, short_hash
+        from engine.library.hashing import HashCache, identity_path, short_hash
 
         cache = HashCache()
+        self._identity = identity_path
         try:
             self._work(cache, short_hash, (EaselError, JobCancelled, OSError))
         finally:
@@ -155,7 +156,9 @@ class HashWorker(QObject):
                 except queue.Empty:
                     return
             try:
-                value = short_hash(cache.sha256(path, cancel=self._stop.is_set))
+                # the same identity the pictures' metadata name (a native folder's weights)
+                target = self._identity(path)
+                value = short_hash(cache.sha256(target, cancel=self._stop.is_set))
             except failures:
                 value = ""  # unreadable: the status column already says why
             self._done.put((reference, value))

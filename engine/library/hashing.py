@@ -60,6 +60,16 @@ def sha256_file(
     return digest.hexdigest()
 
 
+def identity_path(path: str | os.PathLike) -> Path:
+    """What a model's hash is taken over: a native Easel folder's weights file (the hash its
+    pictures' metadata carry), else the file or diffusers folder itself."""
+    path = Path(path)
+    weights = path / "model.safetensors"
+    if path.is_dir() and (path / "config.json").is_file() and weights.is_file():
+        return weights
+    return path
+
+
 _SHORT_HASHES: dict[tuple[str, int, int], str] = {}
 
 

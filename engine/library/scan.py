@@ -235,8 +235,10 @@ def _probe_values(candidate: Candidate, size: int) -> dict:
 def _safe_hash(hasher, path: Path) -> str:
     from engine.errors import ModelError
 
+    from engine.library.hashing import identity_path
+
     try:
-        return hasher.sha256(path)
+        return hasher.sha256(identity_path(path))  # a native folder: its weights, as metadata
     except ModelError:
         return ""
 
