@@ -59,7 +59,11 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
 def run_batch(request: BatchRequest, ctx: JobContext) -> Result:
     """The BatchRequest handler (engine.jobs routes it here)."""
     items = load_spec(request.spec)
-    manifest = Manifest(request.out_dir)
+    with Manifest(request.out_dir) as manifest:
+        return _run_pending(request, items, manifest, ctx)
+
+
+def _run_pending(request: BatchRequest, items: list, manifest: Manifest, ctx) -> Result:
     pending = manifest.pending(items)
     writer = BatchWriter(manifest)
     meter = RateMeter(total=len(pending))

@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from engine.batch.filelock import lock
 from engine.errors import InputError, OutputError
 
 MANIFEST_NAME = "manifest.jsonl"
+LOCK_NAME = ".batch.lock"
 DONE = "done"
 FAILED = "failed"
 
@@ -38,8 +40,40 @@ class Manifest:
             raise OutputError(f"Cannot create the output folder '{self.out_dir}' ({exc}).") from exc
         if self.out_dir.is_file():
             raise InputError(f"'{self.out_dir}' is a file; the batch needs a folder.")
+        self._hold_lock()
+        self._remove_stale_temp_files()
         self.rows: dict[str, dict[str, Any]] = {}
         self._load()
+
+    def _hold_lock(self) -> None:
+        """One run per folder: a second run at once would make every image twice. The lock
+        goes with the process, so a killed run never leaves the folder locked."""
+        self._lock_file = open(self.out_dir / LOCK_NAME, "w")  # noqa: SIM115 - held for life
+        if not lock(self._lock_file, blocking=False):
+            self._lock_file.close()
+            raise InputError(
+                f"Another batch is writing to '{self.out_dir}' right now. Wait for it to finish "
+                "or stop it, or choose another output folder."
+            ) from None
+
+    def close(self) -> None:
+        """Let another run use the folder (the lock also ends with the process)."""
+        if not self._lock_file.closed:
+            self._lock_file.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Half-written PNGs of a run that was killed (atomic writes leave `.NAME.png.*.tmp`)."""
+        for temp in self.out_dir.glob(".*.png.*.tmp"):
+            try:
+                temp.unlink()
+            except OSError:
+                pass
 
     def _load(self) -> None:
         if not self.path.exists():

@@ -18,7 +18,6 @@ unpacks it into a node-local folder that all its actors share.
 from __future__ import annotations
 
 import collections
-import fcntl
 import hashlib
 import io
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.api import GenerationRequest
+from engine.batch.filelock import lock
 from engine.batch.manifest import Manifest
 from engine.batch.request import BatchRequest
 from engine.batch.spec import BatchItem, load_spec
@@ -167,8 +167,8 @@ def unpack_shipped(digest: str, name: str, data_ref: Any) -> Path:
     if done.exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(root / ".lock", "w") as handle:
+        lock(handle, blocking=True)
         if not done.exists():
             import ray
 
@@ -231,14 +231,14 @@ class RayBatch:
 
     def run(self) -> dict:
         items = load_spec(self.request.spec)
-        manifest = Manifest(self.request.out_dir)
-        pending = manifest.pending(items)
-        self.on_announce(len(items), len(pending))
-        meter = RateMeter(total=len(pending))
-        if pending:
-            self._started_ray = connect(self.options.address)
-            self._start_actors(len(pending))
-            self._dispatch_all(pending, BatchWriter(manifest), meter)
+        with Manifest(self.request.out_dir) as manifest:
+            pending = manifest.pending(items)
+            self.on_announce(len(items), len(pending))
+            meter = RateMeter(total=len(pending))
+            if pending:
+                self._started_ray = connect(self.options.address)
+                self._start_actors(len(pending))
+                self._dispatch_all(pending, BatchWriter(manifest), meter)
         return {
             "items": len(items),
             "skipped": len(items) - len(pending),

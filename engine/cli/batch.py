@@ -69,7 +69,8 @@ def _run_local(request, *, quiet: bool) -> int:
     from engine.worker import Engine
 
     items = load_spec(request.spec)  # fail fast on a bad spec, before the engine starts
-    pending = Manifest(request.out_dir).pending(items)
+    with Manifest(request.out_dir) as manifest:  # closed again: the job opens it for itself
+        pending = manifest.pending(items)
     bar = BatchProgressBar(enabled=not quiet)
     bar.announce(len(items), len(pending))
     final: dict = {}
