@@ -132,3 +132,22 @@ def read_rows(out_dir: str | Path) -> list[dict[str, Any]]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             continue
     return rows
+
+
+def batch_images(source: str | Path) -> list[Path] | None:
+    """The images of a batch, for metrics: `source` is a batch's output folder or its
+    manifest.jsonl. The manifest's finished images, in spec order (failed requests and other
+    files are left out); None when `source` is not a batch."""
+    source = Path(source)
+    folder = source.parent if source.name == MANIFEST_NAME and source.is_file() else source
+    if not (folder / MANIFEST_NAME).is_file():
+        return None
+    latest: dict[str, dict[str, Any]] = {}
+    for row in read_rows(folder):
+        if isinstance(row, dict) and "key" in row:
+            latest[row["key"]] = row
+    done = sorted(
+        (row for row in latest.values() if row.get("status") == DONE and row.get("file")),
+        key=lambda row: row.get("index", 0),
+    )
+    return [folder / row["file"] for row in done if (folder / row["file"]).is_file()]

@@ -131,3 +131,26 @@ def test_two_runs_cannot_write_one_folder_at_once(tmp_path):
         with pytest.raises(InputError, match="Another batch is writing"):
             Manifest(tmp_path / "out")
     Manifest(tmp_path / "out").close()  # free again once the first run is over
+
+
+def test_eval_takes_batch_outdirs_as_image_sets(tmp_path, capsys):
+    """FID/KID of whole runs: the manifest's images, not the manifest or stray files."""
+    from engine.metrics.images import list_images
+
+    runs = []
+    for name, prompts in (("apples", ("a red apple",)), ("rockets", ("a rocket",))):
+        folder = tmp_path / name
+        folder.mkdir()
+        assert batch(write_grid(folder, prompts=prompts, seeds=(1, 2, 3)), folder / "out") == 0
+        runs.append(folder / "out")
+    (runs[0] / "notes.txt").write_text("not an image", encoding="utf-8")
+    (runs[0] / "stray.png").write_bytes((runs[1] / done_rows(runs[1])[0]["file"]).read_bytes())
+    listed = list_images([runs[0]])
+    assert [p.name for p in listed] == [row["file"] for row in done_rows(runs[0])]
+    assert list_images([runs[0] / MANIFEST_NAME]) == listed
+    capsys.readouterr()
+    code = cli_main(["eval", str(runs[0]), str(runs[1]), "--kid-subset-size", "3", "--threads",
+                     "1", "--quiet"])  # fmt: skip
+    assert code == 0
+    fid = float(capsys.readouterr().out.split()[1])
+    assert np.isfinite(fid) and fid > 0
