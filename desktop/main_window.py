@@ -519,7 +519,7 @@ class MainWindow(QMainWindow):
 
 def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
     """Pass what the hosted tool asks for by name: an engine handle, the runtime options, the
-    parent window."""
+    generation settings, the gallery, the model library, the parent window."""
     try:
         params = inspect.signature(tool_class).parameters
     except (TypeError, ValueError):
@@ -530,6 +530,9 @@ def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
         "engine": port,
         "bridge": port,
         "runtime": window.preferences.runtime(),
+        "settings": window.settings,
+        "gallery": window.gallery,
+        "library": window.library,
         "parent": window,
     }
     return {name: value for name, value in offered.items() if name in params}

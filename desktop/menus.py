@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QLabel, QSlider, QToolBar, QToolButton
 
 #: Tools menu entries hosted here, written elsewhere: (menu text, module, class)
 HOSTED_TOOLS = (
+    ("Batch generation…", "desktop.widgets.batch_dialog", "BatchDialog"),
     ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
     ("Evaluate images…", "desktop.widgets.evaluate_panel", "EvaluatePanel"),
     ("Latent explorer…", "desktop.widgets.latent_explorer", "LatentExplorer"),

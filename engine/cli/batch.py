@@ -14,6 +14,7 @@ import sys
 import threading
 
 from engine.api import DeviceChoice, Precision, RuntimeOptions
+from engine.batch.writer import format_duration
 from engine.errors import EaselError
 
 EXIT_OK = 0
@@ -193,14 +194,3 @@ def format_progress(done: int, total: int, info: dict, width: int = 30) -> str:
     if info.get("failed"):
         parts.append(f"{info['failed']} failed")
     return "  ".join(parts)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
