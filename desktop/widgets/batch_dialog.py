@@ -85,18 +85,18 @@ class BatchDialog(JobInbox, QDialog):
         seeds = QWidget()
         seeds_row = QHBoxLayout(seeds)
         seeds_row.setContentsMargins(0, 0, 0, 0)
-        seeds_row.addWidget(self.seed_spin)
-        seeds_row.addWidget(QLabel("and the next"))
         seeds_row.addWidget(self.count_spin)
-        seeds_row.addWidget(QLabel("seeds, per prompt"))
+        seeds_row.addWidget(QLabel("per prompt, starting at seed"))
+        seeds_row.addWidget(self.seed_spin)
         seeds_row.addStretch(1)
         self.models_list = QListWidget()
         self.models_list.setMinimumHeight(90)
+        self.models_list.setMaximumHeight(140)
         self.shared_label = QLabel()
         self.shared_label.setWordWrap(True)
         self.shared_label.setStyleSheet("color: palette(mid);")
         self.out_edit = QLineEdit()
-        browse = QPushButton("Browse…")
+        self.browse_button = browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         out = QWidget()
         out_row = QHBoxLayout(out)
@@ -106,7 +106,7 @@ class BatchDialog(JobInbox, QDialog):
 
         form = QFormLayout()
         form.addRow("Prompts", self.prompts_edit)
-        form.addRow("Seeds from", seeds)
+        form.addRow("Seeds", seeds)
         form.addRow("Models", self.models_list)
         form.addRow("Shared", self.shared_label)
         form.addRow("Save in", out)
@@ -142,7 +142,7 @@ class BatchDialog(JobInbox, QDialog):
         self.prompts_edit.textChanged.connect(self._update_count)
         self.count_spin.valueChanged.connect(self._update_count)
         self.models_list.itemChanged.connect(self._update_count)
-        self.resize(640, 620)
+        self.resize(640, 560)
 
     def _fill_from_settings(self) -> None:
         get = self.settings.get
@@ -259,7 +259,7 @@ class BatchDialog(JobInbox, QDialog):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for widget in (self.prompts_edit, self.seed_spin, self.count_spin, self.models_list,
-                       self.out_edit, self.save_button):  # fmt: skip
+                       self.out_edit, self.browse_button, self.save_button):  # fmt: skip
             widget.setEnabled(not running)
 
     def _browse(self) -> None:
