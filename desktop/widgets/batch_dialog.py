@@ -253,7 +253,7 @@ class BatchDialog(JobInbox, QDialog):
         self._submit_job(request, len(requests))
 
     def cancel(self) -> None:
-        self._cancel_job("Stopping after the image in flight…")
+        self._cancel_job("Stopping (the image in flight is dropped)…")
 
     def _set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

@@ -92,7 +92,9 @@ def _run_local(request, *, quiet: bool) -> int:
                 pass
         except KeyboardInterrupt:
             bar.finish()
-            print("stopping after the image in flight... (Ctrl-C again to quit)", file=sys.stderr)
+            print(
+                "stopping (the image in flight is dropped)... Ctrl-C again to quit", file=sys.stderr
+            )
             engine.cancel(job_id)
             try:
                 done.wait()
