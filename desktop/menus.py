@@ -10,6 +10,7 @@ from desktop.canvas_edits import add_to_canvas_menu
 
 #: Tools menu entries hosted here, written elsewhere: (menu text, module, class)
 HOSTED_TOOLS = (
+    ("Batch generation…", "desktop.widgets.batch_dialog", "BatchDialog"),
     ("Train a model…", "desktop.widgets.train_dialog", "TrainDialog"),
     ("Evaluate images…", "desktop.widgets.evaluate_panel", "EvaluatePanel"),
     ("Latent explorer…", "desktop.widgets.latent_explorer", "LatentExplorer"),

@@ -123,6 +123,7 @@ def render(out_dir: Path) -> list[Path]:
     dialog = window.show_settings()
     shoot(dialog, "settings")
     dialog.close()
+    _batch_shots(window, shoot)
     explorer = window.open_tool("desktop.widgets.latent_explorer", "LatentExplorer")
     explorer.model_combo.setCurrentIndex(
         explorer.model_combo.findText("emoji-dcgan (DCGAN, 64 px, built-in)")
@@ -138,6 +139,30 @@ def render(out_dir: Path) -> list[Path]:
     tool_shots(app, window, fake, shoot, _wait, _settle)
     window.close()
     return shots
+
+
+def _batch_shots(window, shoot) -> None:
+    """The Batch dialog as it opens from the settings, and mid-run (its own event handling,
+    fed the events a real run sends: progress with rate and time left, the latest image)."""
+    from PIL import Image
+
+    from engine.events import Preview, Progress
+
+    dialog = window.open_tool("desktop.widgets.batch_dialog", "BatchDialog")
+    dialog.prompts_edit.setPlainText(
+        "a cosy cabin in a snowy forest\na lighthouse at dusk\na red apple on a table"
+    )
+    dialog.count_spin.setValue(16)
+    shoot(dialog, "batch-dialog")
+    dialog.job_id = -1  # as if submitted: show the running state
+    dialog._set_running(True)
+    info = {"images_per_second": 0.42, "seconds_left": 69.0, "done": 19, "failed": 0}
+    dialog._apply(Progress(-1, step=19, total=48, info=info))
+    dialog._apply(Preview(-1, image=Image.new("RGB", (64, 64), (235, 120, 70))))
+    shoot(dialog, "batch-running")
+    dialog.job_id = None
+    dialog._set_running(False)
+    dialog.close()
 
 
 def _understanding_shots(app, window, fake, shoot) -> None:

@@ -26,6 +26,7 @@ HANDLERS: dict[str, Any] = {
     "UpscaleRequest": "engine.upscale:run_upscale",
     "DownloadRequest": "engine.library.download:run_download",
     "ScanLibraryRequest": "engine.library.scan:run_scan",
+    "BatchRequest": "engine.batch.local:run_batch",
 }
 
 

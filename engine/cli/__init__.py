@@ -1,4 +1,4 @@
-"""Headless command line: `easel generate|train|eval|models ...`. No Qt is imported here.
+"""Headless command line: `easel generate|batch|train|eval|models ...`. No Qt is imported here.
 
 Each subcommand is a module with `add_arguments(parser)` and `run(args) -> int` (exit code).
 Exit codes scripts can rely on: 0 done, 1 failed, 2 bad input, 3 model problem,
@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "train": "engine.cli.train",
     "eval": "engine.cli.evaluate",
     "models": "engine.cli.models",
+    "batch": "engine.cli.batch",
 }
 
 EXIT_OK = 0

@@ -1,8 +1,9 @@
 """Compare two sets of images with FID and KID: easel eval SET_A SET_B
 
-Each set is a folder of images (searched recursively; mixed sizes and modes are fine) or a
-list of image files joined with commas. Prints `FID <value>` and `KID <value>` on stdout;
-progress and warnings go to stderr so scripts can read stdout alone.
+Each set is a folder of images (searched recursively; mixed sizes and modes are fine), an
+`easel batch` output folder (the images its manifest lists), or image files joined with commas.
+Prints `FID <value>` and `KID <value>` on stdout; progress and warnings go to stderr so scripts
+can read stdout alone.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ EXIT_CANCELLED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("set_a", metavar="SET_A", help="folder of images (or a,b,c files)")
-    parser.add_argument("set_b", metavar="SET_B", help="folder of images (or a,b,c files)")
+    sets = "folder of images, easel batch OUTDIR, or a,b,c image files"
+    parser.add_argument("set_a", metavar="SET_A", help=sets)
+    parser.add_argument("set_b", metavar="SET_B", help=sets)
     parser.add_argument("--batch-size", type=int, default=32, help="images per network batch")
     parser.add_argument(
         "--kid-subsets", type=int, default=KID_SUBSETS, help="KID: random subsets to average"

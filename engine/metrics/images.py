@@ -2,6 +2,8 @@
 
 A set is a tuple of paths: folders (searched recursively, in a stable sorted order) and single
 image files, so "a folder", "a gallery selection" and "a batch written to disk" are all sets.
+An `easel batch` output folder (or its manifest.jsonl) stands for the images its manifest lists
+as made, so FID/KID describe the whole run and nothing else in the folder.
 Every image is opened the same way whatever its size or mode (palette, grey, 16-bit, alpha,
 CMYK), so metrics never see a surprise. No torch here.
 """
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.batch.manifest import batch_images
 from engine.errors import InputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
@@ -34,7 +37,11 @@ def list_images(sources: Iterable[str | Path], *, what: str = "The set") -> list
     found: dict[Path, None] = {}
     sources = [Path(s).expanduser() for s in sources]
     for source in sources:
-        if source.is_dir():
+        from_batch = batch_images(source)
+        if from_batch is not None:  # a batch's output: its finished images, not the manifest
+            for path in from_batch:
+                found.setdefault(path.resolve(), None)
+        elif source.is_dir():
             for path in sorted(source.rglob("*")):
                 if _in_skipped_folder(path, source):
                     continue
