@@ -234,7 +234,6 @@ def _probe_values(candidate: Candidate, size: int) -> dict:
 
 def _safe_hash(hasher, path: Path) -> str:
     from engine.errors import ModelError
-
     from engine.library.hashing import identity_path
 
     try:
