@@ -105,3 +105,19 @@ def test_yaml_grid(tmp_path):
         ("b", 1),
         ("b", 2),
     ]
+
+
+def test_workers_keep_their_model_while_it_has_work():
+    """The Ray driver's hand-out order: an actor stays on its model; a free one takes the
+    model with the most work left (so models load once per actor)."""
+    from collections import deque
+
+    from engine.batch.ray_runner import _next_for, _Slot
+
+    queues = {"m1": deque(["a1", "a2", "a3"]), "m2": deque(["b1"])}
+    first, second = _Slot(handle=None), _Slot(handle=None)
+    assert _next_for(first, queues) == "a1" and first.model == "m1"
+    assert _next_for(second, queues) == "a2" and second.model == "m1"  # m1 has the most left
+    assert _next_for(first, queues) == "a3"
+    assert _next_for(first, queues) == "b1" and first.model == "m2"
+    assert _next_for(second, queues) is None
