@@ -40,6 +40,7 @@ from engine.errors import EaselError, InputError, ModelError
 IN_FLIGHT_PER_ACTOR = 2
 MAX_ATTEMPTS = 3
 WAIT_S = 0.5  # how often the driver looks up from waiting (Ctrl-C, stop())
+START_TIMEOUT_S = 300  # actors that cannot be placed in this long never will be
 SHIPPED_DIR_NAME = "easel-ray-models"
 
 
@@ -253,27 +254,26 @@ class RayBatch:
     # -- actors -----------------------------------------------------------------------------
     def _start_actors(self, pending: int) -> None:
         ray = import_ray()
-        count, cpus, gpus = self._actor_shape(ray.cluster_resources())
+        count, cpus, gpus = actor_shape(
+            ray.cluster_resources(),
+            actors=self.options.actors,
+            cpus_per_actor=self.options.cpus_per_actor,
+            use_gpus=self.request.runtime.device.value != "cpu",
+        )
         remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_restarts=0)(BatchActor)
         threads = self.request.runtime.cpu_threads or max(1, int(cpus))
         handles = [remote.remote(threads) for _ in range(min(count, pending))]
-        names = ray.get([h.name_and_pid.remote() for h in handles])
-        self.slots = [_Slot(h, name=n) for h, (n, _pid) in zip(handles, names, strict=True)]
-
-    def _actor_shape(self, resources: dict) -> tuple[int, float, float]:
-        gpus = int(resources.get("GPU", 0))
-        cpus = int(resources.get("CPU", 1))
-        per_actor = max(1, self.options.cpus_per_actor)
-        if self.request.runtime.device.value == "cpu":
-            gpus = 0
-        if self.options.actors:
-            count = self.options.actors
-            if gpus:
-                return count, 1, gpus / count if count > gpus else 1
-            return count, max(1, min(per_actor, cpus // count)), 0
-        if gpus:
-            return gpus, 1, 1
-        return max(1, cpus // per_actor), min(per_actor, cpus), 0
+        self.slots = [_Slot(h) for h in handles]  # known now, so stop() can end them
+        try:
+            names = ray.get([h.name_and_pid.remote() for h in handles], timeout=START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise ModelError(
+                f"The Ray cluster did not start {len(handles)} batch workers within "
+                f"{START_TIMEOUT_S} s: it may lack the CPUs/GPUs they ask for, or Easel is not "
+                "installed on its nodes. Try --actors 1 or a smaller --cpus-per-actor."
+            ) from None
+        for slot, (name, _pid) in zip(self.slots, names, strict=True):
+            slot.name = name
 
     def _end_actors(self) -> None:
         if not self.slots:
@@ -367,6 +367,22 @@ class RayBatch:
                 digest, name, data = pack_model(path)
                 shipped[model] = (digest, name, ray.put(data))
         return shipped
+
+
+def actor_shape(
+    resources: dict, *, actors: int, cpus_per_actor: int, use_gpus: bool
+) -> tuple[int, float, float]:
+    """(actors, CPUs each, GPUs each) that fit the cluster: one actor per GPU by default, else
+    one per `cpus_per_actor` cores; an asked-for count is shared out (fractions are fine for
+    Ray), so every actor can be scheduled and none waits forever for resources."""
+    gpus = int(resources.get("GPU", 0)) if use_gpus else 0
+    cpus = max(1.0, float(resources.get("CPU", 1)))
+    if gpus:
+        count = actors or gpus
+        return count, min(1.0, cpus / count), min(1.0, gpus / count)
+    per_actor = min(float(max(1, cpus_per_actor)), cpus)
+    count = actors or max(1, int(cpus // per_actor))
+    return count, min(per_actor, cpus / count), 0.0
 
 
 def _failure(kind: str, message: str, worker: str, seconds: float = 0.0) -> dict:

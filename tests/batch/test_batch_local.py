@@ -154,3 +154,37 @@ def test_eval_takes_batch_outdirs_as_image_sets(tmp_path, capsys):
     assert code == 0
     fid = float(capsys.readouterr().out.split()[1])
     assert np.isfinite(fid) and fid > 0
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path):
+    spec = write_grid(tmp_path, seeds=tuple(range(1, 11)))  # 30 images: still running at Ctrl-C
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "desktop.cli", "batch", str(spec), "-o", str(out),
+               "--threads", "1", "--quiet"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(done_rows(out)) < 2:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "rerun the same command to go on" in err and "Traceback" not in err
+    rows = read_rows(out)
+    assert all(row["status"] == "done" for row in rows) and len(rows) < 30
+    assert len(list(out.glob("*.png"))) == len(rows)  # every row has its PNG, no strays
+    assert batch(spec, out) == 0 and len(done_rows(out)) == 30
+
+
+def test_bad_command_lines_get_one_message(tmp_path, capsys):
+    assert batch(tmp_path / "missing.toml", tmp_path / "out") == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "out-file").write_text("x", encoding="utf-8")
+    assert batch(write_grid(tmp_path), tmp_path / "out-file") in (2, 4)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

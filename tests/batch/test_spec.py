@@ -105,3 +105,31 @@ def test_yaml_grid(tmp_path):
         ("b", 1),
         ("b", 2),
     ]
+
+
+def test_workers_keep_their_model_while_it_has_work():
+    """The Ray driver's hand-out order: an actor stays on its model; a free one takes the
+    model with the most work left (so models load once per actor)."""
+    from collections import deque
+
+    from engine.batch.ray_runner import _next_for, _Slot
+
+    queues = {"m1": deque(["a1", "a2", "a3"]), "m2": deque(["b1"])}
+    first, second = _Slot(handle=None), _Slot(handle=None)
+    assert _next_for(first, queues) == "a1" and first.model == "m1"
+    assert _next_for(second, queues) == "a2" and second.model == "m1"  # m1 has the most left
+    assert _next_for(first, queues) == "a3"
+    assert _next_for(first, queues) == "b1" and first.model == "m2"
+    assert _next_for(second, queues) is None
+
+
+def test_actor_shapes_always_fit_the_cluster():
+    from engine.batch.ray_runner import actor_shape
+
+    cpu_box = {"CPU": 16.0}
+    assert actor_shape(cpu_box, actors=0, cpus_per_actor=4, use_gpus=True) == (4, 4.0, 0.0)
+    assert actor_shape({"CPU": 2.0}, actors=4, cpus_per_actor=2, use_gpus=True) == (4, 0.5, 0.0)
+    gpu_box = {"CPU": 32.0, "GPU": 8.0}
+    assert actor_shape(gpu_box, actors=0, cpus_per_actor=2, use_gpus=True) == (8, 1.0, 1.0)
+    assert actor_shape(gpu_box, actors=16, cpus_per_actor=2, use_gpus=True) == (16, 1.0, 0.5)
+    assert actor_shape(gpu_box, actors=0, cpus_per_actor=8, use_gpus=False) == (4, 8.0, 0.0)
