@@ -85,10 +85,12 @@ def _read_png(handle: io.BufferedIOBase) -> ImageText:
         if len(header) < 8:
             break
         length, kind = struct.unpack(">I4s", header)
-        if kind == b"IHDR" and length >= 13:
+        if kind == b"IHDR" and 13 <= length <= 64:
             data = handle.read(length)
+            if len(data) < 13:
+                break
             found.width, found.height = struct.unpack(">II", data[:8])
-            found.has_alpha = len(data) > 9 and data[9] in (4, 6)
+            found.has_alpha = data[9] in (4, 6)
             handle.seek(4, io.SEEK_CUR)
             continue
         if kind == b"IEND":
