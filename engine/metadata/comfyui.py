@@ -126,7 +126,7 @@ def _settings(graph: dict, sampler_id: str) -> ImportedSettings:
         steps=number(_value(graph, inputs.get("steps")), int),
         guidance_scale=number(_value(graph, inputs.get("cfg")), float),
         sampler=comfy_sampler(
-            _value(graph, inputs.get("sampler_name")), _value(graph, inputs.get("scheduler"))
+            _value(graph, inputs.get("sampler_name")), _value(graph, inputs.get("scheduler")), notes
         ),
         strength=denoise if denoise is not None and denoise < 1 else None,
         width=width,
@@ -140,7 +140,9 @@ def _settings(graph: dict, sampler_id: str) -> ImportedSettings:
     )
 
 
-def comfy_sampler(name: Any, schedule: Any) -> str | None:
+def comfy_sampler(name: Any, schedule: Any, notes: list[str] | None = None) -> str | None:
+    """Easel's sampler for ComfyUI's sampler and scheduler names; one Easel lacks comes back
+    as written (`dpmpp_2m_sde_gpu (karras)`) for the caller to flag."""
     if not isinstance(name, str) or not name:
         return None
     name = name.removeprefix("sample_")  # early ComfyUI wrote k-diffusion's function names
@@ -149,6 +151,11 @@ def comfy_sampler(name: Any, schedule: Any) -> str | None:
         return _KARRAS[name]
     if schedule in _PLAIN_SCHEDULES and name in _SAMPLERS:
         return _SAMPLERS[name]
+    near = _SAMPLERS.get(name) or _KARRAS.get(name)
+    if near and notes is not None:  # the right sampler on another noise schedule
+        notes.append(f"Schedule '{schedule}' is not one Easel has for {name}: it uses "
+                     f"'{near}', so the picture may differ.")  # fmt: skip
+        return near
     return f"{name} ({schedule})" if schedule else name  # kept as written, flagged unknown
 
 
