@@ -231,37 +231,30 @@ def decode_user_comment(raw: bytes) -> str:
 
 
 # -- stealth metadata in the lowest bits (A1111 "stealth pnginfo" extension, NovelAI) --------
-_STEALTH_HEADERS = {
-    b"stealth_pnginfo": ("alpha", False),
-    b"stealth_pngcomp": ("alpha", True),
-    b"stealth_rgbinfo": ("rgb", False),
-    b"stealth_rgbcomp": ("rgb", True),
-}
+#: header -> gzip-compressed; the extension's default alpha-channel forms (its RGB forms are
+#: not read: they would mean decoding every plain PNG dropped on the app a second time)
+_STEALTH_HEADERS = {b"stealth_pnginfo": False, b"stealth_pngcomp": True}
 
 
 def read_stealth_text(path: str | PathLike, info: ImageText) -> str | None:
     """Text hidden in the least significant bits (column by column), or None.
 
-    Only PNGs up to `STEALTH_MAX_PIXELS` are decoded; the header is checked before the rest."""
-    if info.format != "PNG" or not 0 < info.width * info.height <= STEALTH_MAX_PIXELS:
+    Only PNGs with an alpha channel, up to `STEALTH_MAX_PIXELS`, are decoded."""
+    if info.format != "PNG" or not info.has_alpha:
+        return None
+    if not 0 < info.width * info.height <= STEALTH_MAX_PIXELS:
         return None
     import numpy as np
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGBA" if info.has_alpha else "RGB"))
+            alpha = np.asarray(image.convert("RGBA"))[..., 3]
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         log.info("no stealth metadata in %s: %s", path, exc)
         return None
-    columns = pixels.transpose(1, 0, 2)  # the writer goes down each column, left to right
-    sources = {"rgb": columns[..., :3].reshape(-1)}
-    if info.has_alpha:
-        sources["alpha"] = columns[..., 3].reshape(-1)
-    for header, (channel, compressed) in _STEALTH_HEADERS.items():
-        if channel not in sources:
-            continue
-        bits = sources[channel] & 1
+    bits = alpha.T.reshape(-1) & 1  # the writer goes down each column, left to right
+    for header, compressed in _STEALTH_HEADERS.items():
         head_bits = len(header) * 8
         if _bytes_from_bits(bits[:head_bits]) != header:
             continue
