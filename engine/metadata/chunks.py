@@ -13,11 +13,9 @@ import gzip
 import io
 import json
 import logging
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from itertools import accumulate
 from os import PathLike
 from pathlib import Path
 
@@ -32,8 +30,8 @@ MAX_TOTAL_CHARS = 16 * 1024 * 1024
 MAX_CHUNKS = 10_000
 #: JSON deeper than this is refused before it is parsed (real metadata nests under 20)
 MAX_JSON_DEPTH = 64
-#: stealth metadata needs the pixels: only for images up to this size (A1111 output is smaller)
-STEALTH_MAX_PIXELS = 16 * 1024 * 1024
+#: stealth metadata needs the pixels (decoded twice on a drop): only up to 4 MP, 2048x2048
+STEALTH_MAX_PIXELS = 4 * 1024 * 1024
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_TYPES = {b"tEXt", b"zTXt", b"iTXt"}
@@ -278,24 +276,40 @@ def _bytes_from_bits(bits) -> bytes:
 
 
 # -- JSON with bounded nesting ------------------------------------------------------------------
-_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def json_depth(text: str) -> int:
-    """Deepest bracket nesting of a JSON text, strings ignored (linear time, no recursion)."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    steps = (1 if ch in "[{" else -1 for ch in brackets)
-    return max(accumulate(steps, initial=0))
+def json_depth(value, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value, walked with an explicit stack (no recursion);
+    stops counting past `limit`."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, level = 0, [value]
+    while level:  # one pass per nesting level, over the containers of that level only
+        deepest += 1
+        if deepest > limit:
+            return deepest
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+    return deepest
 
 
 def load_json(text: str, what: str = "metadata"):
-    """json.loads for untrusted metadata: size and depth checked first, errors as MetadataError."""
+    """json.loads for untrusted metadata: size and depth checked, errors as MetadataError.
+
+    The C parser itself stops deep nesting at the recursion limit (RecursionError, caught
+    here), so a million `[` costs one failed parse; what parses is then held to
+    `MAX_JSON_DEPTH` (real metadata nests under 20)."""
     if len(text) > MAX_CHUNK_CHARS:
         raise MetadataError(f"The {what} is larger than Easel reads ({len(text):,} characters).")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise MetadataError(f"The {what} is nested deeper than any real metadata; not read.")
+    deep = MetadataError(f"The {what} is nested deeper than any real metadata; not read.")
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        value = json.loads(text)
+    except RecursionError:
+        raise deep from None
+    except ValueError as exc:
         raise MetadataError(f"The {what} is not valid JSON ({exc}).") from exc
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise deep
+    return value
