@@ -43,6 +43,17 @@ def test_deep_json_beside_a_good_chunk_still_gives_the_good_one(tmp_path):
     assert any("nested deeper" in note for note in found.notes)
 
 
+@pytest.mark.parametrize(
+    "chunk", ['"\\' * 1_000_000, '{"a": [' * 60_000, '["' + "a" * 3_000_000, "[1," * 1_000_000]
+)
+def test_pathological_json_text_is_refused_quickly(tmp_path, chunk):
+    path = _write(tmp_path, "bad.png", pngs.png(pngs.text("easel", chunk)))
+    started = time.perf_counter()
+    with pytest.raises(InputError):
+        read_image_settings(path)
+    assert time.perf_counter() - started < 3.0
+
+
 def test_a_900_megapixel_png_gives_its_settings_without_decoding_a_pixel(tmp_path):
     data = pngs.png(pngs.text("parameters", A1111), width=30_000, height=30_000, color_type=6)
     path = _write(tmp_path, "huge.png", data)
