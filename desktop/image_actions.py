@@ -17,7 +17,7 @@ from desktop.images import (
     check_qimage,
     load_image_file,
     local_path,
-    read_generation_settings,
+    read_imported_settings,
 )
 from desktop.state.document import CanvasDocument
 from desktop.state.generation import GenerationSettings
@@ -25,11 +25,13 @@ from engine.api import Mode
 from engine.errors import EaselError, InputError
 
 OUTPAINT_SIDES = ("left", "right", "top", "bottom")
+#: files that can carry generation settings (A1111 puts them in JPEG/WebP EXIF too)
+SETTINGS_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 
 
 class ImageActions(QObject):
     message = Signal(str, str)  # text, "info" | "error"
-    #: a dropped image carries settings: (request, file name); the window offers to restore
+    #: a dropped image carries settings: (ImportedSettings, file name); the window offers them
     settings_found = Signal(object, str)
     #: dropped model files for the model library
     models_dropped = Signal(list)
@@ -69,9 +71,10 @@ class ImageActions(QObject):
             self.message.emit(str(exc), "error")
             return False
         self._take(image, f"Open {path.name}")
-        request = read_generation_settings(path) if path.suffix.lower() == ".png" else None
-        if request is not None:
-            self.settings_found.emit(request, path.name)
+        # PNG chunks, JPEG/WebP EXIF (A1111 writes both) or stealth bits in a PNG's alpha
+        found = read_imported_settings(path) if path.suffix.lower() in SETTINGS_SUFFIXES else None
+        if found is not None:
+            self.settings_found.emit(found, path.name)
         return True
 
     def open_qimage(self, image: QImage | None, what: str = "The dropped image") -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QImage
 
-from engine.errors import InputError
+from engine.errors import EaselError, InputError
 from engine.images import MAX_PIXELS, SUFFIXES, check_pixel_count, open_user_image
 
 __all__ = ["MAX_PIXELS", "check_pixel_count", "load_image_file", "local_path"]
@@ -62,26 +62,19 @@ def qimage_to_pil(image: QImage, mode: str = "RGB"):
     return pil.convert(mode)
 
 
-def read_generation_settings(path: str | Path):
-    """The `GenerationRequest` stored in an image's metadata (Easel, A1111, ComfyUI, InvokeAI),
-    or None. Uses engine.metadata when it is installed, else Easel's own fallback key."""
-    try:
-        from engine.metadata import read_generation_metadata
-    except ImportError:
-        read_generation_metadata = None
-    if read_generation_metadata is not None:
-        try:
-            return read_generation_metadata(path)
-        except InputError:
-            return None
-    from engine.api import GenerationRequest
-    from engine.history import read_png_metadata
+def read_imported_settings(path: str | Path):
+    """The settings in an image's metadata with where they came from (`ImportedSettings`:
+    Easel, AUTOMATIC1111, ComfyUI, InvokeAI, Fooocus, NovelAI), or None. Never raises: a damaged
+    file is an image without settings to the person who dropped it."""
+    from engine.metadata import read_image_settings
 
-    data = read_png_metadata(path)
-    if not data:
-        return None
-    data = {k: v for k, v in data.items() if k not in ("init_image", "mask_image", "mode")}
     try:
-        return GenerationRequest.from_dict(data)
-    except InputError:
+        return read_image_settings(path)
+    except EaselError:
         return None
+
+
+def read_generation_settings(path: str | Path):
+    """The `GenerationRequest` stored in an image's metadata, or None."""
+    found = read_imported_settings(path)
+    return found.request if found is not None else None

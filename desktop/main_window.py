@@ -405,18 +405,50 @@ class MainWindow(QMainWindow):
         self.settings.apply_request(request)
         self.show_message("Settings restored from the gallery image.")
 
-    def offer_settings(self, request, name: str) -> None:
+    def offer_settings(self, found, name: str) -> None:
+        """A dropped image carries settings (`ImportedSettings`): say from which app, offer
+        to review them."""
+        count = len(found.notes)
+        if found.source == "Easel" and not count:  # Easel's own picture: nothing to review
+            self.toast.show_message(
+                f"{name} carries the settings that made it.",
+                action="Restore settings",
+                callback=lambda: self.restore_settings(found),
+            )
+            return
+        differ = f" ({count} note{'s' * (count > 1)} on what differs in Easel)" if count else ""
         self.toast.show_message(
-            f"{name} carries generation settings (prompt: “{request.prompt[:60]}”).",
-            action="Restore settings",
-            callback=lambda: self.restore_settings(request),
+            f"{name} carries settings from {found.source}{differ}.",
+            action="Review settings…",
+            callback=lambda: self.review_settings(found, name),
+            seconds=10.0,
         )
 
-    def restore_settings(self, request) -> None:
-        known = self.library.find(request.model) is not None
-        self.settings.apply_request(request, include_model=known)
-        note = "" if known else f" The model '{request.model}' is not in your library."
-        self.show_message("Settings restored." + note)
+    def review_settings(self, found, name: str):
+        from desktop.widgets.imported_settings import ImportedSettingsDialog
+
+        model = self._imported_model(found)
+        note = ""
+        if found.request.model and model is None:
+            note = f"The model '{found.request.model}' is not in your library: yours stays."
+        dialog = ImportedSettingsDialog(found, name, model_note=note, parent=self)
+        dialog.restore_requested.connect(lambda: self.restore_settings(found))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def restore_settings(self, found) -> None:
+        """Apply what the file holds; what it does not hold stays as the user set it."""
+        model = self._imported_model(found)
+        request = found.request.replace(model=model.reference) if model else found.request
+        self.settings.apply_request(request, include_model=model is not None, only=found.found)
+        note = "" if model or not request.model else f" '{request.model}' is not in your library."
+        self.show_message(f"Settings from {found.source} restored.{note}")
+
+    def _imported_model(self, found):
+        return self.library.find_imported(
+            found.request.model, str(found.request.extras.get("model_hash", ""))
+        )
 
     def extend_dialog(self) -> None:
         side, ok = QInputDialog.getItem(

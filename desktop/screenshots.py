@@ -104,6 +104,7 @@ def render(out_dir: Path) -> list[Path]:
     )
     shoot(window, "error-message")
     window.toast.hide()
+    _imported_settings_shots(window, shoot)
     _understanding_shots(app, window, fake, shoot)
 
     window.gallery_dock.setFloating(True)
@@ -163,6 +164,28 @@ def _batch_shots(window, shoot) -> None:
     dialog.job_id = None
     dialog._set_running(False)
     dialog.close()
+
+
+#: real files other apps wrote (sd-parsers' sample set, in the checkout's tests)
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "tests" / "metadata" / "samples"
+
+
+def _imported_settings_shots(window, shoot) -> None:
+    """A dropped Fooocus PNG: the toast saying from which app, then the review dialog."""
+    from desktop.images import read_imported_settings
+
+    for name, shot in (("fooocus1_cropped.png", "import-fooocus"),
+                       ("night_evening_day_morning_cropped.png", "import-comfyui")):  # fmt: skip
+        found = read_imported_settings(SAMPLE_IMAGES / name)
+        if found is None:  # a bundle without the test files
+            return
+        window.offer_settings(found, name)
+        if shot == "import-fooocus":
+            shoot(window, "import-toast")
+        dialog = window.review_settings(found, name)
+        shoot(dialog, shot)
+        dialog.close()
+    window.toast.hide()
 
 
 def _understanding_shots(app, window, fake, shoot) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Collection
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -128,9 +129,19 @@ class GenerationSettings(QObject):
             runtime=runtime or RuntimeOptions(),
         )
 
-    def apply_request(self, request: GenerationRequest, *, include_model: bool = True) -> None:
+    def apply_request(
+        self,
+        request: GenerationRequest,
+        *,
+        include_model: bool = True,
+        only: Collection[str] | None = None,
+    ) -> None:
         """Restore what made an image (prompt, sampler, seed, size...). Mode stays as it is:
-        the images a request named are working files that may be gone."""
+        the images a request named are working files that may be gone. `only`: the request
+        fields to restore (what another app's metadata really holds); the rest stay."""
+        if only is not None:
+            self._apply_fields(request, set(only), include_model)
+            return
         extras = request.extras or {}
         if isinstance(extras.get("prompt_template"), str):
             # wildcards: the template comes back; the same seed draws the same choices again
@@ -164,6 +175,22 @@ class GenerationSettings(QObject):
         self.set("batch_size", request.batch_size)
         self.set("strength", request.strength)
         self.set("loras", [[lora.path, lora.weight] for lora in request.loras])
+
+    def _apply_fields(self, request: GenerationRequest, fields: set[str], include_model: bool):
+        simple = ("prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width",
+                  "height", "batch_size", "strength")  # fmt: skip
+        for name in simple:
+            if name in fields:
+                self.set(name, getattr(request, name))
+        if "prompt" in fields:
+            self.set("style", "")  # another app's prompt is already the full text
+        if include_model and "model" in fields and request.model:
+            self.set("model", request.model)
+        if "seed" in fields:
+            self.set("seed", request.seed)
+            self.set("seed_mode", "fixed")
+        if "loras" in fields:
+            self.set("loras", [[lora.path, lora.weight] for lora in request.loras])
 
     # -- persistence (QSettings stores one JSON string) --------------------------------------
     def to_json(self) -> str:

@@ -126,6 +126,20 @@ class ModelLibrary(QObject):
     def find(self, reference: str) -> ModelInfo | None:
         return next((m for m in self.models if m.reference == reference), None)
 
+    def find_imported(self, model: str, model_hash: str = "") -> ModelInfo | None:
+        """The library model another app's metadata names: by reference, by name (with or
+        without the file extension), or by its A1111 short hash (which survives renames)."""
+        if not model and not model_hash:
+            return None
+        stem = Path(model).stem.lower() if model else ""
+        wanted_hash = model_hash.lower()[:10]
+        for info in self.models:
+            if model and (info.reference == model or info.name.lower() in (model.lower(), stem)):
+                return info
+        if wanted_hash:
+            return next((m for m in self.models if m.short_hash.lower() == wanted_hash), None)
+        return None
+
     def local_path(self, reference: str) -> str:
         """The file or folder a model reference (a library id or a path) points at."""
         info = self.find(reference)

@@ -31,8 +31,9 @@ from PySide6.QtWidgets import (
 
 from desktop.state.generation import SIZE_PRESETS, GenerationSettings
 from desktop.state.models import ModelLibrary
+from desktop.widgets.seed_edit import SeedEdit
 from desktop.widgets.style_picker import StylePicker
-from engine.api import MAX_BATCH, MAX_SEED, MAX_SIDE, MAX_STEPS, SAMPLERS, Mode
+from engine.api import MAX_BATCH, MAX_SIDE, MAX_STEPS, SAMPLERS, Mode
 
 FIRST_RUN_HINT = (
     "emoji-style pictures; add Stable Diffusion models in the model browser for photos and art"
@@ -188,10 +189,7 @@ class PromptPanel(QWidget):
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
         form.addRow("Steps", self._pair(self.steps, QLabel("Guidance"), self.guidance))
-        # a double spin box: seeds go to 2**32 - 1, past what QSpinBox (int32) can hold
-        self.seed = QDoubleSpinBox()
-        self.seed.setDecimals(0)
-        self.seed.setRange(0, MAX_SEED)
+        self.seed = SeedEdit()  # seeds go to 2**64 - 1: no spin box holds them exactly
         self.seed_mode = QComboBox()
         self.seed_mode.addItem("Random", "random")
         self.seed_mode.addItem("Fixed", "fixed")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine.metadata.common import ImportedSettings, build_imported, lora_refs, number
+from engine.metadata.common import ImportedSettings, build_imported, guarded, lora_refs, number
 
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _SIGNATURE = re.compile(r"\s*Steps:\s*\d+\s*,")
@@ -62,6 +62,7 @@ def split_fields(line: str) -> dict[str, str]:
     return fields
 
 
+@guarded("AUTOMATIC1111")
 def parse_a1111(text: str, source: str = "AUTOMATIC1111") -> ImportedSettings | None:
     """Settings from A1111's text, or None when `text` is not A1111's."""
     if not isinstance(text, str) or not is_a1111(text):

@@ -13,11 +13,9 @@ import gzip
 import io
 import json
 import logging
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from itertools import accumulate
 from os import PathLike
 from pathlib import Path
 
@@ -32,8 +30,8 @@ MAX_TOTAL_CHARS = 16 * 1024 * 1024
 MAX_CHUNKS = 10_000
 #: JSON deeper than this is refused before it is parsed (real metadata nests under 20)
 MAX_JSON_DEPTH = 64
-#: stealth metadata needs the pixels: only for images up to this size (A1111 output is smaller)
-STEALTH_MAX_PIXELS = 16 * 1024 * 1024
+#: stealth metadata needs the pixels (decoded twice on a drop): only up to 4 MP, 2048x2048
+STEALTH_MAX_PIXELS = 4 * 1024 * 1024
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_TYPES = {b"tEXt", b"zTXt", b"iTXt"}
@@ -85,10 +83,12 @@ def _read_png(handle: io.BufferedIOBase) -> ImageText:
         if len(header) < 8:
             break
         length, kind = struct.unpack(">I4s", header)
-        if kind == b"IHDR" and length >= 13:
+        if kind == b"IHDR" and 13 <= length <= 64:
             data = handle.read(length)
+            if len(data) < 13:
+                break
             found.width, found.height = struct.unpack(">II", data[:8])
-            found.has_alpha = len(data) > 9 and data[9] in (4, 6)
+            found.has_alpha = data[9] in (4, 6)
             handle.seek(4, io.SEEK_CUR)
             continue
         if kind == b"IEND":
@@ -229,37 +229,30 @@ def decode_user_comment(raw: bytes) -> str:
 
 
 # -- stealth metadata in the lowest bits (A1111 "stealth pnginfo" extension, NovelAI) --------
-_STEALTH_HEADERS = {
-    b"stealth_pnginfo": ("alpha", False),
-    b"stealth_pngcomp": ("alpha", True),
-    b"stealth_rgbinfo": ("rgb", False),
-    b"stealth_rgbcomp": ("rgb", True),
-}
+#: header -> gzip-compressed; the extension's default alpha-channel forms (its RGB forms are
+#: not read: they would mean decoding every plain PNG dropped on the app a second time)
+_STEALTH_HEADERS = {b"stealth_pnginfo": False, b"stealth_pngcomp": True}
 
 
 def read_stealth_text(path: str | PathLike, info: ImageText) -> str | None:
     """Text hidden in the least significant bits (column by column), or None.
 
-    Only PNGs up to `STEALTH_MAX_PIXELS` are decoded; the header is checked before the rest."""
-    if info.format != "PNG" or not 0 < info.width * info.height <= STEALTH_MAX_PIXELS:
+    Only PNGs with an alpha channel, up to `STEALTH_MAX_PIXELS`, are decoded."""
+    if info.format != "PNG" or not info.has_alpha:
+        return None
+    if not 0 < info.width * info.height <= STEALTH_MAX_PIXELS:
         return None
     import numpy as np
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGBA" if info.has_alpha else "RGB"))
+            alpha = np.asarray(image.convert("RGBA"))[..., 3]
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         log.info("no stealth metadata in %s: %s", path, exc)
         return None
-    columns = pixels.transpose(1, 0, 2)  # the writer goes down each column, left to right
-    sources = {"rgb": columns[..., :3].reshape(-1)}
-    if info.has_alpha:
-        sources["alpha"] = columns[..., 3].reshape(-1)
-    for header, (channel, compressed) in _STEALTH_HEADERS.items():
-        if channel not in sources:
-            continue
-        bits = sources[channel] & 1
+    bits = alpha.T.reshape(-1) & 1  # the writer goes down each column, left to right
+    for header, compressed in _STEALTH_HEADERS.items():
         head_bits = len(header) * 8
         if _bytes_from_bits(bits[:head_bits]) != header:
             continue
@@ -283,24 +276,40 @@ def _bytes_from_bits(bits) -> bytes:
 
 
 # -- JSON with bounded nesting ------------------------------------------------------------------
-_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-
-
-def json_depth(text: str) -> int:
-    """Deepest bracket nesting of a JSON text, strings ignored (linear time, no recursion)."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    steps = (1 if ch in "[{" else -1 for ch in brackets)
-    return max(accumulate(steps, initial=0))
+def json_depth(value, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value, walked with an explicit stack (no recursion);
+    stops counting past `limit`."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    deepest, level = 0, [value]
+    while level:  # one pass per nesting level, over the containers of that level only
+        deepest += 1
+        if deepest > limit:
+            return deepest
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+    return deepest
 
 
 def load_json(text: str, what: str = "metadata"):
-    """json.loads for untrusted metadata: size and depth checked first, errors as MetadataError."""
+    """json.loads for untrusted metadata: size and depth checked, errors as MetadataError.
+
+    The C parser itself stops deep nesting at the recursion limit (RecursionError, caught
+    here), so a million `[` costs one failed parse; what parses is then held to
+    `MAX_JSON_DEPTH` (real metadata nests under 20)."""
     if len(text) > MAX_CHUNK_CHARS:
         raise MetadataError(f"The {what} is larger than Easel reads ({len(text):,} characters).")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise MetadataError(f"The {what} is nested deeper than any real metadata; not read.")
+    deep = MetadataError(f"The {what} is nested deeper than any real metadata; not read.")
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        value = json.loads(text)
+    except RecursionError:
+        raise deep from None
+    except ValueError as exc:
         raise MetadataError(f"The {what} is not valid JSON ({exc}).") from exc
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise deep
+    return value

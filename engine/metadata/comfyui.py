@@ -12,7 +12,14 @@ from collections import deque
 from typing import Any
 
 from engine.metadata.chunks import load_json
-from engine.metadata.common import ImportedSettings, build_imported, lora_refs, number
+from engine.metadata.common import (
+    ImportedSettings,
+    as_list,
+    build_imported,
+    guarded,
+    lora_refs,
+    number,
+)
 
 MAX_NODES = 5000
 _SAMPLER_TYPES = {"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"}
@@ -63,6 +70,7 @@ def is_comfyui(prompt: Any, workflow: Any) -> bool:
     return isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list)
 
 
+@guarded("ComfyUI")
 def parse_comfyui(prompt_json: str | None, workflow_json: str | None) -> ImportedSettings | None:
     """Settings from ComfyUI's chunks, or None when they are not ComfyUI's or hold no sampler."""
     prompt = load_json(prompt_json, "ComfyUI prompt") if prompt_json else None
@@ -118,7 +126,7 @@ def _settings(graph: dict, sampler_id: str) -> ImportedSettings:
         steps=number(_value(graph, inputs.get("steps")), int),
         guidance_scale=number(_value(graph, inputs.get("cfg")), float),
         sampler=comfy_sampler(
-            _value(graph, inputs.get("sampler_name")), _value(graph, inputs.get("scheduler"))
+            _value(graph, inputs.get("sampler_name")), _value(graph, inputs.get("scheduler")), notes
         ),
         strength=denoise if denoise is not None and denoise < 1 else None,
         width=width,
@@ -132,7 +140,9 @@ def _settings(graph: dict, sampler_id: str) -> ImportedSettings:
     )
 
 
-def comfy_sampler(name: Any, schedule: Any) -> str | None:
+def comfy_sampler(name: Any, schedule: Any, notes: list[str] | None = None) -> str | None:
+    """Easel's sampler for ComfyUI's sampler and scheduler names; one Easel lacks comes back
+    as written (`dpmpp_2m_sde_gpu (karras)`) for the caller to flag."""
     if not isinstance(name, str) or not name:
         return None
     name = name.removeprefix("sample_")  # early ComfyUI wrote k-diffusion's function names
@@ -141,6 +151,11 @@ def comfy_sampler(name: Any, schedule: Any) -> str | None:
         return _KARRAS[name]
     if schedule in _PLAIN_SCHEDULES and name in _SAMPLERS:
         return _SAMPLERS[name]
+    near = _SAMPLERS.get(name) or _KARRAS.get(name)
+    if near and notes is not None:  # the right sampler on another noise schedule
+        notes.append(f"Schedule '{schedule}' is not one Easel has for {name}: it uses "
+                     f"'{near}', so the picture may differ.")  # fmt: skip
+        return near
     return f"{name} ({schedule})" if schedule else name  # kept as written, flagged unknown
 
 
@@ -268,10 +283,10 @@ def _clip_skip(graph: dict, positive: Any) -> int | None:
 def _links(workflow: dict) -> dict[Any, tuple[Any, Any]]:
     """link id -> (source node id, source slot); both the list and the object link forms."""
     links = {}
-    for link in workflow.get("links") or []:
-        if isinstance(link, list) and len(link) >= 3:
+    for link in as_list(workflow.get("links")):
+        if isinstance(link, list) and len(link) >= 3 and isinstance(link[0], int):
             links[link[0]] = (link[1], link[2])
-        elif isinstance(link, dict) and "id" in link:
+        elif isinstance(link, dict) and isinstance(link.get("id"), int):
             links[link["id"]] = (link.get("origin_id"), link.get("origin_slot"))
     return links
 
@@ -289,10 +304,11 @@ def _workflow_to_graph(workflow: dict) -> dict[str, dict]:
         if not isinstance(kind, str):
             continue
         inputs: dict[str, Any] = {}
-        for slot in node.get("inputs") or []:
+        for slot in as_list(node.get("inputs")):
             if isinstance(slot, dict) and isinstance(slot.get("name"), str):
-                source = links.get(slot.get("link"))
-                if source is not None and source[0] is not None:
+                link = slot.get("link")
+                source = links.get(link) if isinstance(link, int) else None
+                if source is not None and isinstance(source[0], (int, str)):
                     inputs[slot["name"]] = [str(source[0]), source[1]]
         values = node.get("widgets_values")
         names = _WIDGETS.get(kind, [])

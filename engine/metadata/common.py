@@ -7,8 +7,11 @@ size off the 8-pixel grid) is kept as read in `extras`, shown, and explained in 
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.api import (
     MAX_BATCH,
@@ -20,6 +23,11 @@ from engine.api import (
     LoraRef,
     round_to_multiple,
 )
+from engine.errors import EaselError
+from engine.metadata.chunks import MetadataError
+
+log = logging.getLogger(__name__)
+Parser = TypeVar("Parser", bound=Callable)
 
 #: a prompt longer than this is cut (a 20 MB "prompt" is an attack, not a prompt)
 MAX_PROMPT_CHARS = 20_000
@@ -64,6 +72,35 @@ class ImportedSettings:
                 value = ", ".join(f"{lora.path} ({lora.weight:g})" for lora in value)
             rows.append((label, str(value)))
         return rows
+
+
+def guarded(app: str) -> Callable[[Parser], Parser]:
+    """A reader's contract: settings, None (not this app's), or MetadataError for data that is
+    this app's but damaged. Wrong types deep in a foreign file end as that one message."""
+
+    def wrap(parse: Parser) -> Parser:
+        @functools.wraps(parse)
+        def guarded_parse(*args, **kwargs):
+            try:
+                return parse(*args, **kwargs)
+            except EaselError:
+                raise
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError,
+                    RecursionError) as exc:  # fmt: skip
+                log.info("damaged %s metadata: %r", app, exc)
+                raise MetadataError(f"The {app} metadata in this image is damaged.") from exc
+
+        return guarded_parse  # type: ignore[return-value]
+
+    return wrap
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def number(value: Any, kind: type):

@@ -8,11 +8,19 @@ import dataclasses
 from engine.api import GenerationRequest
 from engine.errors import EaselError
 from engine.metadata.chunks import load_json
-from engine.metadata.common import FIELD_LABELS, ImportedSettings, build_imported, number, text
+from engine.metadata.common import (
+    FIELD_LABELS,
+    ImportedSettings,
+    build_imported,
+    guarded,
+    number,
+    text,
+)
 
 _FIELDS = {f.name for f in dataclasses.fields(GenerationRequest)}
 
 
+@guarded("Easel")
 def parse_easel(text: str) -> ImportedSettings | None:
     """Settings from an `easel` chunk, or None when it is not Easel's generation JSON."""
     data = load_json(text, "Easel metadata")

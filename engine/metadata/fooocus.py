@@ -11,7 +11,15 @@ from typing import Any
 
 from engine.metadata.chunks import load_json
 from engine.metadata.comfyui import comfy_sampler
-from engine.metadata.common import ImportedSettings, build_imported, lora_refs, number, text
+from engine.metadata.common import (
+    ImportedSettings,
+    as_list,
+    build_imported,
+    guarded,
+    lora_refs,
+    number,
+    text,
+)
 
 _RESOLUTION = re.compile(r"\(\s*(\d{1,6})\s*,\s*(\d{1,6})\s*\)")
 #: Fooocus features with no Easel counterpart: shown as not carried over when they are set
@@ -28,6 +36,7 @@ def is_fooocus(data: Any, scheme: str | None = None) -> bool:
     )
 
 
+@guarded("Fooocus")
 def parse_fooocus(parameters: str, scheme: str | None = None) -> ImportedSettings | None:
     """Settings from Fooocus's JSON, or None when it is not Fooocus's."""
     if not isinstance(parameters, str) or not parameters.lstrip().startswith("{"):
@@ -37,7 +46,7 @@ def parse_fooocus(parameters: str, scheme: str | None = None) -> ImportedSetting
         return None
     resolution = _RESOLUTION.fullmatch(str(data.get("resolution", "")).strip())
     width, height = (int(resolution[1]), int(resolution[2])) if resolution else (None, None)
-    loras = [item[:2] for item in data.get("loras") or [] if isinstance(item, list) and item]
+    loras = [item[:2] for item in as_list(data.get("loras")) if isinstance(item, list) and item]
     if any(len(pair) < 2 for pair in loras):
         loras = [(pair[0], 1.0) if len(pair) < 2 else pair for pair in loras]
     unused = [key for key in _FOOOCUS_ONLY if data.get(key) not in (None, "", "None", "[]")]
@@ -52,7 +61,7 @@ def parse_fooocus(parameters: str, scheme: str | None = None) -> ImportedSetting
         seed=number(data.get("seed"), int),
         steps=number(data.get("steps"), int),
         guidance_scale=number(data.get("guidance_scale"), float),
-        sampler=comfy_sampler(data.get("sampler"), data.get("scheduler")),
+        sampler=comfy_sampler(data.get("sampler"), data.get("scheduler"), notes),
         width=width,
         height=height,
         clip_skip=number(data.get("clip_skip"), int),

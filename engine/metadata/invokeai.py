@@ -12,7 +12,15 @@ import shlex
 from typing import Any
 
 from engine.metadata.chunks import load_json
-from engine.metadata.common import ImportedSettings, build_imported, lora_refs, number, text
+from engine.metadata.common import (
+    ImportedSettings,
+    as_list,
+    build_imported,
+    guarded,
+    lora_refs,
+    number,
+    text,
+)
 
 #: scheduler -> (Easel sampler, exact); inexact ones are the nearest Easel has, with a note
 _SCHEDULERS = {
@@ -84,6 +92,7 @@ def _model_name(model: Any) -> str | None:
 
 
 # -- 3.x+ ---------------------------------------------------------------------------------------
+@guarded("InvokeAI")
 def parse_invokeai(text_: str) -> ImportedSettings | None:
     """`invokeai_metadata` (InvokeAI 3 and later), or None when it is not that."""
     data = load_json(text_, "InvokeAI metadata")
@@ -91,7 +100,7 @@ def parse_invokeai(text_: str) -> ImportedSettings | None:
         return None
     notes: list[str] = []
     loras = []
-    for item in data.get("loras") or []:
+    for item in as_list(data.get("loras")):
         if isinstance(item, dict):
             loras.append((_model_name(item.get("model") or item.get("lora")), item.get("weight")))
     mode = str(data.get("generation_mode", ""))
@@ -114,6 +123,7 @@ def parse_invokeai(text_: str) -> ImportedSettings | None:
 
 
 # -- 2.x sd-metadata ----------------------------------------------------------------------------
+@guarded("InvokeAI")
 def parse_sd_metadata(text_: str) -> ImportedSettings | None:
     """`sd-metadata` (InvokeAI 2.x), or None when it is not that."""
     data = load_json(text_, "InvokeAI sd-metadata")
@@ -150,6 +160,7 @@ def is_dream(text_: str) -> bool:
     return isinstance(text_, str) and bool(_DREAM.match(text_[:_MAX_DREAM]))
 
 
+@guarded("InvokeAI")
 def parse_dream(text_: str) -> ImportedSettings | None:
     """InvokeAI's `Dream` line, or None when it is not one."""
     match = _DREAM.match(text_[:_MAX_DREAM]) if isinstance(text_, str) else None

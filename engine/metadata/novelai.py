@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from engine.metadata.chunks import load_json
-from engine.metadata.common import ImportedSettings, build_imported, number, text
+from engine.metadata.common import ImportedSettings, build_imported, guarded, number, text
 
 _SAMPLERS = {
     "k_euler_ancestral": "Euler a",
@@ -20,6 +20,7 @@ def is_novelai(chunks: dict[str, str]) -> bool:
     return chunks.get("Software", "").strip().startswith("NovelAI") and "Comment" in chunks
 
 
+@guarded("NovelAI")
 def parse_novelai(chunks: dict[str, str]) -> ImportedSettings | None:
     """Settings from NovelAI's chunks, or None when they are not NovelAI's."""
     if not is_novelai(chunks):

@@ -48,7 +48,8 @@ def a1111_parameters(metadata: dict) -> str:
     GAN sample, say) still gets a readable line instead of an error.
     """
     get = metadata.get
-    loras = [_lora_fields(item) for item in get("loras") or ()]
+    listed = get("loras")
+    loras = [_lora_fields(item) for item in listed] if isinstance(listed, (list, tuple)) else []
     prompt = _prompt_with_tags(str(get("prompt", "")), loras)
     lines = [prompt]
     if get("negative_prompt"):
@@ -139,8 +140,13 @@ def _batch(metadata: dict) -> tuple[int | None, int | None]:
 
 def _lora_fields(item: Any) -> tuple[str, float]:
     if isinstance(item, dict):
-        return str(item.get("path", "")), float(item.get("weight", 1.0))
-    return str(getattr(item, "path", "")), float(getattr(item, "weight", 1.0))
+        path, weight = item.get("path", ""), item.get("weight", 1.0)
+    else:
+        path, weight = getattr(item, "path", ""), getattr(item, "weight", 1.0)
+    try:
+        return str(path), float(weight)
+    except (TypeError, ValueError):
+        return str(path), 1.0
 
 
 def _lora_alias(path: str) -> str:

@@ -122,8 +122,13 @@ def test_size_presets_and_custom_multiples_of_eight(qtbot, window):
     panel.width_box.editingFinished.emit()
     assert window.settings.get("width") == 304 and panel.size_preset.currentText() == "Custom"
     panel.seed_mode.setCurrentIndex(panel.seed_mode.findData("fixed"))
-    panel.seed.setValue(4_000_000_000)  # beyond int32: seeds go to 2**32 - 1
-    assert window.settings.get("seed") == 4_000_000_000
+    panel.seed.setValue(2**64 - 1)  # 64-bit seeds, every digit kept (no float on the way)
+    assert window.settings.get("seed") == 2**64 - 1 and panel.seed.text() == str(2**64 - 1)
+    panel.seed.clear()
+    qtbot.keyClicks(panel.seed, "18446744073709551614")
+    assert window.settings.get("seed") == 2**64 - 2
+    qtbot.keyClicks(panel.seed, "9")  # a 21st digit is refused by the validator
+    assert window.settings.get("seed") == 2**64 - 2
     window.settings.last_seed = 99
     qtbot.mouseClick(panel.reuse_seed, Qt.MouseButton.LeftButton)
     assert window.settings.get("seed") == 99 and panel.seed.value() == 99

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QUrl
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QPushButton
 
 from desktop.testing.fake_engine import Script
 from desktop.widgets.prompt_panel import FIRST_RUN_HINT
@@ -336,7 +337,13 @@ def test_a1111_png_settings_are_offered_too(qtbot, window, tmp_path):
     path = tmp_path / "a1111.png"
     Image.new("RGB", (64, 96), "orange").save(path, pnginfo=info)
     drop_files(window.canvas.viewport(), [path])
-    window.toast.action.click()
+    assert "from AUTOMATIC1111" in window.toast.label.text()
+    window.toast.action.click()  # another app's settings: reviewed first
+    from desktop.widgets.imported_settings import ImportedSettingsDialog
+
+    window.findChildren(ImportedSettingsDialog)[-1].findChild(
+        QPushButton, "restoreSettings"
+    ).click()
     s = window.settings
     assert (s.get("prompt"), s.get("negative_prompt"), s.get("steps")) == (
         "a watercolor fox",

@@ -37,10 +37,21 @@ def test_a_million_nested_brackets_in_the_easel_chunk_is_refused_not_a_recursion
 
 
 def test_deep_json_beside_a_good_chunk_still_gives_the_good_one(tmp_path):
-    data = pngs.png(pngs.text("easel", "{" * 100_000), pngs.text("parameters", A1111))
+    data = pngs.png(pngs.text("easel", '{"a": ' * 100_000), pngs.text("parameters", A1111))
     found = read_image_settings(_write(tmp_path, "both.png", data))
     assert found.source == "AUTOMATIC1111" and found.request.seed == 5
     assert any("nested deeper" in note for note in found.notes)
+
+
+@pytest.mark.parametrize(
+    "chunk", ['"\\' * 1_000_000, '{"a": [' * 60_000, '["' + "a" * 3_000_000, "[1," * 1_000_000]
+)
+def test_pathological_json_text_is_refused_quickly(tmp_path, chunk):
+    path = _write(tmp_path, "bad.png", pngs.png(pngs.text("easel", chunk)))
+    started = time.perf_counter()
+    with pytest.raises(InputError):
+        read_image_settings(path)
+    assert time.perf_counter() - started < 3.0
 
 
 def test_a_900_megapixel_png_gives_its_settings_without_decoding_a_pixel(tmp_path):

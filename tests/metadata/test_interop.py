@@ -39,7 +39,10 @@ def tiny_sd(tmp_path_factory):
 def _generate_into_history(engine, request) -> list:
     result = engine.run(request, timeout=300)
     assert isinstance(result, Result), getattr(result, "message", result)
-    return [entry.image_path for entry in HistoryStore().add_batch(result.images, result.metadata)]
+    entries = HistoryStore().add_batch(result.images, result.metadata)
+    for index, entry in enumerate(entries):  # the gallery's own record keeps the seed whole
+        assert entry.generation_request().seed == request.seed + index
+    return [entry.image_path for entry in entries]
 
 
 def _check_readers(path, *, prompt, negative, sampler, schedule, seed, steps, cfg, size, model,
