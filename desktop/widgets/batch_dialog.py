@@ -165,7 +165,8 @@ class BatchDialog(JobInbox, QDialog):
         self.shared_label.setText(
             f"{get('steps')} steps · {get('sampler')} · guidance {float(get('guidance_scale')):g}"
             f" · {get('width')}x{get('height')} · style: {style} · text to image "
-            "(from the main window's settings)"
+            "(from the main window's settings; a model with a fixed size or its own samplers "
+            "uses those)"
         )
         self.out_edit.setText(str(_fresh_out_dir()))
 
@@ -202,13 +203,22 @@ class BatchDialog(JobInbox, QDialog):
                     prompt, self.settings.get("negative_prompt"), self.settings.get("style")
                 )
                 for seed in seeds:
-                    requests.append(
-                        base.replace(
-                            model=model, prompt=styled, negative_prompt=negative,
-                            extras=extras, seed=seed,
-                        )
+                    request = base.replace(
+                        model=model, prompt=styled, negative_prompt=negative,
+                        extras=extras, seed=seed,
                     )  # fmt: skip
+                    requests.append(self._as_run(request))
         return requests
+
+    def _as_run(self, request: GenerationRequest) -> GenerationRequest:
+        """The request the model will really run (its own size and sampler; a LoRA it cannot
+        use refused here), so the spec and the manifest say what the pictures are."""
+        capabilities = getattr(self.library, "capabilities", None)
+        if capabilities is None:
+            return request
+        from engine.capabilities import check_request
+
+        return check_request(request, capabilities(request.model)).request
 
     def _base_request(self) -> GenerationRequest:
         get = self.settings.get
