@@ -11,6 +11,8 @@
 - **cli**: `easel generate` killed mid-run: any PNG under its final name is whole.
 - **train**: `easel train` killed mid-run: the checkpoint and any exported model load; the last
   kill is followed by `--resume`, which must finish from the saved step.
+- **app-train**: the app killed mid-training (a TrainingRequest through its bridge, as the Train
+  dialog submits it), resumed by the next kill's run: the same checks on its run folder.
 
 Prints one line per kill and a summary; exits 1 if any check failed. tests/test_crash_safety.py
 runs a few kills of each mode; docs/reliability.md records a 50-kill run.
@@ -181,6 +183,16 @@ def _run_folder_problems(run: Path) -> tuple[list[str], str]:
     return problems, f"checkpoint at step {step}"
 
 
+def kill_app_training(work: Path, seconds: float, pictures: Path) -> Outcome:
+    """The app killed mid-training (the Train dialog's path: a TrainingRequest on its bridge)."""
+    run = work / "app-run"
+    env = {**_env(work / "app-train-data"), "EASEL_CRASH_TRAIN": f"{pictures}|{run}"}
+    _kill_after([PYTHON, "-m", "desktop.testing.crash_driver"], env, seconds, REPO)
+    outcome = Outcome("app-train", seconds)
+    outcome.problems, outcome.detail = _run_folder_problems(run)
+    return outcome
+
+
 def resume_finishes(work: Path, pictures: Path) -> Outcome:
     run = work / "run"
     outcome = Outcome("train-resume", 0.0)
@@ -216,7 +228,7 @@ def write_pictures(folder: Path, count: int = 16) -> Path:
 
 
 # -- the run --------------------------------------------------------------------------------------
-WINDOWS = {"app": (3.0, 20.0), "cli": (4.0, 18.0), "train": (2.0, 12.0)}
+WINDOWS = {"app": (3.0, 20.0), "cli": (4.0, 18.0), "train": (2.0, 12.0), "app-train": (6.0, 20.0)}
 
 
 def run_checks(
@@ -233,6 +245,8 @@ def run_checks(
             outcome = kill_app(work / "app-data", seconds)
         elif mode == "cli":
             outcome = kill_cli(work, seconds)
+        elif mode == "app-train":
+            outcome = kill_app_training(work, seconds, pictures)
         else:
             outcome = kill_train(work, seconds, pictures)
         outcomes.append(outcome)
@@ -251,7 +265,7 @@ def run_checks(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=50)
-    parser.add_argument("--modes", default="app,cli,train")
+    parser.add_argument("--modes", default="app,cli,train,app-train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the outcomes here")
     args = parser.parse_args(argv)

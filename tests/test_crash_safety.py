@@ -31,7 +31,7 @@ def crash_check():
 def test_random_kills_of_app_cli_and_training_lose_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("EASEL_DATA_DIR", str(tmp_path / "checker"))
     outcomes = crash_check().run_checks(
-        kills=6, modes=["app", "cli", "train"], seed=1, work=tmp_path
+        kills=8, modes=["app", "cli", "train", "app-train"], seed=1, work=tmp_path
     )
     assert [o.problems for o in outcomes] == [[]] * len(outcomes)
     assert outcomes[-1].mode == "train-resume"

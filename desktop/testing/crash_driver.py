@@ -1,5 +1,6 @@
 """The real app, driven for crash tests: the main window with the real engine, pressing Generate
-again as soon as each result is in the gallery, until the process is killed.
+again as soon as each result is in the gallery (or, with EASEL_CRASH_TRAIN, running a training
+job through the app's bridge), until the process is killed.
 
 `python -m desktop.testing.crash_driver` (offscreen); `scripts/crash_check.py` kills it with
 SIGKILL at random moments and checks the gallery. Each finished job prints `saved N` so the
@@ -38,12 +39,31 @@ def main() -> int:
         saved[0] += len(entries)
         print(f"saved {saved[0]}", flush=True)
 
-    window.gallery.added.connect(counted)
-    window.bridge.result.connect(again)
     window.bridge.failed.connect(lambda *a: print(f"failed {a[1:]}", flush=True))
-    window.bridge.engine_ready.connect(again)
+    training = os.environ.get("EASEL_CRASH_TRAIN")  # "pictures-folder|run-folder"
+    if training:
+        window.bridge.engine_ready.connect(lambda: _train(window, *training.split("|")))
+    else:
+        window.gallery.added.connect(counted)
+        window.bridge.result.connect(again)
+        window.bridge.engine_ready.connect(again)
     QTimer.singleShot(0, window.start_background_work)
     return app.exec()
+
+
+def _train(window, pictures: str, run: str) -> None:
+    """A training run submitted through the app's bridge, as the Train dialog does."""
+    from pathlib import Path
+
+    from engine.api import RuntimeOptions, TrainingRequest
+
+    resume = (Path(run) / "checkpoint").exists()
+    request = TrainingRequest(
+        family="dcgan", data_dir=pictures, out_dir=run, steps=400, resolution=16,
+        batch_size=8, sample_every=15, resume=resume, runtime=RuntimeOptions(cpu_threads=1),
+    )  # fmt: skip
+    window.bridge.submit(request)
+    print("training", flush=True)
 
 
 if __name__ == "__main__":
