@@ -78,6 +78,8 @@ def _check_fits(total: int, available: int | None, what: str) -> None:
 
 
 def _gb(size: float) -> str:
+    if size < GIB:
+        return f"{size / 1024**2:.0f} MB" if size >= 1024**2 else f"{size / 1024:.0f} KB"
     return f"{size / GIB:.1f} GB"
 
 

@@ -2,14 +2,16 @@
 
 SD3: an `SD3Transformer2DModel` (MMDiT) with two CLIP text encoders with projection and a T5
 encoder; FLUX: a `FluxTransformer2DModel` (double and single stream blocks) with one CLIP text
-encoder and a T5 encoder. Both use 16-channel-style VAEs shrunk to a few channels and the flow
-matching Euler scheduler. The CLIP tokenizers are the real ones from resources/; the T5 encoder's
-tokenizer is a small Unigram model trained here on a few words (no T5 vocabulary can be had
-offline; a real model folder brings its own `tokenizer_2/` or `tokenizer_3/`).
+encoder and a T5 encoder. Both use 16-latent-channel VAEs (as the real ones) shrunk to two
+narrow blocks, and the flow matching Euler scheduler. The CLIP tokenizers are the real ones
+from resources/; the T5 encoder's tokenizer is a small Unigram model trained here on a few
+words (no T5 vocabulary can be had offline; a real model folder brings its own `tokenizer_2/`
+or `tokenizer_3/`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -107,28 +109,28 @@ def sd3_transformer(num_layers: int = 1, *, width_heads: int = 4, mmdit_x: bool 
     return SD3Transformer2DModel(
         sample_size=32,
         patch_size=2,
-        in_channels=4,
+        in_channels=16,
         num_layers=num_layers,
         attention_head_dim=8,
         num_attention_heads=width_heads,
         caption_projection_dim=32,
         joint_attention_dim=T5_WIDTH,
         pooled_projection_dim=64,
-        out_channels=4,
+        out_channels=16,
         pos_embed_max_size=32,
         **extra,
     )
 
 
 def flux_transformer(
-    num_layers: int = 1, num_single_layers: int = 1, *, guidance: bool = True, in_channels=16
+    num_layers: int = 1, num_single_layers: int = 1, *, guidance: bool = True, in_channels=64
 ):
     from diffusers import FluxTransformer2DModel
 
     return FluxTransformer2DModel(
         patch_size=1,
         in_channels=in_channels,
-        out_channels=16,
+        out_channels=64,
         num_layers=num_layers,
         num_single_layers=num_single_layers,
         attention_head_dim=16,
@@ -149,7 +151,7 @@ def build_sd3(folder: str | Path, *, seed: int = 0, mmdit_x: bool = False) -> Pa
     t5_tok = t5_tokenizer()
     pipe = StableDiffusion3Pipeline(
         transformer=sd3_transformer(mmdit_x=mmdit_x),
-        vae=_vae(4),
+        vae=_vae(16),
         text_encoder=_clip(CLIPTextModelWithProjection, projection_dim=32),
         text_encoder_2=_clip(CLIPTextModelWithProjection, projection_dim=32),
         text_encoder_3=_t5_encoder(len(t5_tok), T5_WIDTH),
@@ -178,7 +180,7 @@ def build_flux(folder: str | Path, *, seed: int = 0, guidance: bool = True) -> P
     )
     pipe = FluxPipeline(
         transformer=flux_transformer(guidance=guidance),
-        vae=_vae(4),
+        vae=_vae(16),
         text_encoder=_clip(CLIPTextModel, projection_dim=32),
         text_encoder_2=_t5_encoder(len(t5_tok), 32),
         tokenizer=_tokenizer("clip"),
@@ -187,3 +189,48 @@ def build_flux(folder: str | Path, *, seed: int = 0, guidance: bool = True) -> P
     )
     pipe.save_pretrained(str(folder))
     return Path(folder)
+
+
+def save_transformer_file(folder: str | Path, out_file: str | Path, *, fp8: bool = False) -> Path:
+    """The pipeline's transformer alone as one safetensors file (diffusers key layout);
+    `fp8` stores its weight matrices as float8_e4m3fn, as fp8 checkpoints do."""
+    from safetensors.torch import load_file, save_file
+
+    weights = {}
+    for part in sorted((Path(folder) / "transformer").glob("*.safetensors")):
+        weights.update(load_file(str(part)))
+    if fp8:
+        weights = {
+            k: v.to(torch.float8_e4m3fn) if v.ndim == 2 and k.endswith("weight") else v
+            for k, v in weights.items()
+        }
+    save_file(weights, str(out_file))
+    return Path(out_file)
+
+
+def save_gguf_transformer(folder: str | Path, out_file: str | Path, *, quant: str = "Q8_0"):
+    """The pipeline's transformer as a GGUF file written with the gguf package: matrices whose
+    rows split into quant blocks are quantised to `quant`, the rest stay F32 (as city96's
+    conversions keep norms and biases)."""
+    import gguf
+    from safetensors.torch import load_file
+
+    qtype = gguf.GGMLQuantizationType[quant]
+    block, _ = gguf.GGML_QUANT_SIZES[qtype]
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    arch = "flux" if index["_class_name"].startswith("Flux") else "sd3"
+    writer = gguf.GGUFWriter(str(out_file), arch=arch)
+    weights = {}
+    for part in sorted((Path(folder) / "transformer").glob("*.safetensors")):
+        weights.update(load_file(str(part)))
+    for name, tensor in weights.items():
+        array = tensor.float().numpy()
+        if array.ndim == 2 and array.shape[-1] % block == 0:
+            writer.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(out_file)
