@@ -37,6 +37,7 @@ class Precision(str, enum.Enum):
 
 
 class Offload(str, enum.Enum):
+    AUTO = "auto"  # chosen per model from its size and the VRAM budget (engine/sd/memory_plan)
     NONE = "none"
     MODEL = "model"  # accelerate model CPU offload: whole sub-models move to the GPU when used
     SEQUENTIAL = "sequential"  # layer by layer: slowest, for the smallest GPUs
@@ -179,7 +180,9 @@ class RuntimeOptions(Serialisable):
     attention_slicing: bool = False
     vae_tiling: bool = False
     vae_slicing: bool = False
-    offload: Offload = Offload.NONE
+    offload: Offload = Offload.AUTO
+    #: SD3: leave the optional T5 text encoder out (about 9.5 GB less; prompts follow less well)
+    skip_t5: bool = False
 
     _decoders: ClassVar[dict] = {
         "device": DeviceChoice,

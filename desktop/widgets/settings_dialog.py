@@ -44,6 +44,7 @@ PRECISION_LABELS = {
     Precision.BF16: "bf16 (fast on modern CPUs)",
 }
 OFFLOAD_LABELS = {
+    Offload.AUTO: "Automatic (offload when a model does not fit)",
     Offload.NONE: "Keep models on the device",
     Offload.MODEL: "Offload whole models (less VRAM)",
     Offload.SEQUENTIAL: "Offload layer by layer (least VRAM, slowest)",

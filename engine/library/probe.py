@@ -13,7 +13,8 @@ model detection):
   a `v_pred` key); otherwise ComfyUI's rule on one small bias (std > 0.09 means v-prediction);
   if even that is missing the variant is "unknown" and loading uses the 768 v-prediction config,
   because SD 2.0/2.1 768 and most community SD 2.x models are v-prediction.
-- SD3 (`joint_blocks`) and FLUX (`double_blocks`) are recognised and reported as not supported.
+- SD3 / SD3.5 (`joint_blocks`) and FLUX (`double_blocks`), in every layout and as GGUF files:
+  `probe_modern` (family, variant, all-in-one or transformer-only, quantisation).
 - LoRA: the cross-attention key projection's input width gives its base, as for UNets.
 """
 
@@ -98,17 +99,45 @@ def probe_path(path: str | Path) -> ProbeResult:
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
         return _probe_pickle(path)
+    if _starts_with(path, b"GGUF"):
+        from engine.library.probe_modern import probe_gguf
+
+        return probe_gguf(path)
     # Anything else is tried as safetensors whatever its suffix: content decides, not names.
     try:
         header = read_header(path)
     except BrokenFile as exc:
         return broken(str(exc))
     try:
-        return classify(header.shapes(), header.metadata, read_values=_value_reader(path, header))
+        return classify(
+            header.shapes(),
+            header.metadata,
+            read_values=_value_reader(path, header),
+            dtypes=_modern_dtypes(header),
+        )
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         # Shapes are not checked entry by entry when the header is read (that would cost more
         # than the read); a malformed one surfaces here instead.
         return broken(f"the header's tensor shapes are malformed ({exc})")
+
+
+def _modern_dtypes(header: Header) -> dict[str, str] | None:
+    """Tensor dtypes (for fp8 detection), read only for SD3/FLUX files: building every entry
+    would double the cost of scanning ordinary checkpoints."""
+    from engine.library import probe_modern
+
+    names = header.names()
+    if probe_modern.is_flux(names) or probe_modern.is_sd3(names):
+        return {name: info.dtype for name, info in header.tensors.items()}
+    return None
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def _value_reader(path: Path, header: Header) -> Callable[[str], list[float] | None]:
@@ -146,14 +175,17 @@ def classify(
     metadata: dict[str, str],
     *,
     read_values: Callable[[str], list[float] | None] | None = None,
+    dtypes: dict[str, str] | None = None,
 ) -> ProbeResult:
-    """Decide what a state dict is from its keys, shapes and metadata."""
+    """Decide what a state dict is from its keys, shapes, metadata (and dtypes, for fp8)."""
+    from engine.library import probe_modern
+
     if not shapes:
         return unknown("the file holds no tensors")
     keys = list(shapes)
+    if not _is_lora(keys) and (probe_modern.is_flux(keys) or probe_modern.is_sd3(keys)):
+        return probe_modern.classify_modern(shapes, metadata, dtypes)
     for test, classifier in (
-        (_is_flux, lambda: _not_supported("checkpoint", "flux")),
-        (_is_sd3, lambda: _not_supported("checkpoint", "sd3")),
         (lambda k: (UNET + "input_blocks.0.0.weight") in shapes, None),
         (_is_lora, lambda: _classify_lora(shapes, metadata)),
         (_is_vae, lambda: _classify_vae(shapes, metadata)),
@@ -178,14 +210,6 @@ def _not_supported(kind: str, base: str) -> ProbeResult:
         status="unsupported",
         reason=f"{BASE_NAMES[base]} models are not supported yet",
     )
-
-
-def _is_flux(keys: list[str]) -> bool:
-    return any("double_blocks." in k and "img_attn" in k for k in keys)
-
-
-def _is_sd3(keys: list[str]) -> bool:
-    return any("joint_blocks." in k and ("context_block" in k or "x_block" in k) for k in keys)
 
 
 # ----------------------------------------------------------------------------- checkpoints

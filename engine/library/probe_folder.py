@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.library.probe import BASE_NAMES, CONTEXT_TO_BASE, ProbeResult, read_json_object
+from engine.library.probe import CONTEXT_TO_BASE, ProbeResult, read_json_object
 
 SD_PIPELINES = {
     "StableDiffusionPipeline",
@@ -19,9 +19,16 @@ SD_PIPELINES = {
     "StableDiffusionXLImg2ImgPipeline",
     "StableDiffusionXLInpaintPipeline",
 }
-UNSUPPORTED_PIPELINES = {
+#: pipelines of the flow-matching transformer families (engine/sd/modern_families.py)
+MODERN_PIPELINES = {
     "StableDiffusion3Pipeline": "sd3",
+    "StableDiffusion3Img2ImgPipeline": "sd3",
+    "StableDiffusion3InpaintPipeline": "sd3",
     "FluxPipeline": "flux",
+    "FluxImg2ImgPipeline": "flux",
+    "FluxInpaintPipeline": "flux",
+    "FluxFillPipeline": "flux",
+    "FluxKontextPipeline": "flux",
 }
 
 
@@ -53,15 +60,8 @@ def _broken_folder(reason: str) -> ProbeResult:
 
 def _probe_diffusers(path: Path, index: dict) -> ProbeResult:
     class_name = str(index.get("_class_name", ""))
-    if class_name in UNSUPPORTED_PIPELINES:
-        base = UNSUPPORTED_PIPELINES[class_name]
-        return ProbeResult(
-            kind="checkpoint",
-            base=base,
-            layout="diffusers",
-            status="unsupported",
-            reason=f"{BASE_NAMES[base]} models are not supported yet",
-        )
+    if class_name in MODERN_PIPELINES:
+        return _probe_modern_folder(path, class_name)
     if class_name not in SD_PIPELINES:
         return ProbeResult(
             kind="checkpoint",
@@ -95,3 +95,46 @@ def _probe_diffusers(path: Path, index: dict) -> ProbeResult:
         layout="diffusers",
         details={"pipeline": class_name},
     )
+
+
+def _probe_modern_folder(path: Path, class_name: str) -> ProbeResult:
+    """SD3 / FLUX folders: the transformer's config says the variant (see probe_modern)."""
+    from engine.library.probe_modern import SD3_DEPTHS, flux_input_kind
+
+    base = MODERN_PIPELINES[class_name]
+    transformer = read_json_object(path / "transformer" / "config.json")
+    if transformer is None:
+        return _broken_folder("its transformer/config.json is missing or not valid JSON")
+    details: dict = {"pipeline": class_name, "contents": "diffusers folder"}
+    if base == "sd3":
+        depth = int(transformer.get("num_layers") or 0)
+        variant = SD3_DEPTHS.get(depth, f"{depth} blocks")
+        if variant == "medium" and transformer.get("dual_attention_layers"):
+            variant = "3.5-medium"
+        details["has_t5"] = _has_component(path, "text_encoder_3")
+    else:
+        in_width = int(transformer.get("in_channels") or 0)
+        out_width = int(transformer.get("out_channels") or in_width)
+        variant = flux_input_kind(in_width, out_width) or (
+            "dev" if transformer.get("guidance_embeds") else "schnell"
+        )
+        if class_name == "FluxKontextPipeline":
+            variant = "kontext"
+    status, reason = "ok", ""
+    if variant == "control" or variant.endswith("input channels"):
+        status, reason = "unsupported", f"FLUX {variant} transformers are not run by Easel yet"
+    return ProbeResult(
+        kind="checkpoint",
+        base=base,
+        variant=variant,
+        layout="diffusers",
+        status=status,
+        reason=reason,
+        details=details,
+    )
+
+
+def _has_component(path: Path, name: str) -> bool:
+    index = read_json_object(path / "model_index.json") or {}
+    entry = index.get(name)
+    return isinstance(entry, list) and entry[0] is not None and (path / name).is_dir()

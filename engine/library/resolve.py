@@ -118,7 +118,7 @@ def _resolve_path(path: Path) -> ResolvedModel:
             f"'{path}' is not a model folder: it has neither a diffusers 'model_index.json' nor "
             "an Easel 'config.json'. Pick the folder that contains one of them."
         )
-    if path.suffix.lower() in {".safetensors", ".ckpt", ".pt", ".pth", ".bin"}:
+    if path.suffix.lower() in {".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf"}:
         return _resolve_single_file(path)
     raise ModelError(
         f"'{path.name}' is not a model file Easel can load "

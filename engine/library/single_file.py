@@ -74,6 +74,11 @@ def check_checkpoint(path: Path, *, allow_unknown_family: bool = False) -> Probe
             + ("model and add this file as a LoRA." if result.kind == "lora" else "model.")
         )
     family_unknown = result.status == "unsupported" and not result.base
+    if result.base in {"sd3", "flux"} and result.ok:
+        raise ModelError(
+            f"'{path.name}' is {_describe(result)}: it is loaded with its transformer family's "
+            "own loader (engine.sd.modern_loading), not as a Stable Diffusion checkpoint."
+        )
     if result.base in {"sd3", "flux"} or (
         result.status != "ok" and not (allow_unknown_family and family_unknown)
     ):

@@ -51,24 +51,37 @@ class JobInputs:
 
 
 def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedModel) -> Result:
+    from engine.sd.modern_families import MODERN_BASES
+
+    if resolved.base in MODERN_BASES:
+        from engine.sd.modern_generate import generate_modern
+
+        return generate_modern(request, ctx, resolved)
     started = time.perf_counter()
     inputs = load_job_inputs(request)
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
-    key = cache_key(resolved, device, dtype, request.runtime)
+    plan = _memory_plan(resolved, device, dtype, request, ctx)
+    key = cache_key(resolved, device, dtype, request.runtime, plan.offload)
     if key not in ctx.cache:
-        ctx.progress(0, request.steps, stage="loading model")
+        ctx.progress(0, request.steps, stage="loading model", offload=plan.describe())
 
     def loader():
-        return load_base_pipeline(resolved, device, dtype, request.runtime)
+        return load_base_pipeline(resolved, device, dtype, request.runtime, plan.offload)
 
     with ctx.cache.use(key, loader) as base_pipe:
         loaded = time.perf_counter()
         ctx.check_cancelled()
         info = model_info(base_pipe)
         apply_memory_options(base_pipe, request.runtime)
+        request, few_step = _few_step_settings(request, base_pipe, resolved)
         seeds = batch_seeds(request)
-        scheduler = make_scheduler(request.sampler, model_scheduler_config(base_pipe), seeds=seeds)
+        scheduler = make_scheduler(
+            request.sampler,
+            model_scheduler_config(base_pipe),
+            seeds=seeds,
+            overrides=few_step.scheduler_options if few_step else None,
+        )
         pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
         with applied_loras(pipe, request.loras):
             embeds = encode_prompts(
@@ -80,7 +93,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             output = pipe(**kwargs, **_step_callback(ctx, info)).images
         finished = time.perf_counter()
     check_output(output, dtype)
-    images = _to_pil(output)
+    images = to_pil(output)
     timings = {
         "load_s": round(loaded - started, 3),
         "sample_s": round(finished - sampling, 3),
@@ -93,9 +106,32 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         "device": str(device),
         "dtype": devices.dtype_name(dtype),
         "prompt_chunks": embeds.chunks,
+        "offload": plan.offload.value,
+        "offload_reason": plan.why,
     }
+    if few_step is not None:
+        run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
     return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+
+
+def _memory_plan(resolved, device, dtype, request, ctx):
+    from engine.sd.loading import cache_key as key_for
+    from engine.sd.memory_plan import plan_for
+
+    # a model already loaded under the setting's placement needs no RAM check
+    cached = key_for(resolved, device, dtype, request.runtime) in ctx.cache
+    return plan_for(resolved, device, dtype, request.runtime, ctx.cache, cached=cached)
+
+
+def _few_step_settings(request: GenerationRequest, pipe, resolved: ResolvedModel):
+    """The request with the model's few-step settings where it leaves them to the model."""
+    from engine.sd import fewstep
+    from engine.sd.model_defaults import apply_model_defaults
+
+    loras = [Path(lora.path) for lora in request.loras]
+    found = fewstep.detect(pipe, resolved.path, resolved.layout, loras)
+    return apply_model_defaults(request, found.defaults if found else None), found
 
 
 def batch_seeds(request: GenerationRequest) -> list[int]:
@@ -196,7 +232,7 @@ def _precision_hint(dtype: torch.dtype) -> str:
     return "."
 
 
-def _to_pil(images: torch.Tensor) -> list[Image.Image]:
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
     # the same conversion diffusers applies for output_type="pil"
     from diffusers.image_processor import VaeImageProcessor
 

@@ -63,17 +63,29 @@ def import_lazy_modules() -> None:
         getattr(transformers, name, None)
 
 
-def cache_key(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime) -> str:
+def cache_key(
+    resolved: ResolvedModel,
+    device: torch.device,
+    dtype: torch.dtype,
+    runtime,
+    offload: Offload | None = None,
+) -> str:
     # offload changes how modules are placed, so it is part of the key; on the CPU it does
     # nothing, and a second copy of the same model would only waste RAM
-    offload = runtime.offload.value if device.type != "cpu" else Offload.NONE.value
-    return f"{resolved.cache_key}|{device}|{dtype_name(dtype)}|offload={offload}"
+    offload = offload or runtime.offload
+    value = offload.value if device.type != "cpu" else Offload.NONE.value
+    return f"{resolved.cache_key}|{device}|{dtype_name(dtype)}|offload={value}"
 
 
 def load_base_pipeline(
-    resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, runtime: RuntimeOptions
+    resolved: ResolvedModel,
+    device: torch.device,
+    dtype: torch.dtype,
+    runtime: RuntimeOptions,
+    offload: Offload | None = None,
 ):
-    """The text-to-image pipeline for `resolved`, on `device` in `dtype`."""
+    """The text-to-image pipeline for `resolved`, on `device` in `dtype`, placed with `offload`
+    (the memory plan's choice; the runtime's setting when not given)."""
     _offline()
     _quiet_library_progress_bars()
     if resolved.layout == "single_file":
@@ -84,7 +96,7 @@ def load_base_pipeline(
     # Jobs swap schedulers on this shared pipeline; each new one is built from the model's own
     # config, never from the previous job's (which would carry its sampler options over).
     pipe._easel_scheduler_config = dict(pipe.scheduler.config)
-    _place(pipe, device, runtime.offload)
+    place(pipe, device, offload or runtime.offload)
     return pipe
 
 
@@ -220,8 +232,10 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def _place(pipe, device: torch.device, offload: Offload) -> None:
+def place(pipe, device: torch.device, offload: Offload) -> None:
     """Move to the device, or set up accelerate's CPU offload (only meaningful on a GPU)."""
+    if offload is Offload.AUTO:
+        offload = Offload.NONE  # callers resolve AUTO with engine.sd.memory_plan first
     if offload is not Offload.NONE and device.type != "cpu":
         if offload is Offload.MODEL:
             pipe.enable_model_cpu_offload(device=device)

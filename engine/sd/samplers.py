@@ -48,11 +48,18 @@ SAMPLER_SPECS: dict[str, SamplerSpec] = {
 }
 
 
-def make_scheduler(name: str, base_config: Any, *, seeds: list[int] | None = None):
+def make_scheduler(
+    name: str,
+    base_config: Any,
+    *,
+    seeds: list[int] | None = None,
+    overrides: dict[str, Any] | None = None,
+):
     """A new scheduler for sampler `name`, configured from the model's own scheduler config.
 
     `seeds` (one per image) seed the SDE sampler's Brownian noise so image i of a batch is
-    reproducible on its own, as the latents are.
+    reproducible on its own, as the latents are. `overrides` change the model's config (a
+    few-step model's trailing timestep spacing).
     """
     spec = SAMPLER_SPECS.get(name)
     if spec is None:
@@ -63,7 +70,7 @@ def make_scheduler(name: str, base_config: Any, *, seeds: list[int] | None = Non
     # Keep only what this scheduler takes: the model's config was written for another class
     # (PNDM's skip_prk_steps, say), and diffusers would print a warning for every extra key.
     accepted = inspect.signature(scheduler_class.__init__).parameters
-    config = {k: v for k, v in dict(base_config).items() if k in accepted}
+    config = {k: v for k, v in {**dict(base_config), **(overrides or {})}.items() if k in accepted}
     options = dict(spec.options)
     if spec.needs_noise_seed and seeds is not None:
         options["noise_sampler_seed"] = list(seeds)

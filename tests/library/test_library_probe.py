@@ -67,13 +67,13 @@ def test_sdxl_v_prediction_key(tmp_path):
     assert probe_path(write_stripped(tmp_path / "x.safetensors", shapes)).variant == "v_prediction"
 
 
-def test_sd3_and_flux_are_recognised_as_not_supported(tmp_path):
+def test_sd3_and_flux_are_recognised_from_one_key(tmp_path):
+    # variants and layouts in detail: tests/library/test_probe_modern.py
     sd3 = {U + "joint_blocks.0.context_block.attn.qkv.weight": (4608, 1536)}
     flux = {"double_blocks.0.img_attn.qkv.weight": (9216, 3072)}
     for name, shapes, base in (("a", sd3, "sd3"), ("b", flux, "flux")):
         result = probe_path(write_stripped(tmp_path / f"{name}.safetensors", shapes))
-        assert (result.base, result.status) == (base, "unsupported")
-        assert "not supported yet" in result.reason
+        assert (result.base, result.status, result.kind) == (base, "ok", "checkpoint")
 
 
 def test_incomplete_and_odd_checkpoints(tmp_path):
@@ -195,7 +195,7 @@ def test_diffusers_and_native_folders(tmp_path):
     flux = tmp_path / "flux"
     flux.mkdir()
     (flux / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    assert probe_path(flux).status == "unsupported"
+    assert probe_path(flux).status == "broken"  # no transformer/config.json
     native = tmp_path / "native"
     native.mkdir()
     (native / "config.json").write_text(json.dumps({"family": "dcgan", "resolution": 64}))

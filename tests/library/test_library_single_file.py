@@ -75,7 +75,7 @@ def test_non_checkpoints_and_broken_files_are_refused_with_a_reason(tmp_path):
     flux = write_stripped(
         tmp_path / "f.safetensors", {"double_blocks.0.img_attn.qkv.weight": (9, 3)}
     )
-    with pytest.raises(ModelError, match="FLUX models are not supported yet"):
+    with pytest.raises(ModelError, match="FLUX checkpoint: it is loaded with its transformer"):
         load_single_file_pipeline(flux)
     with pytest.raises(ModelError, match="not found"):
         load_single_file_pipeline(tmp_path / "nope.safetensors")

@@ -1,0 +1,257 @@
+"""Load SD3 / SD3.5 and FLUX.1 pipelines offline: diffusers folders, single files, GGUF.
+
+- A diffusers folder loads as it is; "skip T5" (SD3 only: its T5 encoder is optional) leaves
+  `text_encoder_3` out, about 9.5 GB less for the real model; the transformer then sees zeros
+  where T5's states would be, as diffusers does.
+- A single file (original all-in-one, transformer-only, fp8 safetensors or a GGUF transformer)
+  takes whatever it does not hold (text encoders, tokenizers, VAE, scheduler, configs) from a
+  *companion*: a diffusers folder of the same family next to the file or in the library. No
+  T5 tokenizer can be bundled (none is obtainable under a free licence offline), so the
+  companion is also where T5's tokenizer comes from. The transformer's config is the
+  companion's with the depth, guidance embedder and input width read from the file's tensors,
+  so a schnell file runs with a dev companion and the other way round.
+- GGUF transformers load through diffusers' GGUFQuantizationConfig (weights stay quantised in
+  memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import ModelError
+from engine.library.probe import ProbeResult, probe_path
+from engine.library.resolve import ResolvedModel
+from engine.sd.modern_families import FamilySpec, family_spec
+
+log = logging.getLogger(__name__)
+
+TRANSFORMER_CLASSES = {"sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}
+TEXT_TO_IMAGE = {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
+
+
+def base_pipeline_class(spec: FamilySpec) -> str:
+    """The class of the cached pipeline: text-to-image, or the only mode the model runs."""
+    from engine.api import Mode
+
+    return spec.pipelines.get(Mode.TXT2IMG) or next(iter(spec.pipelines.values()))
+
+
+def load_modern_pipeline(resolved: ResolvedModel, dtype: torch.dtype, *, skip_t5: bool):
+    """The base pipeline for an SD3 or FLUX model (not yet placed on a device)."""
+    import diffusers
+
+    spec = family_spec(resolved.base, resolved.variant)
+    cls = getattr(diffusers, base_pipeline_class(spec))
+    options: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if skip_t5 and spec.base == "sd3":
+        options.update(text_encoder_3=None, tokenizer_3=None)
+    if resolved.layout == "diffusers":
+        folder = resolved.path
+        options.update(_shared_clip_tokenizers(folder))
+        return _from_pretrained(cls, folder, options, resolved.path)
+    probe = probe_path(resolved.path)
+    companion = find_companion(resolved.path, spec, probe)
+    if probe.details.get("contents") == "all-in-one" and probe.details.get("format") != "gguf":
+        return _all_in_one(cls, resolved.path, companion, options)
+    options["transformer"] = load_transformer_file(resolved.path, spec, probe, companion, dtype)
+    options.update(_shared_clip_tokenizers(companion))
+    return _from_pretrained(cls, companion, options, resolved.path)
+
+
+def _from_pretrained(cls, folder: Path, options: dict, shown: Path):
+    try:
+        return cls.from_pretrained(str(folder), **options)
+    except MemoryError:
+        raise
+    except Exception as exc:  # diffusers raises OSError, ValueError, RuntimeError, ... here
+        raise ModelError(
+            f"The model '{shown.name}' could not be loaded from '{folder}': {_first_line(exc)}. "
+            "The folder may be incomplete or damaged; copy it again or pick another model."
+        ) from exc
+
+
+def _all_in_one(cls, path: Path, companion: Path, options: dict):
+    """An original all-in-one file: every weight from the file, configs and tokenizers from the
+    companion folder."""
+    skip = {k: v for k, v in options.items() if k in {"text_encoder_3", "tokenizer_3"}}
+    tokenizers = _shared_clip_tokenizers(companion)
+    tokenizers.update(_t5_tokenizers(companion, skip))
+    try:
+        return cls.from_single_file(
+            str(path),
+            config=str(companion),
+            local_files_only=True,
+            torch_dtype=options["dtype"],
+            **skip,
+            **tokenizers,
+        )
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - diffusers' conversion errors have many types
+        raise ModelError(
+            f"'{path.name}' could not be loaded with the settings of '{companion.name}': "
+            f"{_first_line(exc)}."
+        ) from exc
+
+
+def _t5_tokenizers(companion: Path, skip: dict) -> dict:
+    from transformers import T5TokenizerFast
+
+    out = {}
+    for component in ("tokenizer_2", "tokenizer_3"):
+        folder = companion / component
+        if component in skip or not folder.is_dir():
+            continue
+        if "T5" in (folder / "tokenizer_config.json").read_text(encoding="utf-8", errors="ignore"):
+            out[component] = T5TokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    return out
+
+
+# -- transformer files ---------------------------------------------------------------------
+def load_transformer_file(
+    path: Path, spec: FamilySpec, probe: ProbeResult, companion: Path, dtype: torch.dtype
+):
+    """A transformer from a single file (safetensors, fp8 safetensors or GGUF)."""
+    import diffusers
+
+    cls = getattr(diffusers, TRANSFORMER_CLASSES[spec.base])
+    options: dict[str, Any] = {
+        "config": str(companion),
+        "subfolder": "transformer",
+        "local_files_only": True,
+        "torch_dtype": dtype,
+        **transformer_overrides(spec.base, probe),
+    }
+    if probe.details.get("format") == "gguf":
+        options["quantization_config"] = _gguf_config(path, probe, dtype)
+    try:
+        return cls.from_single_file(str(path), **options)
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - conversion and shape errors have many types
+        raise ModelError(
+            f"The transformer in '{path.name}' could not be loaded: {_first_line(exc)}. The file "
+            "may be damaged, or it is a variant Easel does not know."
+        ) from exc
+
+
+def transformer_overrides(base: str, probe: ProbeResult) -> dict[str, Any]:
+    """Config values read from the file's tensors (depth, guidance embedder, input width)."""
+    details = probe.details
+    if base == "flux":
+        out = {
+            "num_layers": details.get("double_blocks"),
+            "num_single_layers": details.get("single_blocks"),
+            "guidance_embeds": details.get("guidance_embeds"),
+            "in_channels": details.get("image_in_channels"),
+        }
+    else:
+        out = {"num_layers": details.get("depth")}
+        if details.get("dual_attention_layers") is not None:
+            out["dual_attention_layers"] = tuple(details["dual_attention_layers"])
+    return {k: v for k, v in out.items() if v not in (None, 0)}
+
+
+def _gguf_config(path: Path, probe: ProbeResult, dtype: torch.dtype):
+    try:
+        from diffusers import GGUFQuantizationConfig
+        from diffusers.utils import is_gguf_available
+    except ImportError:
+        is_gguf_available = None
+    if is_gguf_available is None or not is_gguf_available():
+        raise ModelError(
+            f"'{path.name}' is a GGUF file; reading it needs the 'gguf' package: "
+            "pip install gguf (it ships with Easel's installer)."
+        )
+    if probe.status != "ok":
+        raise ModelError(f"'{path.name}' cannot be loaded: {probe.reason}.")
+    return GGUFQuantizationConfig(compute_dtype=dtype)
+
+
+# -- companions ------------------------------------------------------------------------------
+def find_companion(path: Path, spec: FamilySpec, probe: ProbeResult) -> Path:
+    """The diffusers folder that supplies what the single file `path` lacks, or ModelError
+    naming the files it needs and where to put them."""
+    candidates = _sibling_folders(path) + _library_folders(spec.base)
+    usable = [c for c in candidates if _companion_base(c) == spec.base]
+    # the same variant first (its scheduler settings fit), then any of the family
+    usable.sort(key=lambda c: _companion_variant(c) != spec.variant)
+    needed = _needed_components(spec, probe)
+    for folder in usable:
+        if all((folder / part).is_dir() for part in needed):
+            return folder
+    raise ModelError(missing_components_message(path, spec, probe, needed))
+
+
+def missing_components_message(
+    path: Path, spec: FamilySpec, probe: ProbeResult, needed: list[str]
+) -> str:
+    what = (
+        "holds only the transformer"
+        if probe.details.get("contents") != "all-in-one"
+        else "holds the weights but not the model settings and tokenizers"
+    )
+    family = "SD3" if spec.base == "sd3" else "FLUX.1"
+    return (
+        f"'{path.name}' {what} of a {spec.title} model. Easel takes the rest from a {family} "
+        f"model in diffusers folder layout (with {', '.join(p + '/' for p in needed)} and "
+        f"model_index.json): put that folder next to the file in '{path.parent}', or add it "
+        "to the model library."
+    )
+
+
+def _needed_components(spec: FamilySpec, probe: ProbeResult) -> list[str]:
+    needed = ["transformer", *spec.companions]  # the transformer's config.json
+    if probe.details.get("contents") == "all-in-one":
+        needed = [p for p in needed if p.startswith(("tokenizer", "scheduler", "transformer"))]
+    return needed
+
+
+def _sibling_folders(path: Path) -> list[Path]:
+    try:
+        return sorted(p for p in path.parent.iterdir() if (p / "model_index.json").is_file())
+    except OSError:
+        return []
+
+
+def _library_folders(base: str) -> list[Path]:
+    try:
+        from engine.library.records import ModelLibrary
+        from engine.paths import database_path
+
+        if not database_path().exists():
+            return []
+        records = ModelLibrary().list_models(kind="checkpoint", include_missing=False)
+    except Exception as exc:  # noqa: BLE001 - a broken library must not stop a load
+        log.debug("library not read for companions: %s", exc)
+        return []
+    return [Path(r.path) for r in records if r.base == base and r.layout == "diffusers"]
+
+
+def _companion_base(folder: Path) -> str:
+    from engine.library.probe_folder import probe_folder
+
+    result = probe_folder(folder)
+    return result.base if result.kind == "checkpoint" else ""
+
+
+def _companion_variant(folder: Path) -> str:
+    from engine.library.probe_folder import probe_folder
+
+    return probe_folder(folder).variant
+
+
+def _shared_clip_tokenizers(folder: Path) -> dict[str, Any]:
+    from engine.sd.loading import _shared_tokenizers
+
+    return _shared_tokenizers(folder)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return re.sub(r"\s+", " ", text[0] if text else type(exc).__name__)[:300]
