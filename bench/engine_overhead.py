@@ -1,13 +1,16 @@
 """What the engine costs on top of diffusers: wall time, peak RSS, and whether images are equal.
 
-    .venv/bin/python bench/engine_overhead.py [--only tiny|sd15] [--runs 3] [--threads 2]
+    .venv/bin/python bench/engine_overhead.py [--only tiny|sd15|flux|sd3] [--runs 3] [--threads 2]
 
-For a tiny pipeline and a full-size SD 1.5-architecture pipeline (random weights built from the
-published configs below: no download), the same txt2img request runs through the Engine (worker
-thread, events, previews, our prompt encoding, metadata) and through a plain diffusers call on the
-same loaded modules, alternating which goes first, several times. Peak RSS is measured in fresh
-subprocesses (one loads through the engine, one through plain `from_pretrained`), since RSS never
-goes down within a process. Targets (issue 2): at most +3% wall time, +5% peak RSS, same pixels.
+For a tiny pipeline, a full-size SD 1.5-architecture pipeline (random weights built from the
+published configs below: no download), a FLUX.1-architecture transformer at full width and
+reduced depth (1 double + 1 single block of 3072, 24 heads of 128, T5-width 4096 context) and
+an SD3 Medium-width one (2 joint blocks of 1536), the same txt2img request runs through the
+Engine (worker thread, events, previews, our prompt encoding, metadata) and through a plain
+diffusers call on the same loaded modules, alternating which goes first, several times. Peak
+RSS is measured in fresh subprocesses (one loads through the engine, one through plain
+`from_pretrained`), since RSS never goes down within a process. Targets (issues 2 and 13): at
+most +3% wall time, +5% peak RSS, same pixels.
 """
 
 from __future__ import annotations
@@ -103,27 +106,113 @@ def build_sd15_random(folder: Path) -> Path:
     return folder
 
 
+def build_flux_reduced(folder: Path) -> Path:
+    """FLUX.1 schnell's transformer at full width, 1 double + 1 single block (about 480 M
+    parameters); small text encoders with FLUX's widths (CLIP pooled 768, T5 4096) and the tiny
+    16-channel VAE: the transformer is what is measured."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    from tests.helpers import tiny_modern as tm
+    from tests.helpers.tiny_sd import _tokenizer
+
+    torch.manual_seed(0)
+    t5_tokenizer = tm.t5_tokenizer()
+    pipe = FluxPipeline(
+        transformer=FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=128,
+            num_attention_heads=24,
+            joint_attention_dim=4096,
+            pooled_projection_dim=768,
+            guidance_embeds=False,
+            axes_dims_rope=(16, 56, 56),
+        ),
+        vae=tm._vae(16),
+        text_encoder=tm._clip(CLIPTextModel, projection_dim=768, hidden_size=768),
+        text_encoder_2=tm._t5_encoder(len(t5_tokenizer), 4096),
+        tokenizer=_tokenizer("clip"),
+        tokenizer_2=t5_tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+    )
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+def build_sd3_reduced(folder: Path) -> Path:
+    """SD3 Medium's transformer width (1536, 24 heads of 64) with 2 joint blocks; text encoders
+    with SD3's output widths (pooled 768 + 1280, T5 4096) but 2 small layers; the tiny VAE."""
+    import torch
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextModelWithProjection
+
+    from tests.helpers import tiny_modern as tm
+    from tests.helpers.tiny_sd import _tokenizer
+
+    torch.manual_seed(0)
+    t5_tokenizer = tm.t5_tokenizer()
+    pipe = StableDiffusion3Pipeline(
+        transformer=SD3Transformer2DModel(
+            sample_size=128,
+            patch_size=2,
+            in_channels=16,
+            num_layers=2,
+            attention_head_dim=64,
+            num_attention_heads=24,
+            caption_projection_dim=1536,
+            joint_attention_dim=4096,
+            pooled_projection_dim=2048,
+            out_channels=16,
+            pos_embed_max_size=192,
+        ),
+        vae=tm._vae(16),
+        text_encoder=tm._clip(CLIPTextModelWithProjection, projection_dim=768),
+        text_encoder_2=tm._clip(CLIPTextModelWithProjection, projection_dim=1280),
+        text_encoder_3=tm._t5_encoder(len(t5_tokenizer), 4096),
+        tokenizer=_tokenizer("clip"),
+        tokenizer_2=_tokenizer("clip-g"),
+        tokenizer_3=t5_tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+    )
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
 def build_tiny(folder: Path) -> Path:
     from tests.helpers.tiny_sd import build_sd1
 
     return build_sd1(folder)
 
 
-def make_request(model: Path, size: int, steps: int, threads: int, seed: int = 1234):
+def make_request(model: Path, size: int, steps: int, threads: int, seed: int = 1234, **runtime):
     from engine.api import GenerationRequest, RuntimeOptions
 
+    modern = _family(model) != "sd"
     return GenerationRequest(
         prompt=PROMPT,
-        negative_prompt=NEGATIVE,
+        negative_prompt="" if _family(model) == "flux" else NEGATIVE,
         model=str(model),
         steps=steps,
         width=size,
         height=size,
         seed=seed,
-        sampler="Euler a",
-        guidance_scale=7.0,
-        runtime=RuntimeOptions(device="cpu", precision="fp32", cpu_threads=threads),
+        sampler="Euler" if modern else "Euler a",
+        guidance_scale=4.0 if modern else 7.0,
+        runtime=RuntimeOptions(device="cpu", precision="fp32", cpu_threads=threads, **runtime),
     )
+
+
+def _family(model: Path) -> str:
+    name = json.loads((Path(model) / "model_index.json").read_text())["_class_name"]
+    return "flux" if name.startswith("Flux") else "sd3" if "3" in name else "sd"
 
 
 def plain_call(pipe, req):
@@ -131,6 +220,21 @@ def plain_call(pipe, req):
     import torch
     from diffusers import EulerAncestralDiscreteScheduler
 
+    family = _family(Path(req.model))
+    if family != "sd":
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+        extra = {"max_sequence_length": 256} if family == "flux" else {}
+        if family == "sd3":
+            extra["negative_prompt"] = req.negative_prompt
+        return pipe(
+            prompt=req.prompt,
+            num_inference_steps=req.steps,
+            guidance_scale=req.guidance_scale,
+            height=req.height,
+            width=req.width,
+            generator=[torch.Generator("cpu").manual_seed(req.seed)],
+            **extra,
+        ).images
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     return pipe(
         prompt=req.prompt,
@@ -147,10 +251,7 @@ def measure_wall(model: Path, size: int, steps: int, runs: int, threads: int) ->
     """Alternate engine and plain runs on the same loaded modules; medians and image equality."""
     import numpy as np
 
-    from engine import devices
     from engine.events import Result
-    from engine.library.resolve import resolve_model
-    from engine.sd.loading import cache_key
     from engine.services import Services
     from engine.worker import Engine
 
@@ -160,8 +261,7 @@ def measure_wall(model: Path, size: int, steps: int, runs: int, threads: int) ->
     try:
         warm = engine.run(req)  # loads the model into the cache
         assert isinstance(warm, Result), warm
-        device, dtype = devices.prepare(req.runtime)
-        key = cache_key(resolve_model(req.model), device, dtype, req.runtime)
+        (key,) = services.cache.keys()  # the one pipeline the engine loaded
         with services.cache.use(key, _not_loaded) as pipe:
             plain_call(pipe, req)  # warm-up for the plain path too
             engine_times, plain_times, same = [], [], True
@@ -208,11 +308,14 @@ def child(kind: str, model: Path, size: int, steps: int, threads: int) -> None:
         finally:
             engine.shutdown()
     else:
+        import diffusers
         import torch
-        from diffusers import StableDiffusionPipeline
 
         torch.set_num_threads(threads)
-        pipe = StableDiffusionPipeline.from_pretrained(
+        cls = {"sd": "StableDiffusionPipeline", "flux": "FluxPipeline"}.get(
+            _family(model), "StableDiffusion3Pipeline"
+        )
+        pipe = getattr(diffusers, cls).from_pretrained(
             str(model), dtype=torch.float32, local_files_only=True
         )
         pipe.set_progress_bar_config(disable=True)
@@ -252,7 +355,7 @@ def _environ() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["tiny", "sd15"], default=None)
+    parser.add_argument("--only", choices=["tiny", "sd15", "flux", "sd3"], default=None)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-rss", action="store_true", help="wall time and pixels only")
@@ -264,7 +367,12 @@ def main() -> None:
     if args.child:
         child(args.child, args.model, args.size, args.steps, args.threads)
         return
-    cases = {"tiny": (build_tiny, 64, 10), "sd15": (build_sd15_random, 256, args.steps)}
+    cases = {
+        "tiny": (build_tiny, 64, 10),
+        "sd15": (build_sd15_random, 256, args.steps),
+        "flux": (build_flux_reduced, 256, args.steps),
+        "sd3": (build_sd3_reduced, 256, args.steps),
+    }
     results = {}
     with tempfile.TemporaryDirectory(prefix="easel-bench-") as tmp:
         for name, (build, size, steps) in cases.items():

@@ -18,7 +18,7 @@ from engine.images import MAX_PIXELS, SUFFIXES, check_pixel_count, open_user_ima
 __all__ = ["MAX_PIXELS", "check_pixel_count", "load_image_file", "local_path"]
 
 IMAGE_SUFFIXES = set(SUFFIXES)
-MODEL_SUFFIXES = {".safetensors"}
+MODEL_SUFFIXES = {".safetensors", ".gguf"}
 
 
 def local_path(url: QUrl) -> Path:

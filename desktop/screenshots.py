@@ -116,10 +116,14 @@ def render(out_dir: Path) -> list[Path]:
     menu.hide()
     window.gallery_dock.setFloating(False)
 
+    _add_modern_records()
+    window.library.refresh()
     browser = window.show_model_browser()
     browser.select("builtin:emoji-ldm")  # its card and sample grid beside the table
     _wait(app, lambda: not browser.hashes.busy)
     shoot(browser, "model-browser")
+    browser.select(str(Path(os.environ["EASEL_DATA_DIR"]) / "flux1-dev-Q8_0.gguf"))
+    shoot(browser, "model-browser-flux")  # family, variant and what it runs
     browser.close()
     dialog = window.show_settings()
     shoot(dialog, "settings")
@@ -186,6 +190,36 @@ def _imported_settings_shots(window, shoot) -> None:
         shoot(dialog, shot)
         dialog.close()
     window.toast.hide()
+
+
+def _add_modern_records() -> None:
+    """SD3 and FLUX rows as a scan records them (files are not needed to show the list)."""
+    from engine.library.records import ModelLibrary
+
+    folder = Path(os.environ["EASEL_DATA_DIR"])
+    rows = (
+        ("flux1-dev-Q8_0.gguf", "flux", "dev,Q8_0", 12_700_000_000),
+        ("flux1-schnell.safetensors", "flux", "schnell,fp8", 11_900_000_000),
+        ("sd3.5_medium", "sd3", "3.5-medium", 5_100_000_000),
+        ("sd3.5_large_turbo.safetensors", "sd3", "large-turbo", 16_500_000_000),
+    )
+    library = ModelLibrary()
+    for name, base, variant, size in rows:
+        path = folder / name
+        path.write_bytes(b"")
+        library.save(
+            {
+                "name": name.removesuffix(".safetensors").removesuffix(".gguf"),
+                "kind": "checkpoint",
+                "base": base,
+                "variant": variant,
+                "layout": "diffusers" if "." not in name else "single_file",
+                "path": str(path),
+                "source": "user",
+                "size": size,
+                "status": "ok",
+            }
+        )
 
 
 def _understanding_shots(app, window, fake, shoot) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.api import SAMPLERS, GenerationRequest, Mode
+from engine.api import SAMPLERS, GenerationRequest, Mode, round_to_multiple
 from engine.errors import InputError
 
 MODE_WORDS = {
@@ -51,6 +51,8 @@ class Capabilities:
     fixed_size: int | None = None
     size_step: int = 8
     loras: bool = True
+    #: ControlNet units, image prompts, regional prompts and the hires fix (SD 1.x/2.x/SDXL)
+    control: bool = True
     reads_prompt: bool = True
     guidance: bool = True
     steps: bool = True
@@ -84,8 +86,12 @@ class Capabilities:
 
 # -- declarations -------------------------------------------------------------------------------
 def sd_capabilities(name: str, base: str = "", variant: str = "") -> Capabilities:
-    """Stable Diffusion-class models through diffusers: every mode, sampler and LoRA."""
-    del base, variant  # every SD 1.x/2.x/SDXL layout runs every mode (an inpaint UNet too)
+    """Stable Diffusion-class models through diffusers. SD 1.x/2.x/SDXL run every mode, sampler
+    and LoRA (an inpaint UNet too); SD3 and FLUX declare what their family table says."""
+    from engine.sd.modern_families import MODERN_BASES, family_spec
+
+    if base in MODERN_BASES:
+        return _modern(name, family_spec(base, variant))
     return Capabilities(
         name=name,
         family="sd",
@@ -94,12 +100,36 @@ def sd_capabilities(name: str, base: str = "", variant: str = "") -> Capabilitie
     )
 
 
+def _modern(name: str, spec) -> Capabilities:
+    notes = []
+    if spec.guidance == "distilled":
+        notes.append(f"{spec.title} takes guidance as an input (distilled), not as CFG.")
+    elif spec.guidance == "none":
+        notes.append(f"{spec.title} is distilled to few steps: guidance is not used.")
+    return Capabilities(
+        name=name,
+        family="sd",
+        makes=f"pictures of any size (multiples of {spec.size_multiple})",
+        modes=frozenset(spec.modes),
+        samplers=spec.samplers,
+        default_sampler=spec.defaults.sampler,
+        size_step=spec.size_multiple,
+        loras=spec.lora,
+        control=False,
+        guidance=spec.guidance != "none",
+        suggestion="Choose an SD 1.x or SDXL model",
+        notes=tuple(notes),
+    )
+
+
 def native_capabilities(name: str, config: dict) -> Capabilities:
     """Easel's own families, from the model folder's config.json (no torch, no weights)."""
     family = str(config.get("family", "")).lower()
     declare = _NATIVE.get(family)
     if declare is None:
-        return Capabilities(name=name, family=family or "unknown", makes="pictures")
+        return Capabilities(
+            name=name, family=family or "unknown", makes="pictures", loras=False, control=False
+        )
     return declare(name, family, config)
 
 
@@ -125,6 +155,7 @@ def _diffusion(name: str, family: str, config: dict) -> Capabilities:
         default_sampler=sampler if sampler in ("DDIM", "DDPM") else "DDIM",
         fixed_size=side,
         loras=False,
+        control=False,
         reads_prompt=guided,
         guidance=guided,
         suggestion="Choose a Stable Diffusion model",
@@ -146,6 +177,7 @@ def _gan(name: str, family: str, config: dict) -> Capabilities:
         samplers=(),
         fixed_size=side,
         loras=False,
+        control=False,
         reads_prompt=False,
         guidance=False,
         steps=False,
@@ -165,6 +197,7 @@ def _vae(name: str, family: str, config: dict) -> Capabilities:
         samplers=(),
         fixed_size=side,
         loras=False,
+        control=False,
         reads_prompt=False,
         guidance=False,
         steps=False,
@@ -185,6 +218,7 @@ def _cyclegan(name: str, family: str, config: dict) -> Capabilities:
         samplers=(),
         size_step=1,
         loras=False,
+        control=False,
         reads_prompt=False,
         guidance=False,
         steps=False,
@@ -243,6 +277,14 @@ def check_request(request: GenerationRequest, caps: Capabilities) -> Checked:
             "size was not used."
         )
         changes.update(width=side, height=side)
+    step = caps.size_step
+    if not side and step > 1 and (request.width % step or request.height % step):
+        width, height = (round_to_multiple(v, step) for v in (request.width, request.height))
+        notices.append(
+            f"{caps.name} makes sizes in multiples of {step}: {request.width}x{request.height} "
+            f"ran as {width}x{height}."
+        )
+        changes.update(width=width, height=height)
     if not caps.reads_prompt and request.prompt.strip():
         notices.append(f"{caps.name} takes no text; the prompt only labels the picture.")
     return Checked(request.replace(**changes) if changes else request, tuple(notices))
@@ -264,7 +306,28 @@ def _refuse_unsupported(request: GenerationRequest, caps: Capabilities) -> None:
         raise InputError(f"{caps.name} makes {caps.makes}: give it a picture to start from.")
     if request.loras and not caps.loras:
         names = ", ".join(lora.path.rsplit("/", 1)[-1] for lora in request.loras)
+        if caps.family == "sd":  # an SD3/FLUX model: the family runs, its LoRAs do not yet
+            raise InputError(
+                f"LoRAs are not applied to {caps.name} yet ({names}); remove them, or choose "
+                "an SD 1.x or SDXL model to use them."
+            )
         raise InputError(
             f"{caps.name} cannot use LoRAs ({names}): LoRAs adapt Stable Diffusion models. "
             "Remove them or choose a Stable Diffusion model."
         )
+    steering = _steering_parts(request)
+    if steering and not caps.control:
+        raise InputError(
+            f"{caps.name} cannot use {' or '.join(steering)}: they steer SD 1.x and SDXL models. "
+            "Remove them or choose an SD 1.x or SDXL model."
+        )
+
+
+def _steering_parts(request: GenerationRequest) -> list[str]:
+    parts = {
+        "ControlNet": request.control,
+        "image prompts": request.image_prompts,
+        "regional prompts": request.regions,
+        "the hires fix": request.hires,
+    }
+    return [name for name, value in parts.items() if value]

@@ -25,8 +25,10 @@ def run_generation(request: GenerationRequest, ctx: JobContext) -> Result:
         result = generate_sd(checked.request, ctx, model)
     else:
         from engine.families.registry import generate_native
+        from engine.sd.model_defaults import apply_model_defaults
 
-        result = generate_native(checked.request, ctx, model)
+        # native models declare no step defaults: drop the marker so stored settings are concrete
+        result = generate_native(apply_model_defaults(checked.request, None), ctx, model)
     notices = [*checked.notices, *ctx.notices, *result.info.get("notices", [])]
     if notices:
         result.info["notices"] = list(dict.fromkeys(notices))
@@ -64,6 +66,18 @@ def request_defaults(model: ResolvedModel) -> dict:
             "sampler": caps.default_sampler or "Euler a",
             "steps": int(steps) if isinstance(steps, (int, float)) else 20,
             "guidance_scale": float(guidance) if isinstance(guidance, (int, float)) else 7.0,
+        }
+    from engine.sd.modern_families import MODERN_BASES, family_spec
+
+    if model.base in MODERN_BASES:
+        spec = family_spec(model.base, model.variant)
+        side, made_for = spec.default_size, spec.defaults
+        return {
+            "width": side,
+            "height": side,
+            "sampler": made_for.sampler,
+            "steps": made_for.steps,
+            "guidance_scale": made_for.guidance_scale,
         }
     side = _SD_SIDES.get(model.base, _SD_SIDES.get(f"{model.base}-{model.variant}", 512))
     return {"width": side, "height": side, "sampler": "Euler a", "steps": 20, "guidance_scale": 7.0}

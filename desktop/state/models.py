@@ -20,7 +20,7 @@ from engine.errors import InputError
 from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
 
 BUILTIN_MODELS = ("emoji-ldm",)
-MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt")
+MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ModelInfo:
     name: str
     kind: str = "unknown"  # checkpoint, lora, vae, upscaler, native, unknown
     base: str = ""
+    variant: str = ""  # "dev,Q8_0", "3.5-medium", "inpaint", ... (the probe's)
     size_bytes: int = 0
     short_hash: str = ""
     path: str = ""
@@ -85,6 +86,7 @@ def _record_to_info(record) -> ModelInfo:
         name=f"{name} (built-in)" if builtin else name,
         kind=str(record.kind),
         base=str(record.base or ""),
+        variant=str(record.variant or ""),
         size_bytes=int(record.size or 0),
         short_hash=str(record.short_hash or "") if record.sha256 else "",
         path=path,

@@ -33,7 +33,7 @@ from desktop.state.models import ModelInfo, ModelLibrary
 from desktop.widgets.model_card import HashWorker, ModelCardView, thumbnail
 from engine.errors import EaselError
 
-COLUMNS = ("Name", "Kind", "Base", "Size", "Hash", "Status")
+COLUMNS = ("Name", "Kind", "Base", "Variant", "Size", "Hash", "Status")
 HASH_COLUMN = COLUMNS.index("Hash")
 ICON_SIDE = 40
 ALL = "All"
@@ -47,6 +47,29 @@ def format_size(size: int) -> str:
             return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+def variant_text(variant: str) -> str:
+    """'dev,Q8_0' -> 'dev · Q8_0' (model variant, then how it is stored)."""
+    return " · ".join(part for part in variant.split(",") if part) or "—"
+
+
+def family_summary(base: str, variant: str) -> str:
+    """What an SD3/FLUX model runs and is made for, from the engine's family table."""
+    from engine.sd.modern_families import FAMILIES, MODERN_BASES, model_variant
+
+    if base not in MODERN_BASES:
+        return ""
+    spec = FAMILIES.get((base, model_variant(variant))) or FAMILIES.get((base, ""))
+    if spec is None:
+        return ""
+    guidance = {"cfg": "CFG", "distilled": "distilled guidance", "none": "no guidance"}
+    defaults = spec.defaults
+    return (
+        f"{spec.title}: {', '.join(m.value for m in spec.modes)}; {guidance[spec.guidance]}; "
+        f"made for {defaults.steps} steps at guidance {defaults.guidance_scale:g}; sizes in "
+        f"multiples of {spec.size_multiple}; offload chosen from its size when it runs"
+    )
 
 
 class _Filter(QSortFilterProxyModel):
@@ -123,7 +146,7 @@ class ModelBrowser(QDialog):
         split.setStretchFactor(1, 2)
         split.setChildrenCollapsible(False)
         layout.addWidget(split, 1)
-        self.detail = QLabel("Drop .safetensors files here to import them.")
+        self.detail = QLabel("Drop .safetensors or .gguf files here to import them.")
         self.detail.setObjectName("note")
         self.detail.setWordWrap(True)
         layout.addWidget(self.detail)
@@ -163,6 +186,7 @@ class ModelBrowser(QDialog):
                 info.name,
                 info.kind,
                 info.base or "—",
+                variant_text(info.variant),
                 format_size(info.size_bytes),
                 info.short_hash or "—",
                 info.status if not info.reason else f"{info.status}: {info.reason}",
@@ -252,6 +276,9 @@ class ModelBrowser(QDialog):
             self.remove_button.setEnabled(not info.reference.startswith("builtin:"))
             self.default_button.setEnabled(info.usable)
             text = info.path
+            runs = family_summary(info.base, info.variant)
+            if runs:
+                text += f"\n{runs}"
             if info.reason:
                 text += f"\n{info.status}: {info.reason}"
             self.detail.setText(text)
@@ -259,7 +286,7 @@ class ModelBrowser(QDialog):
     # -- actions ------------------------------------------------------------------------------
     def import_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Import models", "", "Models (*.safetensors *.ckpt)"
+            self, "Import models", "", "Models (*.safetensors *.ckpt *.gguf)"
         )
         self.import_paths([Path(p) for p in paths])
 
@@ -313,6 +340,6 @@ class ModelBrowser(QDialog):
             if path.suffix.lower() in MODEL_SUFFIXES or path.is_dir():
                 paths.append(path)
             else:
-                self.message.emit(f"'{path.name}' is not a .safetensors model file.")
+                self.message.emit(f"'{path.name}' is not a .safetensors or .gguf model file.")
         self.import_paths(paths)
         event.acceptProposedAction()

@@ -62,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    parser.add_argument(
+        "--offload",
+        default="auto",
+        choices=["auto", "none", "model", "sequential"],
+        help="GPU memory: auto offloads only a model that does not fit",
+    )
+    parser.add_argument("--skip-t5", action="store_true", help="SD3: leave out the T5 encoder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -88,7 +95,16 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
     }
     settings = {**model_defaults(args.model, mode, args.init), **_given(given)}
     seed = args.seed if args.seed is not None else int.from_bytes(_random_bytes(4), "little")
-    runtime = RuntimeOptions(device=args.device, precision=args.precision, cpu_threads=args.threads)
+    runtime = RuntimeOptions(
+        device=args.device,
+        precision=args.precision,
+        cpu_threads=args.threads,
+        offload=getattr(args, "offload", "auto"),
+        skip_t5=getattr(args, "skip_t5", False),
+    )
+    # what the user did not set is left to the model (few-step models, FLUX schnell, ...): the
+    # SD engine reads those from the model's tensors and config; the values above stand otherwise
+    left = [name for name in ("steps", "guidance_scale", "sampler") if given[name] is None]
     return GenerationRequest(
         prompt=args.prompt,
         negative_prompt=args.negative,
@@ -101,6 +117,7 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_image=_absolute(args.mask),
         loras=tuple(parse_lora(text) for text in args.lora),
         clip_skip=args.clip_skip,
+        extras={"model_defaults": left} if left else {},
         runtime=runtime,
         **settings,
     )
@@ -113,7 +130,7 @@ def _given(values: dict) -> dict:
 def model_defaults(reference: str, mode: Mode, init: str | None) -> dict:
     """The chosen model's own size, sampler, steps and CFG for what the user left unset; an
     edit of an SD model keeps the init picture's size (rounded to multiples of 8)."""
-    from engine.generate import request_defaults
+    from engine.generate import capabilities_of, request_defaults
     from engine.library.resolve import resolve_model
 
     model = resolve_model(reference)
@@ -122,18 +139,19 @@ def model_defaults(reference: str, mode: Mode, init: str | None) -> dict:
         from engine.images import open_user_image
 
         picture = open_user_image(_absolute(init), "init image", mode=None)
-        defaults.update(edit_size(picture.size, defaults["width"]))
+        step = capabilities_of(model).size_step  # SD3/FLUX: 16
+        defaults.update(edit_size(picture.size, defaults["width"], step))
     return defaults
 
 
-def edit_size(size: tuple[int, int], native_side: int) -> dict:
+def edit_size(size: tuple[int, int], native_side: int, multiple: int = 8) -> dict:
     """An edit keeps the picture's shape at about the model's native area, in multiples of 8
     (a 4000x3000 photo on SD 1.5 runs at 512x384, not 4000x3000 or a squashed 512x512)."""
     width, height = size
     scale = min(1.0, native_side / max(width, height))
     return {
-        "width": min(round_to_multiple(round(width * scale)), MAX_SIDE),
-        "height": min(round_to_multiple(round(height * scale)), MAX_SIDE),
+        "width": min(round_to_multiple(round(width * scale), multiple), MAX_SIDE),
+        "height": min(round_to_multiple(round(height * scale), multiple), MAX_SIDE),
     }
 
 

@@ -124,6 +124,27 @@ class ModelCache:
                     self._measure(entry)  # the job may have moved it to or from the GPU
                     self._evict(keep=key)
 
+    def make_room(self, ram_bytes: int, vram_bytes: int = 0) -> None:
+        """Before loading a model of this size (read from its headers): drop least recently used
+        models not in use until it fits both budgets, so old and new never peak together."""
+        with self._lock:
+            evicted = False
+            for key in list(self._entries):  # oldest first
+                ram_full = self.used_bytes + ram_bytes > self.ram_budget_bytes
+                vram_budget = self._vram_budget()
+                vram_full = (
+                    vram_budget is not None
+                    and vram_bytes > 0
+                    and self.used_vram_bytes + vram_bytes > vram_budget
+                )
+                if not (ram_full or vram_full):
+                    break
+                if self._entries[key].users == 0:
+                    del self._entries[key]
+                    evicted = True
+            if evicted:
+                _release_memory()
+
     def drop(self, key: str) -> None:
         with self._lock:
             entry = self._entries.get(key)

@@ -65,7 +65,8 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     plan = _memory_plan(resolved, device, dtype, request, ctx)
     key = cache_key(resolved, device, dtype, request.runtime, plan.offload)
     if key not in ctx.cache:
-        ctx.progress(0, request.steps, stage="loading model", offload=plan.describe())
+        ctx.progress(0, request.steps, stage=plan.loading_stage(), offload=plan.describe())
+        make_room(ctx.cache, plan, device.type)
 
     def loader():
         return load_base_pipeline(resolved, device, dtype, request.runtime, plan.offload)
@@ -114,6 +115,12 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
     return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+
+
+def make_room(cache, plan, device_type: str) -> None:
+    from engine.sd import memory_plan
+
+    memory_plan.make_room(cache, plan, device_type)
 
 
 def _memory_plan(resolved, device, dtype, request, ctx):

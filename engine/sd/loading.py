@@ -95,7 +95,11 @@ def load_base_pipeline(
     pipe.set_progress_bar_config(disable=True)
     # Jobs swap schedulers on this shared pipeline; each new one is built from the model's own
     # config, never from the previous job's (which would carry its sampler options over).
-    pipe._easel_scheduler_config = dict(pipe.scheduler.config)
+    # (with its class: few-step detection reads the scheduler a model ships with)
+    pipe._easel_scheduler_config = {
+        **dict(pipe.scheduler.config),
+        "_class_name": type(pipe.scheduler).__name__,
+    }
     place(pipe, device, offload or runtime.offload)
     return pipe
 

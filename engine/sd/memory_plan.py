@@ -37,6 +37,12 @@ class MemoryPlan:
     def describe(self) -> str:
         return f"{self.offload.value} ({self.why})"
 
+    def loading_stage(self) -> str:
+        """The progress stage the app's status bar shows while the model loads."""
+        if self.offload in {Offload.NONE, Offload.AUTO}:
+            return "loading model"
+        return f"loading model with {self.offload.value} offload: {self.why}"
+
 
 def choose_offload(
     requested: Offload,
@@ -135,6 +141,15 @@ def file_bytes(path: Path, dtype_name: str) -> int:
             count *= dim
         total += count * (per_element if info.dtype in _FLOAT_DTYPES else 1)
     return total
+
+
+def make_room(cache, plan: MemoryPlan, device_type: str) -> None:
+    """Ask the cache to evict what a model of the plan's size would not fit beside."""
+    on_device = plan.model_bytes if plan.offload is Offload.NONE else plan.largest_bytes
+    if device_type == "cuda":
+        cache.make_room(plan.model_bytes - on_device, on_device)
+    else:
+        cache.make_room(plan.model_bytes)
 
 
 def plan_for(resolved, device, dtype, runtime, cache=None, *, cached: bool = False) -> MemoryPlan:

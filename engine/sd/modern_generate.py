@@ -34,7 +34,7 @@ from engine.sd.generate import (
     to_pil,
 )
 from engine.sd.loading import apply_memory_options, cache_key, model_scheduler_config, place
-from engine.sd.memory_plan import plan_for
+from engine.sd.memory_plan import make_room, plan_for
 from engine.sd.model_defaults import apply_model_defaults
 from engine.sd.modern_families import FamilySpec, family_spec
 from engine.sd.modern_loading import base_pipeline_class, load_modern_pipeline
@@ -52,7 +52,8 @@ def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: Resol
     key = cache_key(resolved, device, dtype, request.runtime, plan.offload)
     key += f"|skip_t5={request.runtime.skip_t5 and spec.base == 'sd3'}"
     if key not in ctx.cache:
-        ctx.progress(0, request.steps, stage="loading model", offload=plan.describe())
+        ctx.progress(0, request.steps, stage=plan.loading_stage(), offload=plan.describe())
+        make_room(ctx.cache, plan, device.type)
 
     def loader():
         pipe = load_modern_pipeline(resolved, dtype, skip_t5=request.runtime.skip_t5)

@@ -43,11 +43,14 @@ def test_model_browser_lists_imports_filters_and_removes(qtbot, window, tmp_path
     messages = []
     browser.message.connect(messages.append)
     drop_files(browser, [lora, not_model])
-    assert messages == ["'notes.txt' is not a .safetensors model file.", "Imported 1 model."]
+    assert messages == [
+        "'notes.txt' is not a .safetensors or .gguf model file.",
+        "Imported 1 model.",
+    ]
     record = Records().by_path(lora)
     assert record is not None  # identified from its content by the library's probe
     row = next(r for r in _rows(browser) if r[0] == "tiny-style")
-    assert row[1] == record.kind and row[3] != "—"  # kind and size shown
+    assert row[1] == record.kind and row[4] != "—"  # kind and size shown (3 is the variant)
     browser.search.setText("tiny")
     assert [r[0] for r in _rows(browser)] == ["tiny-style"]
     browser.search.setText("")

@@ -65,7 +65,7 @@ def _t5_encoder(vocab_size: int, width: int):
 def _clip(cls, **extra):
     from transformers import CLIPTextConfig
 
-    config = CLIPTextConfig(
+    settings = dict(
         vocab_size=49408,
         bos_token_id=49406,
         eos_token_id=49407,
@@ -77,9 +77,9 @@ def _clip(cls, **extra):
         max_position_embeddings=77,
         layer_norm_eps=1e-5,
         hidden_act="gelu",
-        **extra,
     )
-    return cls(config).eval()
+    settings.update(extra)
+    return cls(CLIPTextConfig(**settings)).eval()
 
 
 def _vae(latent_channels: int):

@@ -86,3 +86,15 @@ def test_spandrel_descriptors_are_measured(tmp_path):
     descriptor = load_upscaler(tmp_path / "up.safetensors")
     expected = sum(p.numel() * 4 for p in net.parameters())
     assert bytes_by_device(descriptor)["cpu"] == expected
+
+
+def test_room_is_made_before_a_large_model_loads():
+    cache = ModelCache(ram_budget_bytes=10 * MB)
+    for key in ("old", "newer"):
+        with cache.use(key, lambda: _linear(4)):
+            pass
+    with cache.use("in-use", lambda: _linear(1)):
+        cache.make_room(5 * MB)  # a 5 MB model is next: the oldest unused model goes first
+        assert cache.keys() == ["newer", "in-use"]
+        cache.make_room(9.5 * MB)  # more than fits beside anything: all but the one in use
+        assert cache.keys() == ["in-use"]

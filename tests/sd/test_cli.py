@@ -111,3 +111,28 @@ def test_lora_argument_and_output_names(tmp_path):
     ]
     with pytest.raises(InputError, match="does not exist"):
         output_paths(str(tmp_path / "missing" / "x.png"), 1)
+
+
+def test_settings_not_given_are_left_to_the_model():
+    import argparse
+
+    from engine.cli.generate import add_arguments, build_request
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    left = build_request(parser.parse_args(["a cat", "--seed", "1", "--skip-t5"]))
+    assert left.extras == {"model_defaults": ["steps", "guidance_scale", "sampler"]}
+    # unset settings come from the model's own defaults (here the built-in default model)
+    from engine.api import Mode
+    from engine.cli.generate import model_defaults
+
+    expected = model_defaults("", Mode.TXT2IMG, None)
+    assert (left.steps, left.guidance_scale, left.sampler) == (
+        expected["steps"],
+        expected["guidance_scale"],
+        expected["sampler"],
+    )
+    assert left.runtime.skip_t5 and left.runtime.offload.value == "auto"
+    mine = build_request(parser.parse_args(["a cat", "--steps", "8", "--offload", "model"]))
+    assert mine.extras == {"model_defaults": ["guidance_scale", "sampler"]}
+    assert mine.steps == 8 and mine.runtime.offload.value == "model"
