@@ -117,6 +117,7 @@ def _modern(name: str, spec) -> Capabilities:
         loras=spec.lora,
         control=False,
         guidance=spec.guidance != "none",
+        strength=not spec.reference_edit,
         suggestion="Choose an SD 1.x or SDXL model",
         notes=tuple(notes),
     )

@@ -38,7 +38,10 @@ BASE_NAMES = {
     "sdxl-refiner": "SDXL refiner",
     "sd3": "SD3",
     "flux": "FLUX",
+    "flux2": "FLUX.2",
 }
+#: flow-matching transformer families, loaded by engine.sd.modern_loading
+TRANSFORMER_BASES = frozenset({"sd3", "flux", "flux2"})
 UNET = "model.diffusion_model."
 SD2_V_PROBE_KEY = UNET + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
 
@@ -203,15 +206,6 @@ def classify(
     return _classify_other(shapes)
 
 
-def _not_supported(kind: str, base: str) -> ProbeResult:
-    return ProbeResult(
-        kind=kind,
-        base=base,
-        status="unsupported",
-        reason=f"{BASE_NAMES[base]} models are not supported yet",
-    )
-
-
 # ----------------------------------------------------------------------------- checkpoints
 def _context_dim(shapes: Shapes, prefix: str = UNET) -> int | None:
     for key, shape in shapes.items():
@@ -373,10 +367,9 @@ def _classify_lora(shapes: Shapes, metadata: dict) -> ProbeResult:
     keys = list(shapes)
     flavour = "LyCORIS" if any(k.endswith((".hada_w1_a", ".lokr_w1")) for k in keys) else ""
     details = {"format": flavour or "LoRA"}
-    if any("double_blocks" in k or "single_blocks" in k for k in keys):
-        return _not_supported("lora", "flux")
-    if any("joint_blocks" in k or "context_block" in k for k in keys):
-        return _not_supported("lora", "sd3")
+    transformer_base = _transformer_lora_base(shapes)
+    if transformer_base:
+        return ProbeResult(kind="lora", base=transformer_base, details=details)
     base = ""
     for key, shape in _lora_down_keys(shapes):
         if re.search(r"attn2[._]to_k", key):
@@ -395,6 +388,33 @@ def _classify_lora(shapes: Shapes, metadata: dict) -> ProbeResult:
             details=details,
         )
     return ProbeResult(kind="lora", base=base, details=details)
+
+
+#: hidden width of FLUX.2 dev (FLUX.1 and FLUX.2 klein 4B are 3072 wide, klein 9B 4096)
+_FLUX2_DEV_WIDTH = 6144
+
+
+def _transformer_lora_base(shapes: Shapes) -> str:
+    """'sd3', 'flux' or 'flux2' for LoRAs of the transformer families (kohya `lora_unet_*`,
+    original and diffusers key names), '' for UNet LoRAs."""
+    keys = list(shapes)
+    if any("to_qkv_mlp_proj" in k or "stream_modulation" in k for k in keys):
+        return "flux2"  # FLUX.2's fused single-block projection and shared modulation
+    if any(
+        part in k for k in keys for part in ("double_blocks", "single_blocks", "single_transformer")
+    ):
+        widths = {shape[1] for _, shape in _lora_down_keys(shapes)}
+        return "flux2" if _FLUX2_DEV_WIDTH in widths else "flux"
+    if any("joint_blocks" in k or "context_block" in k for k in keys):
+        return "sd3"
+    if any(k.startswith("transformer.transformer_blocks.") for k in keys):
+        # diffusers keys on the joint blocks only: the width tells (SD3 1536 / 2432 wide,
+        # FLUX.2 dev 6144 and klein 9B 4096; 3072 is FLUX.1 or klein 4B: FLUX.1 is assumed)
+        widths = {shape[1] for _, shape in _lora_down_keys(shapes)}
+        if widths & {_FLUX2_DEV_WIDTH, 4096}:
+            return "flux2"
+        return "flux" if 3072 in widths else "sd3"
+    return ""
 
 
 def _lora_base_from_text_encoder(shapes: Shapes) -> str:

@@ -29,6 +29,9 @@ MODERN_PIPELINES = {
     "FluxInpaintPipeline": "flux",
     "FluxFillPipeline": "flux",
     "FluxKontextPipeline": "flux",
+    "Flux2Pipeline": "flux2",
+    "Flux2KleinPipeline": "flux2",
+    "Flux2KleinInpaintPipeline": "flux2",
 }
 
 
@@ -112,6 +115,8 @@ def _probe_modern_folder(path: Path, class_name: str) -> ProbeResult:
         if variant == "medium" and transformer.get("dual_attention_layers"):
             variant = "3.5-medium"
         details["has_t5"] = _has_component(path, "text_encoder_3")
+    elif base == "flux2":
+        variant = _flux2_folder_variant(path, class_name)
     else:
         in_width = int(transformer.get("in_channels") or 0)
         out_width = int(transformer.get("out_channels") or in_width)
@@ -132,6 +137,15 @@ def _probe_modern_folder(path: Path, class_name: str) -> ProbeResult:
         reason=reason,
         details=details,
     )
+
+
+def _flux2_folder_variant(path: Path, class_name: str) -> str:
+    """FLUX.2 dev (Mistral text encoder) or klein (Qwen3); klein's distilled release and its
+    undistilled base differ only in the pipeline's `is_distilled` setting."""
+    if class_name == "Flux2Pipeline":
+        return "dev"
+    index = read_json_object(path / "model_index.json") or {}
+    return "klein" if index.get("is_distilled") else "klein-base"
 
 
 def _has_component(path: Path, name: str) -> bool:

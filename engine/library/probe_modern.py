@@ -15,8 +15,11 @@ Variant rules:
 - FLUX.1: a guidance embedder (`guidance_in` / `guidance_embedder`) means the guidance-distilled
   "dev" family (dev, Krea, Kontext); none means "schnell" (timestep-distilled, few steps). The
   image input width over the output width says the variant: 1x plain (64/64), 6x "fill"
-  (384: latents + masked image + mask), 2x "control" (depth/canny; not run yet). FLUX.2 (shared
-  `single_stream_modulation`) is recognised and not run yet.
+  (384: latents + masked image + mask), 2x "control" (depth/canny; not run yet).
+- FLUX.2 (modulation shared by all blocks: `single_stream_modulation`): a guidance embedder is
+  "dev" (Mistral Small 3 text states, 15360 wide); none is "klein" (Qwen3 text states: 7680 for
+  4B, 12288 for 9B). klein's 4-step release and its undistilled "base" have the same tensors:
+  metadata naming "base" tells them apart, else the distilled release is assumed.
 - quantisation: GGUF tensor types (Q4_K, Q8_0, ...), or fp8 safetensors (F8_E4M3 / F8_E5M2).
 """
 
@@ -59,6 +62,10 @@ def is_flux(keys) -> bool:
     return original or diffusers
 
 
+def is_flux2(keys) -> bool:
+    return any(_strip(k).startswith("single_stream_modulation.") for k in keys)
+
+
 def _strip(key: str) -> str:
     return key[len(ALL_IN_ONE) :] if key.startswith(ALL_IN_ONE) else key
 
@@ -68,7 +75,9 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
     keys = list(shapes)
     prefix = ALL_IN_ONE if any(k.startswith(ALL_IN_ONE) for k in keys) else ""
     inner = {k[len(prefix) :]: s for k, s in shapes.items() if k.startswith(prefix)}
-    if is_flux(keys):
+    if is_flux2(keys):
+        base, variant, details = _flux2_variant(inner, metadata)
+    elif is_flux(keys):
         base, variant, details = _flux_variant(inner)
     else:
         base, variant, details = _sd3_variant(inner, metadata)
@@ -78,9 +87,7 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
     if quant:
         details["quant"] = quant
     variants = [v for v in (variant, quant) if v]
-    if "single_stream_modulation.lin.weight" in inner:
-        variant = "2"  # FLUX.2: shared modulation, a Mistral text encoder; not run yet
-    if variant in {"control", "2"}:
+    if variant == "control":
         return ProbeResult(
             kind="checkpoint",
             base=base,
@@ -88,9 +95,7 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
             layout="single_file",
             status="unsupported",
             reason="FLUX control (depth/canny) transformers need a control image, which Easel "
-            "does not take yet"
-            if variant == "control"
-            else "FLUX.2 models are not run by Easel yet (FLUX.1 dev, schnell and fill are)",
+            "does not take yet",
             details=details,
         )
     return ProbeResult(
@@ -150,6 +155,26 @@ def _flux_variant(inner: Shapes) -> tuple[str, str, dict]:
     details = {"double_blocks": double, "single_blocks": single, "guidance_embeds": guidance}
     details["image_in_channels"] = width
     return "flux", variant, details
+
+
+def _flux2_variant(inner: Shapes, metadata: dict) -> tuple[str, str, dict]:
+    double = _block_count(inner, r"(?:double_blocks|transformer_blocks)\.(\d+)\.")
+    single = _block_count(inner, r"(?:single_blocks|single_transformer_blocks)\.(\d+)\.")
+    guidance = any(
+        k.startswith(("guidance_in.", "time_guidance_embed.guidance_embedder")) for k in inner
+    )
+    text_in = inner.get("txt_in.weight") or inner.get("context_embedder.weight") or (0, 0)
+    declared = " ".join(
+        str(metadata.get(k, "")) for k in ("modelspec.architecture", "modelspec.title")
+    ).lower()
+    variant = "dev" if guidance else "klein-base" if "base" in declared else "klein"
+    details = {
+        "double_blocks": double,
+        "single_blocks": single,
+        "guidance_embeds": guidance,
+        "text_width": text_in[1] if len(text_in) == 2 else 0,
+    }
+    return "flux2", variant, details
 
 
 def flux_input_kind(in_width: int, out_width: int) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelError
-from engine.library.probe import BASE_NAMES, ProbeResult, probe_path
+from engine.library.probe import BASE_NAMES, TRANSFORMER_BASES, ProbeResult, probe_path
 from engine.paths import resource
 
 #: `base` arguments accepted as a config override, mapped to a bundled config folder.
@@ -74,12 +74,12 @@ def check_checkpoint(path: Path, *, allow_unknown_family: bool = False) -> Probe
             + ("model and add this file as a LoRA." if result.kind == "lora" else "model.")
         )
     family_unknown = result.status == "unsupported" and not result.base
-    if result.base in {"sd3", "flux"} and result.ok:
+    if result.base in TRANSFORMER_BASES and result.ok:
         raise ModelError(
             f"'{path.name}' is {_describe(result)}: it is loaded with its transformer family's "
             "own loader (engine.sd.modern_loading), not as a Stable Diffusion checkpoint."
         )
-    if result.base in {"sd3", "flux"} or (
+    if result.base in TRANSFORMER_BASES or (
         result.status != "ok" and not (allow_unknown_family and family_unknown)
     ):
         raise ModelError(f"'{path.name}' cannot be loaded: {result.reason}.")

@@ -35,7 +35,7 @@ from engine.sd.loading import (
     model_scheduler_config,
     pipeline_for_mode,
 )
-from engine.sd.lora import applied_loras
+from engine.sd.lora import applied_loras, check_lora_bases
 from engine.sd.preview import latents_to_preview
 from engine.sd.prompts import encode_prompts
 from engine.sd.samplers import make_scheduler
@@ -59,6 +59,8 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
 
         return generate_modern(request, ctx, resolved)
     started = time.perf_counter()
+    if resolved.base:
+        check_lora_bases(request.loras, resolved.base)
     inputs = load_job_inputs(request)
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()

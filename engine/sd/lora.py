@@ -68,6 +68,25 @@ def applied_loras(pipe, loras: Sequence[LoraRef]) -> Iterator[list[str]]:
         pipe.unload_lora_weights()
 
 
+def check_lora_bases(loras: Sequence[LoraRef], model_base: str) -> None:
+    """Refuse, by name, a LoRA whose tensors say it was made for another base model (read from
+    the file header, before anything is loaded); a LoRA whose base cannot be told is tried."""
+    from engine.library.probe import BASE_NAMES, probe_path
+
+    for lora in loras:
+        path = Path(lora.path).expanduser()
+        if not path.is_file():
+            continue  # read_lora_file says so when the job reaches it
+        probed = probe_path(path)
+        if probed.kind == "lora" and probed.base and probed.base != model_base:
+            made_for = BASE_NAMES.get(probed.base, probed.base)
+            model = BASE_NAMES.get(model_base, model_base)
+            raise InputError(
+                f"The LoRA '{path.name}' is for {made_for}; the model is {model}. Pick a LoRA "
+                f"made for {model} models, or a {made_for} model for this LoRA."
+            )
+
+
 def _load_one(pipe, lora: LoraRef, name: str) -> None:
     state = read_lora_file(lora.path)
     label = Path(lora.path).name
@@ -76,7 +95,7 @@ def _load_one(pipe, lora: LoraRef, name: str) -> None:
     except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(
             f"The LoRA '{label}' does not fit this model ({_short(exc)}). A LoRA works only with "
-            "the base model it was trained for (SD 1.x, SD 2.x or SDXL)."
+            "the base model it was trained for (SD 1.x, SD 2.x, SDXL, SD3, FLUX.1 or FLUX.2)."
         ) from exc
     applied = {adapter for names in pipe.get_list_adapters().values() for adapter in names}
     if name not in applied:

@@ -31,7 +31,7 @@ class StepDefaults:
 
 @dataclass(frozen=True)
 class FamilySpec:
-    base: str  # "sd3" | "flux"
+    base: str  # "sd3" | "flux" | "flux2"
     variant: str
     title: str
     defaults: StepDefaults
@@ -44,9 +44,13 @@ class FamilySpec:
     default_size: int = 1024
     #: diffusers pipeline class per mode
     pipelines: dict = field(default_factory=dict)
-    lora: bool = False  # LoRAs for these families are not applied yet
+    #: LoRAs go through the pipelines' diffusers loaders (kohya, original and diffusers keys)
+    lora: bool = True
     #: components a single transformer file needs from a companion diffusers folder
     companions: tuple[str, ...] = ()
+    #: img2img is an edit guided by the picture as a reference (FLUX Kontext, FLUX.2), not a
+    #: partial denoise from it: there is no strength
+    reference_edit: bool = False
 
 
 _SD3_PIPELINES = {
@@ -70,6 +74,26 @@ SD3_COMPANIONS = (
     "scheduler",
 )
 FLUX_COMPANIONS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae", "scheduler")
+#: FLUX.2 has one text encoder (Mistral Small 3 for dev, Qwen3 for klein)
+FLUX2_COMPANIONS = ("text_encoder", "tokenizer", "vae", "scheduler")
+_KLEIN_PIPELINES = {
+    Mode.TXT2IMG: "Flux2KleinPipeline",
+    Mode.IMG2IMG: "Flux2KleinPipeline",
+    Mode.INPAINT: "Flux2KleinInpaintPipeline",
+}
+
+
+def _klein(variant: str, title: str, defaults: StepDefaults, guidance: str) -> FamilySpec:
+    return FamilySpec(
+        "flux2",
+        variant,
+        title,
+        defaults,
+        guidance,
+        pipelines=_KLEIN_PIPELINES,
+        companions=FLUX2_COMPANIONS,
+        reference_edit=True,
+    )
 
 
 def _sd3(variant: str, title: str, steps: int, guidance: float) -> FamilySpec:
@@ -128,6 +152,25 @@ FAMILIES: dict[tuple[str, str], FamilySpec] = {
         modes=(Mode.TXT2IMG, Mode.IMG2IMG),
         pipelines={Mode.TXT2IMG: "FluxKontextPipeline", Mode.IMG2IMG: "FluxKontextPipeline"},
         companions=FLUX_COMPANIONS,
+        reference_edit=True,
+    ),
+    # FLUX.2: the image-to-image mode edits with the picture as a reference (several can be
+    # given to the pipeline; Easel sends the init picture)
+    ("flux2", "dev"): FamilySpec(
+        "flux2",
+        "dev",
+        "FLUX.2 dev",
+        StepDefaults(50, 4.0),
+        "distilled",
+        modes=(Mode.TXT2IMG, Mode.IMG2IMG),
+        pipelines={Mode.TXT2IMG: "Flux2Pipeline", Mode.IMG2IMG: "Flux2Pipeline"},
+        companions=FLUX2_COMPANIONS,
+        reference_edit=True,
+    ),
+    # klein's distilled release (4 steps, guidance ignored) and its undistilled base (CFG)
+    ("flux2", "klein"): _klein("klein", "FLUX.2 klein", StepDefaults(4, 1.0), "none"),
+    ("flux2", "klein-base"): _klein(
+        "klein-base", "FLUX.2 klein base", StepDefaults(50, 4.0), "cfg"
     ),
 }
 

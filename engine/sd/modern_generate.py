@@ -1,4 +1,4 @@
-"""The SD3 / SD3.5 and FLUX.1 job: txt2img, img2img and inpaint (FLUX Fill: inpaint).
+"""The SD3 / SD3.5, FLUX.1 and FLUX.2 job: txt2img, img2img and inpaint (FLUX Fill: inpaint).
 
 The same stages and guarantees as `engine.sd.generate` (inputs checked before loading, a cached
 base pipeline shared by every mode through `from_pipe`, per-image CPU generators, cancel within
@@ -6,7 +6,8 @@ one step, NaN/black checks, the request that reproduces each image in its metada
 differs is read from the family table (`modern_families`): the sampler is the model's own
 flow-matching Euler, guidance is classifier-free for SD3 and an input of the transformer for
 FLUX dev (a negative prompt then needs `extras["true_cfg_scale"] > 1`), and sizes are multiples
-of 16. Prompts go to the pipeline as text: A1111 weighting syntax is not applied to T5.
+of 16. FLUX Kontext and FLUX.2 edit with the start picture as a reference (no strength).
+Prompts go to the pipeline as text: A1111 weighting syntax is not applied to T5.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from engine.sd.generate import (
     to_pil,
 )
 from engine.sd.loading import apply_memory_options, cache_key, model_scheduler_config, place
+from engine.sd.lora import applied_loras, check_lora_bases
 from engine.sd.memory_plan import make_room, plan_for
 from engine.sd.model_defaults import apply_model_defaults
 from engine.sd.modern_families import FamilySpec, family_spec
@@ -45,6 +47,7 @@ def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: Resol
     spec = family_spec(resolved.base, resolved.variant)
     request = apply_model_defaults(request, spec.defaults)
     request, notes = fit_request(request, spec)
+    check_lora_bases(request.loras, spec.base)
     inputs = load_job_inputs(request)
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
@@ -70,7 +73,10 @@ def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: Resol
         pipe = pipeline_for_mode(base_pipe, request.mode, spec)
         sampling = time.perf_counter()
         kwargs = call_arguments(request, inputs, spec, seeds)
-        output = pipe(**kwargs, **_step_callback(ctx, request)).images
+        with applied_loras(pipe, request.loras):
+            if spec.base == "flux2":
+                encode_flux2_negative(pipe, kwargs)
+            output = pipe(**kwargs, **_step_callback(ctx, request)).images
         finished = time.perf_counter()
     check_output(output, dtype)
     timings = {
@@ -165,13 +171,46 @@ def call_arguments(
         kwargs["max_sequence_length"] = 256 if spec.variant == "schnell" else 512
     if request.mode is Mode.IMG2IMG:
         kwargs["image"] = inputs.init_image
-        if spec.variant != "kontext":
+        if not spec.reference_edit:
             kwargs["strength"] = request.strength
     elif request.mode is Mode.INPAINT:
         kwargs.update(image=inputs.init_image, mask_image=inputs.mask)
         if spec.variant != "fill":
             kwargs["strength"] = request.strength
+    if spec.base == "flux2":
+        _flux2_arguments(kwargs, request, spec)
     return kwargs
+
+
+#: FLUX.2's image processor refuses reference pictures smaller than this on a side
+FLUX2_MIN_REFERENCE = 64
+
+
+def _flux2_arguments(kwargs: dict, request: GenerationRequest, spec: FamilySpec) -> None:
+    """FLUX.2 takes no negative prompt text: klein base's CFG runs against "" unless given the
+    negative prompt's embeddings, which the job computes with the pipeline's own encoder."""
+    kwargs.pop("negative_prompt", None)
+    image = kwargs.get("image")
+    if image is not None and min(image.size) < FLUX2_MIN_REFERENCE:
+        raise InputError(
+            f"{spec.title} needs the start picture to be at least {FLUX2_MIN_REFERENCE} pixels "
+            f"on each side (it is {image.width}x{image.height}); use a larger picture."
+        )
+    if spec.guidance == "cfg" and request.negative_prompt:
+        kwargs["negative_prompt"] = request.negative_prompt  # encoded by encode_flux2_negative
+
+
+def encode_flux2_negative(pipe, kwargs: dict) -> None:
+    """Replace a FLUX.2 negative prompt by its embeddings (the pipeline's own encoder)."""
+    negative = kwargs.pop("negative_prompt", None)
+    if negative is None or not hasattr(pipe, "encode_prompt"):
+        return
+    embeds, _ = pipe.encode_prompt(
+        prompt=negative,
+        device=pipe._execution_device,
+        num_images_per_prompt=kwargs["num_images_per_prompt"],
+    )
+    kwargs["negative_prompt_embeds"] = embeds
 
 
 def _step_callback(ctx: JobContext, request: GenerationRequest) -> dict[str, Any]:
@@ -193,4 +232,9 @@ def _preview(pipe, latents: torch.Tensor, request: GenerationRequest) -> Image.I
         latents = pipe._unpack_latents(
             latents, request.height, request.width, pipe.vae_scale_factor
         )
+    elif latents.ndim == 3:  # FLUX.2: tokens in raster order over the 2x2-patched latent grid
+        side = pipe.vae_scale_factor * 2
+        rows, cols = request.height // side, request.width // side
+        latents = latents[:, : rows * cols].transpose(1, 2)
+        latents = latents.reshape(latents.shape[0], -1, rows, cols)
     return latents_to_preview(latents, "sd1")

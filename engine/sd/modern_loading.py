@@ -30,8 +30,12 @@ from engine.sd.modern_families import FamilySpec, family_spec
 
 log = logging.getLogger(__name__)
 
-TRANSFORMER_CLASSES = {"sd3": "SD3Transformer2DModel", "flux": "FluxTransformer2DModel"}
-TEXT_TO_IMAGE = {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
+TRANSFORMER_CLASSES = {
+    "sd3": "SD3Transformer2DModel",
+    "flux": "FluxTransformer2DModel",
+    "flux2": "Flux2Transformer2DModel",
+}
+FAMILY_NAMES = {"sd3": "SD3", "flux": "FLUX.1", "flux2": "FLUX.2"}
 
 
 def base_pipeline_class(spec: FamilySpec) -> str:
@@ -143,7 +147,13 @@ def load_transformer_file(
 def transformer_overrides(base: str, probe: ProbeResult) -> dict[str, Any]:
     """Config values read from the file's tensors (depth, guidance embedder, input width)."""
     details = probe.details
-    if base == "flux":
+    if base == "flux2":
+        out = {
+            "num_layers": details.get("double_blocks"),
+            "num_single_layers": details.get("single_blocks"),
+            "guidance_embeds": details.get("guidance_embeds"),
+        }
+    elif base == "flux":
         out = {
             "num_layers": details.get("double_blocks"),
             "num_single_layers": details.get("single_blocks"),
@@ -154,7 +164,8 @@ def transformer_overrides(base: str, probe: ProbeResult) -> dict[str, Any]:
         out = {"num_layers": details.get("depth")}
         if details.get("dual_attention_layers") is not None:
             out["dual_attention_layers"] = tuple(details["dual_attention_layers"])
-    return {k: v for k, v in out.items() if v not in (None, 0)}
+    # False is a real setting (a schnell file with a dev companion); 0 or None: not read
+    return {k: v for k, v in out.items() if v is not None and (v is False or v != 0)}
 
 
 def _gguf_config(path: Path, probe: ProbeResult, dtype: torch.dtype):
@@ -196,7 +207,7 @@ def missing_components_message(
         if probe.details.get("contents") != "all-in-one"
         else "holds the weights but not the model settings and tokenizers"
     )
-    family = "SD3" if spec.base == "sd3" else "FLUX.1"
+    family = FAMILY_NAMES[spec.base]
     return (
         f"'{path.name}' {what} of a {spec.title} model. Easel takes the rest from a {family} "
         f"model in diffusers folder layout (with {', '.join(p + '/' for p in needed)} and "

@@ -234,3 +234,29 @@ def save_gguf_transformer(folder: str | Path, out_file: str | Path, *, quant: st
     writer.write_tensors_to_file()
     writer.close()
     return Path(out_file)
+
+
+def build_transformer_lora(folder: str | Path, out_file: str | Path, *, seed: int = 1) -> Path:
+    """A rank-4 LoRA on the attention projections of the pipeline's transformer (SD3, FLUX.1 or
+    FLUX.2), saved with the pipeline class's own `save_lora_weights` (diffusers key layout);
+    the B matrices are randomised so the LoRA visibly changes the output."""
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
+    torch.manual_seed(seed)
+    targets = ["to_q", "to_k", "to_v"]
+    if any(name.endswith("to_qkv_mlp_proj") for name, _ in pipe.transformer.named_modules()):
+        targets.append("to_qkv_mlp_proj")  # FLUX.2's fused single-block projection
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets))
+    for name, param in pipe.transformer.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=2.0)
+    out_file = Path(out_file)
+    type(pipe).save_lora_weights(
+        save_directory=str(out_file.parent),
+        transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
+        weight_name=out_file.name,
+    )
+    return out_file

@@ -109,10 +109,10 @@ def test_flux_in_diffusers_key_layout_and_fp8(tmp_path):
     assert (fp8.variant, fp8.details["quant"]) == ("dev,fp8", "fp8")
 
 
-def test_flux_lora_is_still_not_run(tmp_path):
+def test_flux_loras_are_run(tmp_path):
     lora = {"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 3072)}
     result = _probe(tmp_path, "l.safetensors", lora)
-    assert (result.kind, result.base, result.status) == ("lora", "flux", "unsupported")
+    assert (result.kind, result.base, result.status) == ("lora", "flux", "ok")
 
 
 def test_gguf_files_name_family_variant_and_quant(tmp_path):

@@ -208,7 +208,7 @@ def test_bad_input_gets_one_clear_message(modern_engine, modern_models, images):
     from engine.api import LoraRef
 
     lora = run(modern_engine, request(modern_models["sd3"], loras=(LoraRef("/x.safetensors"),)))
-    assert isinstance(lora, Failed) and "LoRAs are not applied" in lora.message
+    assert isinstance(lora, Failed) and "LoRA file not found" in lora.message
 
 
 def test_fit_request_refuses_modes_a_family_does_not_run():
