@@ -68,6 +68,10 @@ SAMPLERS: tuple[str, ...] = (
     "LCM",
 )
 
+#: Token samplers of the autoregressive family (engine.families.dalle): the next image token is
+#: drawn from the k most likely codes (top-k) or the smallest set holding p of the mass (top-p).
+TOKEN_SAMPLERS: tuple[str, ...] = ("top-k", "top-p")
+
 MAX_SIDE = 4096
 MAX_STEPS = 500
 MAX_BATCH = 64
@@ -201,9 +205,10 @@ class GenerationRequest(Serialisable):
                 raise InputError(
                     f"{side} {value} is not a multiple of 8; use {round_to_multiple(value)}."
                 )
-        if self.sampler not in SAMPLERS:
+        if self.sampler not in SAMPLERS + TOKEN_SAMPLERS:
             raise InputError(
-                f"Unknown sampler '{self.sampler}'. Choose one of: {', '.join(SAMPLERS)}."
+                f"Unknown sampler '{self.sampler}'. Choose one of: "
+                f"{', '.join(SAMPLERS + TOKEN_SAMPLERS)}."
             )
         if self.mode is not Mode.TXT2IMG and not self.init_image:
             raise InputError(f"{self.mode.value} needs an init image.")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from engine.api import SAMPLERS, GenerationRequest, Mode, round_to_multiple
+from engine.api import SAMPLERS, TOKEN_SAMPLERS, GenerationRequest, Mode, round_to_multiple
 from engine.errors import InputError
 
 MODE_WORDS = {
@@ -229,7 +229,37 @@ def _cyclegan(name: str, family: str, config: dict) -> Capabilities:
     )
 
 
+def _dalle(name: str, family: str, config: dict) -> Capabilities:
+    side = _side(config)
+    text = str(config.get("conditioning") or "text") == "text"
+    sampler = str(config.get("sampler") or "top-k")
+    return Capabilities(
+        name=name,
+        family=family,
+        makes=f"{side}x{side} pictures {'from text' if text else 'from noise'}, token by token",
+        modes=frozenset({Mode.TXT2IMG, Mode.INPAINT}),
+        samplers=TOKEN_SAMPLERS,
+        default_sampler=sampler if sampler in TOKEN_SAMPLERS else "top-k",
+        fixed_size=side,
+        loras=False,
+        control=False,
+        reads_prompt=text,
+        guidance=text,
+        # one transformer step per image token: there is no step count to choose
+        steps=False,
+        strength=False,
+        suggestion="Choose a Stable Diffusion or diffusion model",
+        notes=(
+            "Inpaint keeps the picture's tokens outside the mask and resamples those inside; "
+            "pixels outside the mask are kept exactly.",
+            "extras: temperature, top_k, top_p; candidates = N makes N pictures and keeps the "
+            "best by image-text similarity (re-ranking).",
+        ),
+    )
+
+
 _NATIVE: dict[str, Callable[[str, str, dict], Capabilities]] = {
+    "dalle": _dalle,
     "ddpm": _diffusion,
     "ldm": _diffusion,
     "dcgan": _gan,

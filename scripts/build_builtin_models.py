@@ -4,6 +4,7 @@
     python scripts/build_builtin_models.py data            # rasterise (QtSvg) -> .npz
     python scripts/build_builtin_models.py embed           # MiniLM caption embeddings -> .npz
     python scripts/build_builtin_models.py ldm --minutes M # train the autoencoder + latent UNet
+    python scripts/build_builtin_models.py dalle --steps N # VQ tokenizer + transformer (runner)
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
 
 The rasterising step lives here, not in the engine, because it needs Qt (QtSvg) and the engine
@@ -266,6 +267,85 @@ def cmd_samples(args) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# DALL-E family: trained by the shared runner (the `easel train --family dalle` path), with a
+# time box as a safety net: past `--minutes` the run is cancelled, which saves and exports it
+
+
+def cmd_dalle(args) -> None:
+    import threading
+
+    from engine.api import RuntimeOptions, TrainingRequest
+    from engine.context import JobContext
+    from engine.errors import JobCancelled
+    from engine.training.runner import run_training
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logfile = args.out / "train.log"
+    extras = {
+        "tokenizer_steps": args.tokenizer_steps,
+        "caption_templates": list(emoji.CAPTION_TEMPLATES),
+        "title": "emoji-dalle",
+    }
+    request = TrainingRequest(
+        family="dalle",
+        data_dir="builtin:emoji",
+        out_dir=str(args.out),
+        steps=args.steps,
+        batch_size=args.batch,
+        seed=args.seed,
+        resume=args.resume,
+        sample_every=args.sample_every,
+        # mirrored emoji would contradict their names ("backhand index pointing left")
+        flip=False,
+        extras=extras,
+        runtime=RuntimeOptions(cpu_threads=args.threads),
+    )
+    cancel = threading.Event()
+    timer = threading.Timer(args.minutes * 60, cancel.set)
+    timer.daemon = True
+    timer.start()
+
+    def sink(event) -> None:
+        info = getattr(event, "info", None) or {}
+        step = getattr(event, "step", 0)
+        if type(event).__name__ == "Progress" and step % 25 == 0 and "loss" in info:
+            parts = " ".join(f"{k} {v:.4f}" for k, v in (info.get("losses") or {}).items())
+            log(logfile, f"step {step} loss {info['loss']:.4f} {parts}")
+
+    try:
+        result = run_training(request, JobContext(0, sink, cancel_event=cancel))
+        log(logfile, f"done: {result.info['steps']} steps in {result.info['elapsed_s']:.0f} s")
+    except JobCancelled:
+        log(logfile, "time box reached: the run was saved and exported where it stopped")
+    finally:
+        timer.cancel()
+
+
+def add_gallery(folder: Path, cache: Path | None) -> int:
+    """Store the FID reference's training gallery (Inception features of 600 training emoji,
+    the same network and pictures the cards use) and MiniLM embeddings of their captions in a
+    trained emoji-dalle folder, so re-ranking works without recomputing 600 features."""
+    from safetensors.torch import load_file
+
+    from engine.text.minilm import MiniLMEncoder
+    from engine.training.checkpoint import save_model
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from builtin_cards import reference_path
+
+    ref = np.load(reference_path(cache))
+    features = torch.from_numpy(ref["gallery"]).half()
+    captions = [emoji.caption(str(n)) for n in ref["gallery_names"]]
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    state = load_file(str(folder / "model.safetensors"))
+    state["gallery_features"] = features
+    state["gallery_captions"] = MiniLMEncoder().encode(captions).half()
+    save_model(folder, state, {**config, "rerank_gallery": len(captions)})
+    return len(captions)
+
+
+# ---------------------------------------------------------------------------------------------
 # Ship: copy a trained folder into resources/models/ with its samples and training record
 
 SHIPPED_FILES = ("config.json", "model.safetensors")
@@ -369,6 +449,17 @@ def main(argv=None) -> int:
     samples.add_argument("--steps", type=int, default=20)
     samples.add_argument("--threads", type=int, default=1)
     samples.set_defaults(run=cmd_samples)
+    dalle = sub.add_parser("dalle", help="train the DALL-E-style model (tokenizer + transformer)")
+    dalle.add_argument("--out", type=Path, default=Path("build/emoji-dalle"))
+    dalle.add_argument("--steps", type=int, default=3000, help="tokenizer + transformer steps")
+    dalle.add_argument("--tokenizer-steps", type=int, default=800)
+    dalle.add_argument("--minutes", type=float, default=60.0, help="time box (safety net)")
+    dalle.add_argument("--batch", type=int, default=32)
+    dalle.add_argument("--sample-every", type=int, default=500)
+    dalle.add_argument("--resume", action="store_true")
+    dalle.add_argument("--threads", type=int, default=1)
+    dalle.add_argument("--seed", type=int, default=0)
+    dalle.set_defaults(run=cmd_dalle)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
     ship.add_argument("--family", required=True, choices=("ldm", "dcgan", "beta-vae"))

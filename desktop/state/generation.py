@@ -14,7 +14,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.api import MAX_SEED, SAMPLERS, GenerationRequest, LoraRef, Mode, RuntimeOptions
+from engine.api import (
+    MAX_SEED,
+    SAMPLERS,
+    TOKEN_SAMPLERS,
+    GenerationRequest,
+    LoraRef,
+    Mode,
+    RuntimeOptions,
+)
 
 DEFAULT_MODEL = "builtin:emoji-ldm"
 
@@ -63,7 +71,7 @@ class GenerationSettings(QObject):
     def set(self, name: str, value: Any) -> None:
         if name not in DEFAULTS:
             raise KeyError(name)
-        if name == "sampler" and value not in SAMPLERS:
+        if name == "sampler" and value not in SAMPLERS + TOKEN_SAMPLERS:
             return
         if self._values.get(name) == value:
             return

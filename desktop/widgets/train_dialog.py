@@ -50,6 +50,7 @@ FAMILIES = {
     "nvae": "NVAE-style hierarchical VAE",
     "ddpm": "DDPM / DDIM diffusion",
     "ldm": "Latent diffusion (needs a trained VAE)",
+    "dalle": "DALL-E-style: image tokens + transformer (captions from .txt or file names)",
 }
 RESOLUTIONS = (16, 32, 64, 128, 256)
 POLL_MS = 16

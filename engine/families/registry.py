@@ -37,6 +37,7 @@ FAMILIES: dict[str, str] = {
     "nvae": "engine.families.nvae",
     "ddpm": "engine.families.ddpm",
     "ldm": "engine.families.ldm",
+    "dalle": "engine.families.dalle",
 }
 
 
@@ -167,7 +168,8 @@ def generate_native(request, ctx, resolved):
     metadata = [
         {
             **base,
-            "seed": image_seeds(request.seed, index + 1)[index],
+            # a family that re-ranks candidates says which seed made each kept picture
+            "seed": image.info.get("easel_seed", image_seeds(request.seed, index + 1)[index]),
             "family": native.family,
             "model_path": str(resolved.path),
             "image_index": index,

@@ -19,6 +19,7 @@ from engine.api import (
     MAX_SIDE,
     MAX_STEPS,
     SAMPLERS,
+    TOKEN_SAMPLERS,
     GenerationRequest,
     LoraRef,
     round_to_multiple,
@@ -170,7 +171,7 @@ def _cut(name: str, value: str, notes: list[str]) -> str:
 
 def _fix_sampler(clean: dict, extras: dict, original: dict, notes: list[str]) -> None:
     sampler = clean.get("sampler")
-    if sampler is None or sampler in SAMPLERS:
+    if sampler is None or sampler in SAMPLERS or sampler in TOKEN_SAMPLERS:
         return
     extras["original_sampler"] = str(sampler)[:200]
     original["sampler"] = extras["original_sampler"]

@@ -42,6 +42,9 @@ class TrainingData:
     classes: list[str] = field(default_factory=list)
     captions: list[str] | None = None
     skipped: list[str] = field(default_factory=list)  # "name: why" per unreadable file
+    #: each picture's path in the folder without its suffix ("fruit/red-apple"): a caption
+    #: source for families that read text when a picture has no caption file
+    names: list[str] = field(default_factory=list)
     licence: str = ""  # goes into the model card (built-in sets know theirs)
 
     def __len__(self) -> int:
@@ -64,6 +67,10 @@ class Batch:
     labels: torch.Tensor | None = None
     captions: list[str] | None = None
     images_b: torch.Tensor | None = None  # second domain (CycleGAN)
+    #: which pictures of the data set these are, and which were flipped (a family that
+    #: precomputes something per picture, e.g. the DALL-E family's image tokens, reads them)
+    indices: torch.Tensor | None = None
+    flipped: torch.Tensor | None = None
 
 
 def load_training_data(
@@ -84,7 +91,7 @@ def load_training_data(
         )
     _check_fits_in_memory(len(files), resolution, channels, folder)
     class_names = _class_names(folder, files)
-    pictures, labels, captions, skipped = [], [], [], []
+    pictures, labels, captions, skipped, names = [], [], [], [], []
     for index, path in enumerate(files):
         if check is not None and index % 32 == 0:
             check()
@@ -94,7 +101,11 @@ def load_training_data(
             skipped.append(f"{path.relative_to(folder)}: {exc.reason}")
             continue
         labels.append(class_names.index(_class_of(folder, path)) if class_names else 0)
-        captions.append(_caption_for(path))
+        caption, problem = _caption_for(path)
+        if problem:
+            skipped.append(f"{path.with_suffix('.txt').relative_to(folder)}: {problem}")
+        captions.append(caption)
+        names.append(str(path.relative_to(folder).with_suffix("")))
     if not pictures:
         raise InputError(
             f"None of the {len(files)} pictures in '{folder}' could be read "
@@ -108,6 +119,7 @@ def load_training_data(
         classes=class_names,
         captions=captions if any(captions) else None,
         skipped=skipped,
+        names=names,
     )
 
 
@@ -152,14 +164,16 @@ def _class_names(folder: Path, files: list[Path]) -> list[str]:
     return sorted(names)
 
 
-def _caption_for(path: Path) -> str:
+def _caption_for(path: Path) -> tuple[str, str]:
+    """(caption, problem): the sidecar .txt's text, or "" and why it could not be used."""
     text_file = path.with_suffix(".txt")
     if text_file.is_file():
         try:
-            return text_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return ""
-    return ""
+            return text_file.read_text(encoding="utf-8").strip(), ""
+        except (OSError, UnicodeDecodeError) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            return "", f"caption file skipped ({why}); the picture is used without it"
+    return "", ""
 
 
 def _load_builtin(name: str, resolution: int) -> TrainingData:
@@ -206,13 +220,14 @@ class BatchSampler:
 
     def next(self) -> Batch:
         index = self._take("a", len(self.data))
-        batch = Batch(images=self._prepare(self.data.images[index]))
+        images, flipped = self._prepare(self.data.images[index])
+        batch = Batch(images=images, indices=index, flipped=flipped)
         if self.data.labels is not None:
             batch.labels = self.data.labels[index].to(self.device)
         if self.data.captions is not None:
             batch.captions = [self.data.captions[i] for i in index.tolist()]
         if self.data_b is not None:
-            batch.images_b = self._prepare(self.data_b.images[self._take("b", len(self.data_b))])
+            batch.images_b = self._prepare(self.data_b.images[self._take("b", len(self.data_b))])[0]
         return batch
 
     def _take(self, which: str, size: int) -> torch.Tensor:
@@ -229,14 +244,16 @@ class BatchSampler:
             needed -= len(chunk)
         return torch.cat(picked)
 
-    def _prepare(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pictures as floats in [-1, 1], and which of them were flipped."""
         images = pixels.to(self.device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        mask = torch.zeros(images.shape[0], dtype=torch.bool)
         if self.flip:
             # Horizontal flips double a small data set for free (Radford et al. 2015 used them).
             mask = torch.rand(images.shape[0], generator=self.generator) < 0.5
             if mask.any():
                 images[mask.to(self.device)] = images[mask.to(self.device)].flip(-1)
-        return images
+        return images, mask
 
     def state(self) -> dict[str, torch.Tensor]:
         return {

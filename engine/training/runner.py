@@ -33,6 +33,7 @@ TRAINERS: dict[str, str] = {
     "nvae": "engine.training.vae:NVAETrainer",
     "ddpm": "engine.training.diffusion:DDPMTrainer",
     "ldm": "engine.training.diffusion:LDMTrainer",
+    "dalle": "engine.training.dalle:DalleTrainer",
 }
 
 #: families that learn a mapping between two picture sets and need `data_dir_b`
@@ -68,6 +69,8 @@ def run_training(request, ctx) -> Result:
     with torch.random.fork_rng(devices=[]):  # weights start from the request's seed
         torch.manual_seed(int(request.seed))
         trainer = trainer_class(request, config, device)
+    if hasattr(trainer, "attach_data"):  # a trainer that precomputes per picture (dalle)
+        trainer.attach_data(data)
     sampler = BatchSampler(
         data, request.batch_size, seed=request.seed, device=device, flip=request.flip, data_b=data_b
     )
