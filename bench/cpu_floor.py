@@ -1,0 +1,276 @@
+"""How close Easel's SD 1.5 UNet step comes to what this CPU can do at best.
+
+    nice -n 10 .venv/bin/python bench/cpu_floor.py [--size 512|256] [--steps 2] [--threads 2]
+    nice -n 10 .venv/bin/python bench/cpu_floor.py --size 256 --levers   # each lever alone
+
+1. The machine: CPU flags (native bf16: avx512_bf16 / amx_bf16), matmul throughput in fp32 and
+   bf16 with large matmuls (4096^3) and with the UNet's own shapes (attention projections,
+   feed-forward, 3x3 convolutions, SDPA) at the chosen size.
+2. The work: FLOPs of one UNet step with classifier-free guidance (batch 2), counted with
+   `torch.utils.flop_counter.FlopCounterMode` on the full-size SD 1.5 architecture (random
+   weights from the published config). floor = FLOPs / best measured throughput.
+3. The same denoising run (same noise, Euler steps) three ways in one process: diffusers' plain
+   UNet in fp32, in bf16, and Easel's (the dtype `engine.devices.pick_dtype` picks plus the
+   levers of `engine.sd.speed`). Seconds per step (best of the timed steps), ratio to the floor,
+   and the PSNR of each final image (decoded by one fp32 VAE) against the fp32 image.
+
+Prints one JSON line per stage; the last line holds everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def cpu_flags() -> dict:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    flags = set(text.split())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16")
+    return {"cpu": model, "flags": {name: name in flags for name in wanted}}
+
+
+def best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: oneDNN picks and caches its kernels on the first call
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def throughput(size: int, repeats: int) -> dict:
+    """GFLOP/s of big matmuls and of the UNet's own shapes at `size` px, fp32 and bf16."""
+    import torch
+    import torch.nn.functional as F
+
+    tokens = (size // 8) ** 2  # the first level's attention sequence length
+    batch = 2  # classifier-free guidance
+    shapes = {
+        "matmul_4096": ("mm", 4096, 4096, 4096),
+        "attn_proj_320": ("mm", batch * tokens, 320, 320),
+        "ff_320x2560": ("mm", batch * tokens, 320, 2560),
+        "ff_1280x10240": ("mm", batch * tokens // 16, 1280, 10240),
+        "conv3x3_320": ("conv", batch, 320, size // 8),
+        "conv3x3_640": ("conv", batch, 640, size // 16),
+        "conv3x3_1280": ("conv", batch, 1280, size // 32),
+        "sdpa_8x40": ("sdpa", batch * 8, tokens, 40),
+    }
+    results: dict = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        name = str(dtype).replace("torch.", "")
+        for label, (kind, a, b, c) in shapes.items():
+            if kind == "mm":
+                x, w = torch.randn(a, b, dtype=dtype), torch.randn(b, c, dtype=dtype)
+                flops = 2 * a * b * c
+
+                def run(x=x, w=w):
+                    return x @ w
+            elif kind == "conv":
+                x = torch.randn(a, b, c, c, dtype=dtype).to(memory_format=torch.channels_last)
+                w = torch.randn(b, b, 3, 3, dtype=dtype).to(memory_format=torch.channels_last)
+                flops = 2 * a * b * b * 9 * c * c
+
+                def run(x=x, w=w):
+                    return F.conv2d(x, w, padding=1)
+            else:
+                q = torch.randn(1, a, b, c, dtype=dtype)
+                flops = 4 * a * b * b * c  # QK^T and PV
+
+                def run(q=q):
+                    return F.scaled_dot_product_attention(q, q, q)
+
+            with torch.inference_mode():
+                seconds = best_seconds(run, repeats)
+            results[f"{name}_{label}_gflops"] = round(flops / seconds / 1e9, 1)
+    results["best_gflops"] = max(v for k, v in results.items() if k.endswith("_gflops"))
+    return results
+
+
+def count_step_flops(unet, size: int) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    latents, context, timestep = step_inputs(size, torch.float32)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        unet(latents, timestep, context)
+    return counter.get_total_flops()
+
+
+def step_inputs(size: int, dtype):
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    latents = torch.randn(2, 4, size // 8, size // 8, generator=generator)
+    context = torch.randn(2, 77, 768, generator=generator)
+    return latents.to(dtype), context.to(dtype), torch.tensor(500)
+
+
+def denoise(unet, dtype, size: int, steps: int, channels_last: bool = False) -> dict:
+    """`steps` Euler steps with CFG from fixed noise; seconds of each step and final latents."""
+    import torch
+    from diffusers import EulerDiscreteScheduler
+
+    from tests.helpers.tiny_sd import SD_SCHEDULER
+
+    scheduler = EulerDiscreteScheduler(
+        **{k: v for k, v in SD_SCHEDULER.items() if k not in {"skip_prk_steps", "set_alpha_to_one"}}
+    )
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(1234)
+    latents = (
+        torch.randn(1, 4, size // 8, size // 8, generator=generator) * scheduler.init_noise_sigma
+    )
+    context = torch.randn(2, 77, 768, generator=generator).to(dtype)
+    times = []
+    with torch.inference_mode():
+        warm = torch.cat([latents] * 2).to(dtype)
+        if channels_last:
+            warm = warm.to(memory_format=torch.channels_last)
+        unet(warm, scheduler.timesteps[0], context)  # warm-up outside the timing
+        for t in scheduler.timesteps:
+            started = time.perf_counter()
+            model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t).to(dtype)
+            if channels_last:
+                model_in = model_in.to(memory_format=torch.channels_last)
+            noise = unet(model_in, t, context).sample.float()
+            uncond, cond = noise.chunk(2)
+            guided = uncond + 7.0 * (cond - uncond)
+            latents = scheduler.step(guided, t, latents).prev_sample
+            times.append(time.perf_counter() - started)
+    return {"times": times, "latents": latents}
+
+
+def decode_fp32(vae, latents):
+    import torch
+
+    with torch.inference_mode():
+        image = vae.decode(latents.float() / vae.config.scaling_factor).sample
+    return ((image + 1) / 2).clamp(0, 1)
+
+
+def psnr(image, reference) -> float:
+    mse = float(((image - reference) ** 2).mean())
+    return round(10 * math.log10(1.0 / mse), 1) if mse > 0 else float("inf")
+
+
+def run_configs(args, results: dict) -> None:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from engine_overhead import SD15_UNET, SD15_VAE
+
+    from engine.devices import dtype_name, pick_dtype
+    from engine.sd import speed
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    vae = AutoencoderKL(**SD15_VAE).eval()
+    flops = count_step_flops(unet, args.size)
+    floor_s = flops / (results["best_gflops"] * 1e9)
+    results.update(step_gflop=round(flops / 1e9, 1), floor_s_per_step=round(floor_s, 3))
+    results["sdpa_in_use"] = speed.sdpa_in_use(unet)
+    print(json.dumps(results), flush=True)
+
+    engine_dtype = pick_dtype("cpu", "auto")
+    results["engine_dtype"] = dtype_name(engine_dtype)
+    images = {}
+    configs = [("diffusers_fp32", torch.float32, None), ("diffusers_bf16", torch.bfloat16, None)]
+    configs.append(("easel", engine_dtype, speed.plan_for("cpu", engine_dtype)))
+    for label, dtype, plan in configs:
+        unet.to(dtype)
+        channels_last = False
+        if plan is not None:
+            holder = type("Pipe", (), {"unet": unet, "vae": None})()
+            plan = speed.apply_speed_plan(holder, plan)
+            results["easel_levers"] = plan.describe()
+            channels_last = plan.channels_last
+        run = denoise(unet, dtype, args.size, args.steps, channels_last)
+        best = min(run["times"])
+        images[label] = decode_fp32(vae, run["latents"])
+        results[f"{label}_s_per_step"] = round(best, 3)
+        results[f"{label}_runs_s"] = [round(t, 2) for t in run["times"]]
+        results[f"{label}_x_floor"] = round(best / floor_s, 2)
+        results[f"{label}_psnr_vs_fp32"] = psnr(images[label], images["diffusers_fp32"])
+        print(json.dumps(results), flush=True)
+
+
+def run_levers(args, results: dict) -> None:
+    """Each lever alone on top of the engine's dtype, then all together (ratios in one run)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from engine_overhead import SD15_UNET
+
+    from engine.devices import pick_dtype
+    from engine.sd import speed
+
+    dtype = pick_dtype("cpu", "auto")
+    variants = {
+        "plain": speed.SpeedPlan(channels_last=False),
+        "channels_last": speed.SpeedPlan(channels_last=True),
+        "fused_qkv": speed.SpeedPlan(channels_last=False, fuse_qkv=True),
+        "channels_last+fused_qkv": speed.SpeedPlan(channels_last=True, fuse_qkv=True),
+    }
+    if args.compile:
+        variants["channels_last+compile"] = speed.SpeedPlan(channels_last=True, compile_unet=True)
+    for label, plan in variants.items():
+        torch.manual_seed(0)
+        unet = UNet2DConditionModel(**SD15_UNET).eval().to(dtype)
+        holder = type("Pipe", (), {"unet": unet, "vae": None})()
+        speed.apply_speed_plan(holder, plan)
+        started = time.perf_counter()
+        run = denoise(unet, dtype, args.size, args.steps, plan.channels_last)
+        results[f"lever_{label}_s_per_step"] = round(min(run["times"]), 3)
+        results[f"lever_{label}_first_call_s"] = round(
+            time.perf_counter() - started - sum(run["times"]), 2
+        )
+        print(json.dumps(results), flush=True)
+        del unet, holder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="matmul timings (best is kept)")
+    parser.add_argument("--levers", action="store_true", help="time each speed lever alone")
+    parser.add_argument("--compile", action="store_true", help="with --levers: torch.compile too")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results = {"size": args.size, "steps": args.steps, "threads": args.threads, **cpu_flags()}
+    results["torch"] = torch.__version__
+    results.update(throughput(args.size, args.repeats))
+    print(json.dumps(results), flush=True)
+    if args.levers:
+        run_levers(args, results)
+    else:
+        run_configs(args, results)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
