@@ -18,8 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QImage, QPainter
+from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QIcon, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QToolBar
 
 from desktop.bridge import EngineBridge, LiveOutcome
@@ -271,7 +271,7 @@ def install(window) -> LivePainting:
     live painting that connects them (`window.live`, `window.live_action`)."""
     pane = LivePane(window.canvas)
     live = LivePainting(window, pane)
-    action = QAction("Live", window)
+    action = QAction(switch_icon(), "Live", window)
     action.setCheckable(True)
     action.setShortcut("Ctrl+L")
     action.setToolTip(
@@ -287,6 +287,30 @@ def install(window) -> LivePainting:
     live.message.connect(window.show_message)
     window.live_action = action
     return live
+
+
+def switch_icon() -> QIcon:
+    """A toggle switch: grey with the knob left when off, blue with the knob right when on
+    (a plain checkable tool button does not look like something that stays on)."""
+    from desktop.icons import ACCENT, INK, SIZE
+
+    icon = QIcon()
+    for state, track, knob_x in (
+        (QIcon.State.Off, QColor(110, 114, 122), 11.0),
+        (QIcon.State.On, ACCENT, 21.0),
+    ):
+        pixmap = QPixmap(SIZE, SIZE)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(track)
+        painter.drawRoundedRect(QRectF(3, 9, 26, 14), 7, 7)
+        painter.setBrush(INK)
+        painter.drawEllipse(QPointF(knob_x, 16), 5.5, 5.5)
+        painter.end()
+        icon.addPixmap(pixmap, QIcon.Mode.Normal, state)
+    return icon
 
 
 def _save(image: QImage, path: Path) -> None:
