@@ -33,6 +33,11 @@ LIVE_SAMPLER = "DPM++ 2M Karras"
 #: Easel's own diffusion models: at most this many DDIM steps (emoji-ldm is trained for 20;
 #: 12 DDIM steps look the same at 64 x 64 and keep an update within 0.5 s of the stroke)
 NATIVE_LIVE_STEPS = 12
+#: torch threads for Easel's own (small) models when the user leaves threads to "all cores": a
+#: 64 x 64 emoji-ldm step is too little work to split, and with two threads on a busy 2-core
+#: CPU every op waits for the descheduled thread (measured: 4-18 s per live update with 2
+#: threads, 0.35-0.5 s with 1, same minutes, load average 6; docs/benchmarks.md)
+NATIVE_LIVE_THREADS = 1
 #: longest side of a live picture per base (about half the native side: a quarter of the work)
 LIVE_SIDE = {"sd1": 256, "sd2": 384, "sdxl": 512, "sd3": 512, "flux": 512}
 DEFAULT_LIVE_SIDE = 256
@@ -55,6 +60,8 @@ class LivePlan:
     model_defaults: tuple[str, ...] = ()
     #: what the pane says about the plan ("6 steps at 256 × 256")
     summary: str = ""
+    #: torch CPU threads for this update when the user leaves them to the engine (0: theirs)
+    cpu_threads: int = 0
 
 
 def live_plan(
@@ -91,8 +98,9 @@ def live_plan(
     summary = f"{run_steps} {run_sampler} steps at {width} × {height}"
     if defaults:
         summary += " (or the model's own few-step settings)"
+    threads = NATIVE_LIVE_THREADS if caps.family != "sd" else 0
     return LivePlan(
-        live_mode, width, height, run_steps, run_guidance, run_sampler, defaults, summary
+        live_mode, width, height, run_steps, run_guidance, run_sampler, defaults, summary, threads
     )
 
 

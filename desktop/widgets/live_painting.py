@@ -140,12 +140,15 @@ class LivePainting(QObject):
         files = self._work_images(plan.mode)
         init = str(files[0]) if files else None
         mask = str(files[1]) if len(files) > 1 else None
+        runtime = self.preferences.runtime()
+        if plan.cpu_threads and not runtime.cpu_threads:  # "all cores": the plan's choice
+            runtime = runtime.replace(cpu_threads=plan.cpu_threads)
         try:
             request = self.settings.to_request(
                 init_image=init,
                 mask_image=mask,
                 size=(plan.width, plan.height),
-                runtime=self.preferences.runtime(),
+                runtime=runtime,
                 mode=plan.mode,
             )
             extras = dict(request.extras)

@@ -31,6 +31,7 @@ def test_built_in_model_runs_its_own_size_and_sampler_with_fewer_steps():
     assert (plan.mode, plan.width, plan.height) == (Mode.IMG2IMG, 64, 64)
     assert (plan.steps, plan.sampler, plan.guidance_scale) == (NATIVE_LIVE_STEPS, "DDIM", 3.0)
     assert plan.model_defaults == ()  # native models declare no few-step settings
+    assert plan.cpu_threads == 1  # too small a model to split over cores
     few = live_plan(caps, steps=8, sampler="DDPM")
     assert (few.steps, few.sampler, few.mode) == (8, "DDPM", Mode.TXT2IMG)
 
@@ -42,6 +43,7 @@ def test_sd15_runs_few_steps_at_half_size_and_lets_a_few_step_model_decide():
     assert (plan.steps, plan.sampler) == (LIVE_STEPS, LIVE_SAMPLER)
     # an LCM / Turbo / Lightning model or LoRA is recognised by the engine once loaded
     assert set(plan.model_defaults) == {"steps", "guidance_scale", "sampler"}
+    assert plan.cpu_threads == 0  # the user's setting
     # the user's own few-step setup stays as it is
     lcm = live_plan(caps, base="sd1", steps=4, sampler="LCM", guidance_scale=1.0)
     assert (lcm.steps, lcm.sampler, lcm.guidance_scale) == (4, "LCM", 1.0)
@@ -161,6 +163,7 @@ def test_ten_quick_strokes_give_at_most_two_generations(qtbot, window, fake):
     request = fake.requests[-1]
     assert request.mode is Mode.IMG2IMG and request.prompt == "a yellow flower"
     assert (request.width, request.height, request.steps) == (64, 64, NATIVE_LIVE_STEPS)
+    assert request.runtime.cpu_threads == 1 and request.seed == fake.requests[0].seed
     assert window.gallery_panel.list.count() == 0  # live pictures are not kept by themselves
     assert not window.job.busy and not window.progress.isVisible()  # no progress bar either
     assert window.live.pane.isVisible() and window.live.pane.keep.isEnabled()
