@@ -248,6 +248,8 @@ class LivePainting(QObject):
             return []
         self.gallery.results_arrived(entries)
         self._put_on_canvas(outcome.image)
+        self.latest = None  # kept once: a second click would only add a duplicate
+        self.pane.keep.setEnabled(False)
         self.message.emit("Kept: the live picture is on the canvas and in the gallery.", "info")
         return entries
 

@@ -248,6 +248,8 @@ def test_keep_puts_the_live_picture_on_the_canvas_and_in_the_gallery(qtbot, wind
     assert window.document.size() == (96, 64) and not window.document.has_sketch()
     assert window.document.image.pixelColor(48, 32) == shown.pixelColor(32, 32)
     assert window.document.undo_stack.count() == steps_before + 1  # one undo step
+    assert not window.live.pane.keep.isEnabled()  # kept once
+    assert window.live.keep() == [] and window.gallery_panel.list.count() == 1
     window.document.undo_stack.undo()
     assert window.document.has_sketch()
     fake.requests.clear()
