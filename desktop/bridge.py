@@ -21,6 +21,7 @@ import queue
 import shutil
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,11 @@ class EngineBridge(QObject):
     result_image = Signal(int, QImage)
     failed = Signal(int, str, str)  # job id, message, kind
     cancelled = Signal(int)
+    #: a live-painting job (submitted with `live=True`): job id, what happened, its payload.
+    #: Kinds: "started" (None), "progress" ((step, total)), "preview" (QImage), "result"
+    #: (LiveOutcome), "failed" (message), "cancelled" (None). Live jobs send none of the
+    #: signals above: no progress bar, no gallery entry until the user keeps one.
+    live_event = Signal(int, str, object)
 
     #: how often the GUI thread collects engine events (ms): well under one frame
     POLL_MS = 8
@@ -105,7 +111,9 @@ class EngineBridge(QObject):
         self.warm = not self._warm_up  # True once the SD stack is imported
         self.output_folder = ""  # results are also copied here when set
         self._own_jobs: set[int] = set()
+        self._live_jobs: set[int] = set()
         self._claiming = False
+        self._claiming_live = False
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._timer = QTimer(self)
         self._timer.setInterval(self.POLL_MS)
@@ -183,18 +191,28 @@ class EngineBridge(QObject):
         return stopped
 
     # -- requests ---------------------------------------------------------------------------
-    def submit(self, request: Any) -> int:
-        """Submit a job whose events this bridge relays (and whose images it keeps)."""
+    def submit(self, request: Any, *, live: bool = False) -> int:
+        """Submit a job whose events this bridge relays (and whose images it keeps). A `live`
+        job's events come as `live_event` and its pictures are not kept (see `keep`)."""
         if self._engine is None:
             self.start()
         # the engine reports Queued synchronously inside submit(): that is how we claim the id
-        self._claiming = True
+        self._claiming, self._claiming_live = True, live
         try:
             job_id = self._engine.submit(request)
         finally:
-            self._claiming = False
+            self._claiming = self._claiming_live = False
         self._own_jobs.add(job_id)
         return job_id
+
+    def keep(self, images: Sequence[Any], metadata: Sequence[dict]) -> list:
+        """Keep pictures that arrived unkept (a live result the user keeps) as a normal result
+        is kept: gallery PNG with metadata, SQLite row, output folder. GUI thread: one small
+        picture takes a few ms. Raises OutputError (or OSError for the output folder)."""
+        entries = self._history.add_batch(list(images), list(metadata))
+        if self.output_folder:
+            _copy_to(entries, Path(self.output_folder))
+        return entries
 
     def cancel(self, job_id: int | None = None) -> None:
         """Cancel one of this bridge's jobs, or all of them when `job_id` is None."""
@@ -218,10 +236,15 @@ class EngineBridge(QObject):
         """Runs on the engine's thread: no Qt here (see the module docstring)."""
         if isinstance(event, Queued) and self._claiming:
             self._own_jobs.add(event.job_id)
+            if self._claiming_live:
+                self._live_jobs.add(event.job_id)
         if event.job_id not in self._own_jobs:
             return  # a hosted tool's job: it listens for itself
         if isinstance(event, (Result, Failed, Cancelled)):
             self._own_jobs.discard(event.job_id)
+        if event.job_id in self._live_jobs:
+            self._sink_live(event)
+            return
         if isinstance(event, Preview):
             if event.image is None:
                 return
@@ -231,6 +254,14 @@ class EngineBridge(QObject):
         else:
             payload = ("event", event)
         self._inbox.put(payload)
+
+    def _sink_live(self, event: Event) -> None:
+        """A live job's event: nothing is written; the picture waits for the user's Keep."""
+        if isinstance(event, (Result, Failed, Cancelled)):
+            self._live_jobs.discard(event.job_id)
+        if isinstance(event, Preview) and event.image is None:
+            return
+        self._inbox.put(("live", event))
 
     def _store_result(self, event: Result):
         metadata = list(event.metadata)
@@ -271,6 +302,8 @@ class EngineBridge(QObject):
             self.engine_failed.emit(payload[1])
         elif kind == "preview":
             self.preview.emit(payload[1], pil_to_qimage(payload[2]))
+        elif kind == "live":
+            self._deliver_live(payload[1])
         elif kind == "result":
             if payload[4] is not None:  # the picture itself: no PNG decode on the GUI thread
                 self.result_image.emit(payload[1], pil_to_qimage(payload[4]))
@@ -289,6 +322,38 @@ class EngineBridge(QObject):
             self.failed.emit(event.job_id, event.message, event.kind)
         elif isinstance(event, Cancelled):
             self.cancelled.emit(event.job_id)
+
+    def _deliver_live(self, event: Event) -> None:
+        job_id = event.job_id
+        if isinstance(event, Started):
+            self.live_event.emit(job_id, "started", None)
+        elif isinstance(event, Progress):
+            self.live_event.emit(job_id, "progress", (event.step, event.total))
+        elif isinstance(event, Preview):
+            self.live_event.emit(job_id, "preview", pil_to_qimage(event.image))
+        elif isinstance(event, Result):
+            outcome = LiveOutcome(
+                image=pil_to_qimage(event.images[0]) if event.images else None,
+                images=list(event.images),
+                metadata=list(event.metadata),
+                info=dict(event.info),
+            )
+            self.live_event.emit(job_id, "result", outcome)
+        elif isinstance(event, Failed):
+            self.live_event.emit(job_id, "failed", event.message)
+        elif isinstance(event, Cancelled):
+            self.live_event.emit(job_id, "cancelled", None)
+
+
+@dataclass
+class LiveOutcome:
+    """A live job's result, not yet kept: the first picture for the screen, every picture
+    and its metadata for `EngineBridge.keep`, and the job info (timings, notices)."""
+
+    image: QImage | None
+    images: list = field(default_factory=list)
+    metadata: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
 
 class EnginePort:

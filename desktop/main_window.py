@@ -44,6 +44,7 @@ from desktop.state.prompt_history import PromptHistory
 from desktop.understanding import install as install_understanding
 from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
 from desktop.widgets.gallery_panel import GalleryPanel
+from desktop.widgets.live_painting import install as install_live_painting
 from desktop.widgets.prompt_panel import PromptPanel
 from desktop.widgets.prompt_recall import install as install_prompt_recall
 from desktop.widgets.toast import ERROR, Toast
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.understanding = install_understanding(self)  # expand, describe, interrogate
         build_menus(self)
         build_toolbar(self)
+        self.live = install_live_painting(self)  # the Live switch, its pane and queue
         self._make_status_bar()
         self._wire()
         self._restore()

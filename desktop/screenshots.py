@@ -139,11 +139,42 @@ def render(out_dir: Path) -> list[Path]:
     _wait(app, lambda: explorer.job_id is None)
     shoot(explorer, "latent-explorer")  # a seed interpolation grid (fake engine's pictures)
     explorer.close()
+    _live_shots(app, window, fake, shoot)
     from desktop.screenshots_tools import tool_shots
 
     tool_shots(app, window, fake, shoot, _wait, _settle)
     window.close()
     return shots
+
+
+def _live_shots(app, window, fake, shoot) -> None:
+    """Live painting: the Live switch on, sketch strokes on the canvas, a step preview in the
+    pane, then the finished live picture with Keep."""
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QColor
+
+    from desktop.testing.fake_engine import Script
+
+    doc = window.document
+    doc.clear_mask()
+    fake.default = Script(steps=4, colour=(240, 170, 60))
+    window.live_action.setChecked(True)
+    _wait(app, lambda: window.live.latest is not None)
+    fake.queue_script(steps=6, pause_at=4, colour=(250, 120, 90))
+    width, height = doc.size()
+    doc.begin_stroke("sketch")
+    for row in range(6):  # yellow strokes across the middle, whatever the canvas size
+        y = height * (0.25 + row * 0.08)
+        start, end = QPointF(width * 0.25, y), QPointF(width * 0.6, y + height * 0.08)
+        doc.paint_segment(start, end, max(2, width // 28), False, QColor(255, 214, 90))
+    doc.end_stroke("Sketch")
+    _wait(app, lambda: fake.paused.is_set() and not window.live.pane.final, 5)
+    shoot(window, "live-painting-step-preview")
+    fake.release()
+    _wait(app, lambda: window.live.pane.final and window.live.queue.running is None)
+    shoot(window, "live-painting")
+    window.live_action.setChecked(False)
+    fake.default = Script(steps=6, colour=(90, 150, 235))
 
 
 def _batch_shots(window, shoot) -> None:

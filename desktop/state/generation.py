@@ -102,8 +102,10 @@ class GenerationSettings(QObject):
         mask_image: str | None = None,
         size: tuple[int, int] | None = None,
         runtime: RuntimeOptions | None = None,
+        mode: Mode | None = None,
     ) -> GenerationRequest:
-        """Snapshot into a frozen request (raises InputError with the engine's message).
+        """Snapshot into a frozen request (raises InputError with the engine's message);
+        `mode` overrides the chosen Mode (live painting picks its own).
 
         Wildcards (`__colour__`) are expanded from the seed, then the chosen style is applied
         on top; `extras` keeps the template, the style's name and the user's own text so
@@ -121,7 +123,7 @@ class GenerationSettings(QObject):
             prompt=prompt,
             negative_prompt=negative,
             model=v["model"],
-            mode=Mode(v["mode"]),
+            mode=Mode(v["mode"]) if mode is None else mode,
             seed=seed,
             steps=int(v["steps"]),
             guidance_scale=float(v["guidance_scale"]),
