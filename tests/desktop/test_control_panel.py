@@ -6,54 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import Qt
 
 from desktop.state.control import SOURCE_CANVAS, SOURCE_FILE, SOURCE_SKETCH
 from engine.api import GenerationRequest
 from engine.api_control import MAX_CONTROL_UNITS, ControlUnit, HiresFix, ImagePrompt, Region
+from tests.desktop import control_helpers
+from tests.desktop.control_helpers import CONTROLNET, _drag, _generate
 
-CONTROLNET = "/models/controlnet/control_v11p_sd15_scribble.safetensors"
-
-
-@pytest.fixture
-def sd_window(window, tmp_path):
-    """The window with an SD 1.x model chosen (a path the library does not know: SD rules)."""
-    window.settings.set("model", str(tmp_path / "sd15.safetensors"))
-    window.settings.set("width", 64)
-    window.settings.set("height", 64)
-    window.settings.set("prompt", "a house on a hill")
-    return window
-
-
-def _generate(qtbot, window, fake):
-    count = len(fake.requests)
-    assert window.generation.generate() is not None, window.toast.label.text()
-    qtbot.waitUntil(lambda: len(fake.requests) == count + 1, timeout=5000)
-    qtbot.waitUntil(lambda: not window.job.busy, timeout=5000)
-    return fake.requests[-1]
-
-
-def _drag(qtbot, canvas, points):
-    """Press, move through `points` (scene pixels), release: one stroke as a user draws it."""
-    view = [canvas.mapFromScene(QPointF(*p)) for p in points]
-    qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=view[0])
-    for point in view[1:]:
-        canvas.mouseMoveEvent(_move_event(point))
-    qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=view[-1])
-
-
-def _move_event(point: QPoint):
-    from PySide6.QtCore import QEvent
-    from PySide6.QtGui import QMouseEvent
-
-    return QMouseEvent(
-        QEvent.Type.MouseMove,
-        QPointF(point),
-        QPointF(point),
-        Qt.MouseButton.NoButton,
-        Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
-    )
+sd_window = control_helpers.sd_window  # the fixture, shared
 
 
 def test_units_are_added_and_removed_up_to_the_limit(qtbot, sd_window):
