@@ -70,12 +70,13 @@ def delete_after_asking(parent: QWidget, gallery, entries: list[HistoryEntry]) -
 #: the gallery toolbar: (text, tooltip, the panel's signal it emits for the current result)
 TOOLBAR_ACTIONS = (
     ("Vary", "Vary (subtle): the same picture with small changes, a new seed", "vary_requested"),
-    ("Vary+", "Vary (strong): the same prompt and layout, freer changes", "vary_strong_requested"),
+    ("Vary strong", "Vary (strong): the same prompt and layout, freer changes",
+     "vary_strong_requested"),
     ("×2", "Upscale ×2 with the library's upscaler (Lanczos when there is none)",
      "upscale_x2_requested"),
     ("×4", "Upscale ×4 with the library's upscaler (Lanczos when there is none)",
      "upscale_x4_requested"),
-    ("Hires", "Hires fix: make it again larger, refined in a second pass", "hires_requested"),
+    ("Hires fix", "Hires fix: make it again larger, refined in a second pass", "hires_requested"),
 )  # fmt: skip
 
 

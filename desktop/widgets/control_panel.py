@@ -326,6 +326,8 @@ class ControlPanel(QWidget):
     def _rebuild_cards(self) -> None:
         for card in self.cards:
             self.cards_box.removeWidget(card)
+            card.hide()  # gone now, not at the next event loop turn (deleteLater)
+            card.setParent(None)
             card.deleteLater()
         self.cards = [UnitCard(self, i) for i in range(len(self.control.units))]
         for card in self.cards:
@@ -364,7 +366,9 @@ class ControlPanel(QWidget):
             )
         _models, are_controlnets = self.controlnets
         self.empty_note.setVisible(not are_controlnets)
-        self.empty_note.setText(empty_state_text())
+        # a long path has no spaces to wrap at: let it break after each separator
+        self.empty_note.setText(empty_state_text().replace("/", "/\u200b"))
+        self.empty_note.setToolTip(empty_state_text())
 
     @property
     def enabled_for_model(self) -> bool:

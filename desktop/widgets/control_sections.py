@@ -52,8 +52,11 @@ def _weight_spin(value: float, top: float, tip: str) -> QDoubleSpinBox:
 def _clear(layout) -> None:
     while layout.count():
         item = layout.takeAt(0)
-        if item.widget() is not None:
-            item.widget().deleteLater()
+        widget = item.widget()
+        if widget is not None:
+            widget.hide()  # gone now, not at the next event loop turn (deleteLater)
+            widget.setParent(None)
+            widget.deleteLater()
 
 
 def image_file_filter() -> str:
