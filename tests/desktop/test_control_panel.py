@@ -239,3 +239,42 @@ def test_reuse_settings_restores_units_prompts_regions_and_hires(
     qtbot.waitUntil(lambda: len(window.gallery.entries) == 2, timeout=5000)
     window.gallery_panel.reuse_requested.emit(window.gallery.entries[0])
     assert control.is_empty()
+
+
+def test_a_file_dropped_on_the_thumbnail_becomes_the_control_image(qtbot, sd_window, image_file):
+    from tests.desktop.conftest import drop_files
+
+    sd_window.control.add_unit(SOURCE_SKETCH, model=CONTROLNET)
+    card = sd_window.control_panel.cards[0]
+    assert drop_files(card.thumbnail, [image_file])
+    unit = sd_window.control.units[0]
+    assert (unit.source, unit.image_path) == (SOURCE_FILE, str(image_file))
+    assert card.source.currentData() == SOURCE_FILE and card.source_note.text() == "photo.png"
+    thumb = card.thumbnail.pixmap().toImage()
+    assert thumb.pixelColor(thumb.width() // 2, thumb.height() // 2).blue() == 120  # the photo
+    notes = image_file.with_suffix(".txt")
+    notes.write_text("not a picture")
+    drop_files(card.thumbnail, [notes])  # passed on to the window, which says what it is
+    assert sd_window.control.units[0].image_path == str(image_file)
+
+
+def test_controlnets_in_the_library_are_the_only_choices(qtbot, sd_window, monkeypatch):
+    from desktop.state.models import ModelInfo
+
+    library = sd_window.library
+    canny = ModelInfo("/lib/cn-canny", "cn-canny", kind="controlnet", base="sd15")
+    checkpoint = ModelInfo("/lib/sd15.safetensors", "sd15", kind="checkpoint", base="sd15")
+    monkeypatch.setattr(library, "models", [*library.models, canny, checkpoint])
+    library.changed.emit()
+    panel = sd_window.control_panel
+    assert not panel.empty_note.isVisibleTo(panel)
+    qtbot.mouseClick(panel.add_unit, Qt.MouseButton.LeftButton)
+    card = panel.cards[0]
+    choices = [card.model.itemData(i) for i in range(card.model.count())]
+    assert choices == ["", "/lib/cn-canny"]  # "Choose a ControlNet…", then the ControlNets
+    assert sd_window.control.units[0].model == "/lib/cn-canny"  # the only one: chosen
+    monkeypatch.setattr(library, "models", [m for m in library.models if m is not canny])
+    library.changed.emit()  # none left: every library model, and the empty state
+    assert panel.empty_note.isVisibleTo(panel)
+    choices = [card.model.itemData(i) for i in range(card.model.count())]
+    assert "/lib/sd15.safetensors" in choices and "builtin:emoji-ldm" not in choices
