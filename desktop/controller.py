@@ -27,8 +27,6 @@ from engine.errors import EaselError, InputError
 from engine.history import HistoryEntry
 from engine.paths import user_data_dir
 
-VARY_STRENGTH = 0.35  # "same prompt, small changes": img2img from the result at low strength
-
 
 def upscale_request_type():
     """The engine's UpscaleRequest when the library provides one, else None (action hidden)."""
@@ -69,6 +67,9 @@ class GenerationController(QObject):
         self.preferences = preferences
         #: model reference -> what it can do; None checks nothing here (the engine still does)
         self.capabilities = capabilities
+        #: adds what the Control panel sets (control units, image prompts, regions, hires) to
+        #: a snapshot; None: nothing to add (desktop/control_wiring.py sets it)
+        self.extend_request: Callable | None = None
         self._work_files: dict[int, list[Path]] = {}
         self._show_result: set[int] = set()  # jobs whose result goes onto the canvas
         self._result_images: dict[int, QImage] = {}
@@ -113,6 +114,12 @@ class GenerationController(QObject):
 
     def _build_request(self):
         request, files = self._snapshot()
+        if self.extend_request is not None:
+            try:
+                request = self.extend_request(request)
+            except EaselError:
+                _remove(files)
+                raise
         if self.capabilities is None:
             return request, files
         # the same check the engine makes, before any file is written or job queued; the
@@ -163,22 +170,48 @@ class GenerationController(QObject):
             self.job.changed.emit()
 
     # -- gallery actions that start jobs ---------------------------------------------------------
-    def vary(self, entry: HistoryEntry) -> int | None:
+    def vary(self, entry: HistoryEntry, kind: str = "subtle") -> int | None:
+        """Vary (subtle / strong) a result: its request as img2img from it, a new seed."""
+        from engine.variations import vary_request
+
         request = entry.generation_request()
         if request is None:
             self.message.emit("This image has no settings to vary.", "error")
             return None
-        import random
+        try:
+            request = vary_request(
+                request,
+                entry.image_path,
+                (entry.width, entry.height),
+                kind=kind,
+                entry_id=entry.id,
+                runtime=self.preferences.runtime(),
+            )
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
+            return None
+        return self._submit(request, [], show=True)
 
-        request = request.replace(
-            mode=Mode.IMG2IMG,
-            init_image=str(entry.image_path),
-            strength=VARY_STRENGTH,
-            seed=random.randint(0, 2**32 - 1),
-            width=entry.width // 8 * 8,
-            height=entry.height // 8 * 8,
-            runtime=self.preferences.runtime(),
-        )
+    def hires(self, entry: HistoryEntry, **options) -> int | None:
+        """Make a result again, larger, with the hires fix (`options`: scale, strength,
+        upscaler, steps; engine.variations.hires_request)."""
+        from engine.variations import hires_request
+
+        request = entry.generation_request()
+        if request is None:
+            self.message.emit("This image has no settings to make again with hires fix.", "error")
+            return None
+        try:
+            request = hires_request(
+                request,
+                (entry.width, entry.height),
+                entry_id=entry.id,
+                runtime=self.preferences.runtime(),
+                **options,
+            )
+        except EaselError as exc:
+            self.message.emit(str(exc), "error")
+            return None
         return self._submit(request, [], show=True)
 
     def upscale(self, entry: HistoryEntry, model: str = "", scale: float = 0.0) -> int | None:

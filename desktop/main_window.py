@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop.bridge import EngineBridge
 from desktop.canvas_edits import install as install_canvas_edits
+from desktop.control_wiring import install as install_control
 from desktop.controller import GenerationController, upscale_request_type
 from desktop.gallery_actions import delete_after_asking, export_dialog
 from desktop.icons import icon
@@ -53,6 +54,9 @@ from engine.history import HistoryEntry
 
 
 class MainWindow(QMainWindow):
+    #: settings were restored from a request (GenerationRequest, the app that wrote it)
+    settings_restored = Signal(object, str)
+
     def __init__(self, bridge: EngineBridge, preferences: Preferences | None = None):
         super().__init__()
         self.setWindowTitle("Easel")
@@ -68,6 +72,7 @@ class MainWindow(QMainWindow):
         build_menus(self)
         build_toolbar(self)
         self.live = install_live_painting(self)  # the Live switch, its pane and queue
+        install_control(self)  # Control dock, region layers, gallery Vary/Upscale/Hires
         self._make_status_bar()
         self._wire()
         self._restore()
@@ -406,6 +411,7 @@ class MainWindow(QMainWindow):
             return
         self.settings.apply_request(request)
         self.show_message("Settings restored from the gallery image.")
+        self.settings_restored.emit(request, "Easel")
 
     def offer_settings(self, found, name: str) -> None:
         """A dropped image carries settings (`ImportedSettings`): say from which app, offer
@@ -446,6 +452,7 @@ class MainWindow(QMainWindow):
         self.settings.apply_request(request, include_model=model is not None, only=found.found)
         note = "" if model or not request.model else f" '{request.model}' is not in your library."
         self.show_message(f"Settings from {found.source} restored.{note}")
+        self.settings_restored.emit(found.request, found.source)
 
     def _imported_model(self, found):
         return self.library.find_imported(

@@ -8,7 +8,8 @@ a generation in progress with its live preview, an error message, the style menu
 expansion, describe and interrogate, the gallery, the model browser and the settings dialog;
 then the canvas tools (crop, sketch layer, resize, upscale), the gallery's search and
 selection, recent prompts, the first-load status, Evaluate with results and the Train dialog
-rendering the built-in emoji set (desktop/screenshots_tools.py).
+rendering the built-in emoji set (desktop/screenshots_tools.py); the Control panel, the canvas
+with a sketch and two regions and the gallery's Vary/Upscale/Hires (screenshots_control.py).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def render(out_dir: Path) -> list[Path]:
     from desktop.screenshots_tools import tool_shots
 
     tool_shots(app, window, fake, shoot, _wait, _settle)
+    from desktop.screenshots_control import control_shots
+
+    control_shots(app, window, shoot)  # Control panel, sketch and regions, gallery Vary
     window.close()
     return shots
 

@@ -97,6 +97,10 @@ class CanvasView(QGraphicsView):
         self._panning_from: QPointF | None = None
         self._space_held = False
         self._cursor_pos: QPointF | None = None
+        #: tools that paint layers the document does not own (region masks): tool name ->
+        #: an object with begin_stroke(tool) -> bool, paint_segment(start, end, diameter, erase),
+        #: end_stroke(erase) (desktop/widgets/canvas_regions.py)
+        self.extra_tools: dict[str, tuple[object, bool]] = {}
         document.image_changed.connect(self._image_changed)
         document.mask_changed.connect(self._mask_changed)
         document.sketch_changed.connect(self._sketch_changed)
@@ -229,14 +233,21 @@ class CanvasView(QGraphicsView):
                 self._crop_from = self._crop_to = point
                 self.viewport().update()
                 return
-            layer, _erase = PAINT_TOOLS[self.tool]
-            self.document.begin_stroke(layer)
+            if self.tool in self.extra_tools:
+                if not self.extra_tools[self.tool][0].begin_stroke(self.tool):
+                    return
+            else:
+                self.document.begin_stroke(PAINT_TOOLS[self.tool][0])
             self._last_point = point
             self._paint(point, point)
             return
         super().mousePressEvent(event)
 
     def _paint(self, start: QPointF, end: QPointF) -> None:
+        if self.tool in self.extra_tools:
+            target, erase = self.extra_tools[self.tool]
+            target.paint_segment(start, end, self.brush_size, erase)
+            return
         _layer, erase = PAINT_TOOLS[self.tool]
         self.document.paint_segment(start, end, self.brush_size, erase, self.sketch_colour)
 
@@ -276,6 +287,10 @@ class CanvasView(QGraphicsView):
             return
         if self._last_point is not None:
             self._last_point = None
+            if self.tool in self.extra_tools:
+                target, erase = self.extra_tools[self.tool]
+                target.end_stroke(erase)
+                return
             names = {BRUSH: "Paint mask", ERASER: "Erase mask", SKETCH_PEN: "Sketch"}
             self.document.end_stroke(names.get(self.tool, "Erase sketch"))
             return

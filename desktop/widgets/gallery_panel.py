@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop.state.gallery import GalleryState
 from engine.history import HistoryEntry
+from engine.variations import variation_label
 
 THUMB = 120
 #: (label, days) for the date filter; 0 = any time
@@ -40,8 +41,13 @@ ACTIONS = (
     ("open_requested", "Open on canvas"),
     ("init_requested", "Use as init image"),
     ("reuse_requested", "Reuse settings"),
-    ("vary_requested", "Vary"),
+    None,
+    ("vary_requested", "Vary (subtle)"),
+    ("vary_strong_requested", "Vary (strong)"),
+    ("upscale_x2_requested", "Upscale ×2"),
+    ("upscale_x4_requested", "Upscale ×4"),
     ("upscale_requested", "Upscale…"),
+    ("hires_requested", "Hires fix"),
     None,
     ("describe_requested", "Describe image…"),
     ("interrogate_requested", "Interrogate…"),
@@ -58,8 +64,12 @@ class GalleryPanel(QWidget):
     open_requested = Signal(object)
     init_requested = Signal(object)
     reuse_requested = Signal(object)
-    vary_requested = Signal(object)
-    upscale_requested = Signal(object)
+    vary_requested = Signal(object)  # subtle
+    vary_strong_requested = Signal(object)
+    upscale_requested = Signal(object)  # asks for the upscaler and factor
+    upscale_x2_requested = Signal(object)
+    upscale_x4_requested = Signal(object)
+    hires_requested = Signal(object)
     save_requested = Signal(object)
     copy_requested = Signal(object)
     delete_requested = Signal(object)
@@ -80,6 +90,10 @@ class GalleryPanel(QWidget):
         self.title.setObjectName("section")
         layout.addWidget(self.title)
         layout.addLayout(self._filter_bar())
+        from desktop.gallery_actions import build_gallery_toolbar
+
+        self.toolbar = build_gallery_toolbar(self)
+        layout.addWidget(self.toolbar)
         self.list = QListWidget()
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list.setViewMode(QListView.ViewMode.IconMode)
@@ -200,6 +214,7 @@ class GalleryPanel(QWidget):
 
     def _selection_changed(self) -> None:
         count = len(self.list.selectedItems())
+        self.toolbar.setEnabled(self.selected_entry() is not None)
         self.selection_bar.setVisible(count > 1)
         self.selection_label.setText(f"{count} selected")
 
@@ -317,7 +332,7 @@ class GalleryPanel(QWidget):
                 menu.addSeparator()
                 continue
             name, text = spec
-            if name == "upscale_requested" and not self.can_upscale:
+            if name.startswith("upscale") and not self.can_upscale:
                 continue  # the engine has no upscale job yet
             if name == "star_requested" and entry.starred:
                 text = "Remove star"
@@ -388,6 +403,9 @@ def _tooltip(entry: HistoryEntry) -> str:
         method = meta.get("method", "")
         return f"Upscaled ×{meta.get('scale', '')} {method}\n{entry.width}×{entry.height} · {when}"
     lines = [entry.prompt or "(no prompt)", f"{entry.width}×{entry.height} · {when}"]
+    origin = variation_label(meta.get("extras") or {})
+    if origin:
+        lines.insert(1, origin)
     if meta.get("model"):
         lines.append(f"model: {meta['model']}")
     seed = meta.get("seed_used", meta.get("seed"))

@@ -231,7 +231,7 @@ def test_gallery_actions(qtbot, window, fake, tmp_path):
     entry = window.gallery.entries[0]
     menu = window.gallery_panel.menu_for(entry)
     texts = [a.text() for a in menu.actions() if a.text()]
-    assert texts[:4] == ["Open on canvas", "Use as init image", "Reuse settings", "Vary"]
+    assert texts[:4] == ["Open on canvas", "Use as init image", "Reuse settings", "Vary (subtle)"]
     window.settings.set("prompt", "something else")
     window.gallery_panel.reuse_requested.emit(entry)
     assert window.settings.get("prompt") == "a green frog"
