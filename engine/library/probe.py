@@ -54,7 +54,9 @@ class ProbeResult:
     "unsafe" (a pickle that needs code to load) or "unknown" (readable, but no rule matched).
     """
 
-    kind: str  # checkpoint | lora | vae | embedding | upscaler | native | unknown | broken
+    #: checkpoint | lora | vae | embedding | upscaler | controlnet | ip_adapter | image_encoder |
+    #: native | unknown | broken
+    kind: str
     base: str = ""  # sd1 | sd2 | sdxl | sdxl-refiner | sd3 | flux | native family name
     variant: str = ""  # "" | inpaint | epsilon | v_prediction | unknown (comma-joined)
     layout: str = ""  # single_file | diffusers | native
@@ -181,11 +183,15 @@ def classify(
     dtypes: dict[str, str] | None = None,
 ) -> ProbeResult:
     """Decide what a state dict is from its keys, shapes, metadata (and dtypes, for fp8)."""
-    from engine.library import probe_modern
+    from engine.library import probe_control, probe_modern
 
     if not shapes:
         return unknown("the file holds no tensors")
     keys = list(shapes)
+    if probe_control.is_controlnet(keys):
+        return probe_control.classify_controlnet(shapes)
+    if probe_control.is_ip_adapter(keys):
+        return probe_control.classify_ip_adapter(shapes)
     if not _is_lora(keys) and (probe_modern.is_flux(keys) or probe_modern.is_sd3(keys)):
         return probe_modern.classify_modern(shapes, metadata, dtypes)
     for test, classifier in (

@@ -50,6 +50,11 @@ def probe_folder(path: Path) -> ProbeResult:
         family = config.get("family")
         if isinstance(family, str) and family:
             return ProbeResult(kind="native", base=family, layout="native", details=config)
+        from engine.library.probe_control import probe_config_folder
+
+        found = probe_config_folder(path, config)
+        if found is not None:
+            return found
     return ProbeResult(
         kind="unknown",
         status="unknown",

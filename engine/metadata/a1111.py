@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 
+from engine.metadata.a1111_control import is_control_field, read_hires, read_units
 from engine.metadata.common import ImportedSettings, build_imported, guarded, lora_refs, number
 
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -79,7 +80,11 @@ def parse_a1111(text: str, source: str = "AUTOMATIC1111") -> ImportedSettings | 
     notes: list[str] = []
     width, height = parse_size(params.get("Size"))
     extras = _extras(params)
-    unused = sorted(key for key in params if key not in _USED)
+    hires, (width, height) = read_hires(params, (width, height), notes)
+    units = read_units(params, notes)
+    if units:
+        extras["a1111_controlnet"] = units
+    unused = sorted(key for key in params if key not in _USED and not is_control_field(key))
     if unused:
         extras["unused_fields"] = {key: params[key][:500] for key in unused[:50]}
         notes.append("Not used by Easel: " + ", ".join(unused[:12]) + ("..." * (len(unused) > 12)))
@@ -105,6 +110,7 @@ def parse_a1111(text: str, source: str = "AUTOMATIC1111") -> ImportedSettings | 
         clip_skip=number(params.get("Clip skip"), int),
         model=params.get("Model") or None,
         loras=lora_refs(LORA_TAG.findall(prompt)),
+        hires=hires,
         extras=extras,
         notes=notes,
     )

@@ -20,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from engine.errors import EaselError
 from engine.metadata.a1111 import A1111_NAMES, LORA_TAG
+from engine.metadata.a1111_control import control_fields, first_pass_size, hires_fields
 from engine.paths import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,14 @@ def a1111_parameters(metadata: dict) -> str:
         lines.append(f"Negative prompt: {get('negative_prompt')}")
     sampler, schedule = A1111_NAMES.get(str(get("sampler")), (get("sampler"), None))
     batch_size, batch_pos = _batch(metadata)
+    hires = hires_fields(metadata)
     fields: list[tuple[str, Any]] = [
         ("Steps", get("steps")),
         ("Sampler", sampler),
         ("Schedule type", schedule),
         ("CFG scale", _number_text(get("guidance_scale"))),
         ("Seed", get("seed")),
-        ("Size", f"{get('width')}x{get('height')}" if get("width") and get("height") else None),
+        ("Size", _size_text(metadata, bool(hires))),
         ("Model hash", model_hash(metadata) or None),
         ("Model", _a1111_name(model_name(metadata)) or None),
         ("Batch size", batch_size),
@@ -70,14 +72,30 @@ def a1111_parameters(metadata: dict) -> str:
     ]
     if str(get("mode", "txt2img")) != "txt2img":
         fields.append(("Denoising strength", _number_text(get("strength"))))
+    elif hires:
+        fields.append(hires.pop(0))  # the hires pass's strength, where A1111 writes it
     if _int(get("clip_skip")) > 1:
         fields.append(("Clip skip", get("clip_skip")))
     lora_hashes = _lora_hashes(loras, get("lora_hashes"))
     if lora_hashes:
         fields.append(("Lora hashes", lora_hashes))
+    fields += [field for field in hires if field[0] != "Denoising strength"]
+    fields += control_fields(metadata)
     fields.append(("Version", VERSION))
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None))
     return "\n".join(lines)
+
+
+def _size_text(metadata: dict, hires: bool) -> str | None:
+    """`Size` as A1111 writes it: with the hires fix, the first pass's size."""
+    width, height = metadata.get("width"), metadata.get("height")
+    if not (width and height):
+        return None
+    if hires:
+        first = first_pass_size(width, height, (metadata.get("hires") or {}).get("scale"))
+        if first:
+            width, height = first
+    return f"{width}x{height}"
 
 
 def model_name(metadata: dict) -> str:

@@ -26,6 +26,7 @@ from engine.context import JobContext
 from engine.errors import InputError, OutputError
 from engine.events import Result
 from engine.library.resolve import ResolvedModel
+from engine.sd.control import load_control_inputs, steering
 from engine.sd.loading import (
     ModelInfo,
     apply_memory_options,
@@ -62,6 +63,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     if resolved.base:
         check_lora_bases(request.loras, resolved.base)
     inputs = load_job_inputs(request)
+    control = load_control_inputs(request, ctx, resolved.base, (request.width, request.height))
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
     plan = _memory_plan(resolved, device, dtype, request, ctx)
@@ -87,13 +89,18 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             overrides=few_step.scheduler_options if few_step else None,
         )
         pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
-        with applied_loras(pipe, request.loras):
+        with (
+            steering(ctx, request, pipe, info.base, control, device, dtype) as steered,
+            applied_loras(steered.pipe, request.loras),
+        ):
+            pipe = steered.pipe
             embeds = encode_prompts(
                 pipe, request.prompt, request.negative_prompt, clip_skip=request.clip_skip
             )
             sampling = time.perf_counter()
             kwargs = call_arguments(request, inputs, info, seeds)
             kwargs.update(embeds.as_kwargs())
+            kwargs = steered.finish_kwargs(kwargs)
             output = pipe(**kwargs, **_step_callback(ctx, info)).images
         finished = time.perf_counter()
     check_output(output, dtype)
@@ -112,6 +119,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         "prompt_chunks": embeds.chunks,
         "offload": plan.offload.value,
         "offload_reason": plan.why,
+        **steered.info,
     }
     if few_step is not None:
         run.update(few_step=few_step.kind, few_step_source=few_step.source)

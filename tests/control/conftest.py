@@ -1,0 +1,87 @@
+"""Tiny SD 1.x / SDXL pipelines with ControlNets (folder and single file), built once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from engine.api import GenerationRequest, RuntimeOptions
+
+RUNTIME = RuntimeOptions(device="cpu", precision="fp32", cpu_threads=1)
+
+
+@pytest.fixture(scope="session")
+def control_models(tmp_path_factory):
+    from tests.helpers.tiny_control import build_controlnet
+    from tests.helpers.tiny_sd import build_sd1, build_sdxl
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tiny-control")
+    sd1 = build_sd1(root / "tiny-sd1")
+    sdxl = build_sdxl(root / "tiny-sdxl")
+    return {
+        "sd1": sd1,
+        "sdxl": sdxl,
+        "inpaint": build_sd1(root / "tiny-sd1-inpaint", inpaint=True),
+        "cn_sd1": build_controlnet(sd1, root / "cn-sd1", seed=3),
+        "cn_sd1_b": build_controlnet(sd1, root / "cn-sd1", seed=4),
+        "cn_sdxl": build_controlnet(sdxl, root / "cn-sdxl", seed=5),
+    }
+
+
+def drawing(size: int = 64) -> Image.Image:
+    """A dark rectangle outline and a filled disc on white: known edges."""
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((8, 8, size // 2, size // 2), outline="black", width=2)
+    draw.ellipse((size // 2 + 4, size // 2 + 4, size - 6, size - 6), fill=(40, 40, 40))
+    return image
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("control-inputs")
+    drawing(64).save(folder / "drawing.png")
+    drawing(96).resize((96, 80)).save(folder / "drawing-96x80.png")
+    gradient = np.linspace(0, 255, 64, dtype=np.uint8)
+    rgb = np.stack([np.tile(gradient, (64, 1))] * 3, axis=-1)
+    Image.fromarray(rgb).save(folder / "init.png")
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(folder / "mask-right.png")
+    Image.new("L", (64, 64), 0).save(folder / "mask-empty.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def services():
+    from engine.services import Services
+
+    return Services()
+
+
+@pytest.fixture
+def engine(services):
+    from engine.worker import Engine
+
+    eng = Engine(services=services)
+    yield eng
+    assert eng.shutdown(timeout=60), "engine worker did not stop"
+
+
+def make_request(model, **changes) -> GenerationRequest:
+    fields = dict(
+        prompt="a red apple",
+        negative_prompt="blurry",
+        model=str(model),
+        steps=3,
+        width=64,
+        height=64,
+        seed=42,
+        sampler="Euler",
+        runtime=RUNTIME,
+    )
+    fields.update(changes)
+    return GenerationRequest(**fields)
