@@ -22,6 +22,7 @@ from engine.api import (
     RuntimeOptions,
     round_to_multiple,
 )
+from engine.cli.control_args import add_control_arguments, control_fields
 from engine.errors import EaselError, InputError, ModelError, OutputError
 
 EXIT_CODES = {
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-t5", action="store_true", help="SD3: leave out the T5 encoder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_control_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,6 +96,7 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         "guidance_scale": args.cfg,
     }
     settings = {**model_defaults(args.model, mode, args.init), **_given(given)}
+    steering = _control_fields(args, settings, given)
     seed = args.seed if args.seed is not None else int.from_bytes(_random_bytes(4), "little")
     runtime = RuntimeOptions(
         device=args.device,
@@ -120,7 +123,28 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         extras={"model_defaults": left} if left else {},
         runtime=runtime,
         **settings,
+        **steering,
     )
+
+
+def _control_fields(args: argparse.Namespace, settings: dict, given: dict) -> dict:
+    """ControlNet / IP-Adapter / hires fields; with --hires and no size given, the final size
+    is the model's own times the scale (the first pass runs at the model's size)."""
+    if not (
+        getattr(args, "control", None)
+        or getattr(args, "ip_adapter", None)
+        or getattr(args, "hires", None)
+    ):
+        return {}
+    from engine.library.resolve import resolve_model
+
+    fields = control_fields(args, resolve_model(args.model).base)
+    hires = fields.get("hires")
+    if hires is not None:
+        for side in ("width", "height"):
+            if given[side] is None:
+                settings[side] = round_to_multiple(round(settings[side] * hires.scale), 8)
+    return fields
 
 
 def _given(values: dict) -> dict:

@@ -1,5 +1,6 @@
-"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units (here), image prompts
-(engine/sd/ip_adapter.py) and regional prompts (engine/sd/regions.py).
+"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units. Image prompts, regional
+prompts and the hires fix are not built yet: a request with them is refused with a clear
+message rather than run without them.
 
 Two stages, called from engine/sd/generate.py:
 
@@ -50,12 +51,10 @@ class ControlInputs:
     """Everything a request steers with, read and checked before the model loads."""
 
     units: list[PreparedUnit] = field(default_factory=list)
-    references: list = field(default_factory=list)  # ip_adapter.PreparedImagePrompt
-    regions: list = field(default_factory=list)  # regions.PreparedRegion
 
     @property
     def empty(self) -> bool:
-        return not (self.units or self.references or self.regions)
+        return not self.units
 
 
 def load_control_inputs(
@@ -72,14 +71,17 @@ def load_control_inputs(
         ctx.check_cancelled()
         control_map = _preprocess(unit, image)
         inputs.units.append(PreparedUnit(unit=unit, ref=ref, control_map=control_map))
-    if request.image_prompts:
-        from engine.sd.ip_adapter import load_image_prompts
-
-        inputs.references = load_image_prompts(request.image_prompts, model_base)
-    if request.regions:
-        from engine.sd.regions import load_regions
-
-        inputs.regions = load_regions(request.regions, size, ctx)
+    unbuilt = {
+        "Image prompts (IP-Adapter)": request.image_prompts,
+        "Regional prompts": request.regions,
+        "The hires fix": request.hires,
+    }
+    for what, value in unbuilt.items():
+        if value:
+            # refused rather than silently ignored: the picture would not be what was asked
+            raise InputError(
+                f"{what} cannot run yet in this build of Easel; remove it from the request."
+            )
     return inputs
 
 
@@ -123,15 +125,11 @@ class Steered:
 
     pipe: Any
     kwargs: dict[str, Any] = field(default_factory=dict)
-    regions: Any = None  # regions.RegionalAttention, when the request has regions
     info: dict[str, Any] = field(default_factory=dict)
 
     def finish_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The call's keyword arguments with the steering's added (regions extend the text
-        embeddings with the regions' tokens)."""
+        """The call's keyword arguments with the steering's added."""
         kwargs.update(self.kwargs)
-        if self.regions is not None:
-            kwargs.update(self.regions.extend_embeddings(kwargs))
         return kwargs
 
 
@@ -161,19 +159,6 @@ def steering(
             steered.pipe = controlnet_pipeline(pipe, request.mode, base, models)
             steered.kwargs.update(control_arguments(steered.pipe, inputs.units, ctx))
             steered.info["controlnets"] = [item.ref.name for item in inputs.units]
-        if inputs.references:
-            from engine.sd.ip_adapter import attached_image_prompts
-
-            extra = stack.enter_context(
-                attached_image_prompts(ctx, steered.pipe, inputs.references, base, device, dtype)
-            )
-            steered.kwargs.update(extra)
-        if inputs.regions:
-            from engine.sd.regions import regional_attention
-
-            steered.regions = stack.enter_context(
-                regional_attention(steered.pipe, inputs.regions, request)
-            )
         yield steered
 
 
