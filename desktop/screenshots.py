@@ -36,8 +36,8 @@ def _settle(app, seconds: float = 0.15) -> None:
         app.processEvents()
 
 
-def render(out_dir: Path) -> list[Path]:
-    from PySide6.QtCore import QPointF
+def fake_engine_window(steps: int):
+    """(app, window, engines): the main window at the shots' size over the fake engine."""
     from PySide6.QtWidgets import QApplication
 
     import desktop  # noqa: F401 - PySide6 reference-count workaround
@@ -49,12 +49,19 @@ def render(out_dir: Path) -> list[Path]:
     engines: list[FakeEngine] = []
 
     def factory(sink):
-        engines.append(FakeEngine(sink, default=Script(steps=6, colour=(90, 150, 235))))
+        engines.append(FakeEngine(sink, default=Script(steps=steps, colour=(90, 150, 235))))
         return engines[-1]
 
     window = create_window(EngineBridge(factory, preload=()))
     window.resize(1360, 860)
     window.show()
+    return app, window, engines
+
+
+def render(out_dir: Path) -> list[Path]:
+    from PySide6.QtCore import QPointF
+
+    app, window, engines = fake_engine_window(steps=6)
     shots: list[Path] = []
 
     def shoot(widget, name: str) -> None:

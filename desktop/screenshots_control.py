@@ -124,24 +124,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _render(out_dir: Path) -> list[Path]:
-    from PySide6.QtWidgets import QApplication
+    from desktop.screenshots import _settle, _wait, fake_engine_window
 
-    import desktop  # noqa: F401 - PySide6 reference-count workaround
-    from desktop.app import create_window
-    from desktop.bridge import EngineBridge
-    from desktop.screenshots import _settle, _wait
-    from desktop.testing.fake_engine import FakeEngine, Script
-
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    engines: list[FakeEngine] = []
-
-    def factory(sink):
-        engines.append(FakeEngine(sink, default=Script(steps=3, colour=(90, 150, 235))))
-        return engines[-1]
-
-    window = create_window(EngineBridge(factory, preload=()))
-    window.resize(1360, 860)
-    window.show()
+    app, window, engines = fake_engine_window(steps=3)
     window.start_background_work()
     _wait(app, lambda: window.bridge.ready)
     window.settings.set("prompt", "a cosy cabin in a snowy forest, warm light in the windows")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.families.ddpm import _norm
+from engine.families.ldm import _Res  # the same residual block as the LDM autoencoder
 
 
 @dataclass
@@ -54,22 +55,6 @@ class TokenizerConfig:
     @property
     def downscale(self) -> int:
         return 2 ** len(self.channels)
-
-
-class _Res(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            _norm(channels),
-            nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-            _norm(channels),
-            nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x):
-        return x + self.body(x)
 
 
 def _encoder(config: TokenizerConfig) -> nn.Sequential:

@@ -178,7 +178,7 @@ def call_arguments(
         if spec.variant != "fill":
             kwargs["strength"] = request.strength
     if spec.base == "flux2":
-        _flux2_arguments(kwargs, request, spec)
+        _flux2_arguments(kwargs, spec)
     return kwargs
 
 
@@ -186,18 +186,17 @@ def call_arguments(
 FLUX2_MIN_REFERENCE = 64
 
 
-def _flux2_arguments(kwargs: dict, request: GenerationRequest, spec: FamilySpec) -> None:
+def _flux2_arguments(kwargs: dict, spec: FamilySpec) -> None:
     """FLUX.2 takes no negative prompt text: klein base's CFG runs against "" unless given the
     negative prompt's embeddings, which the job computes with the pipeline's own encoder."""
-    kwargs.pop("negative_prompt", None)
+    if spec.guidance != "cfg" or not kwargs.get("negative_prompt"):
+        kwargs.pop("negative_prompt", None)  # else encoded by encode_flux2_negative
     image = kwargs.get("image")
     if image is not None and min(image.size) < FLUX2_MIN_REFERENCE:
         raise InputError(
             f"{spec.title} needs the start picture to be at least {FLUX2_MIN_REFERENCE} pixels "
             f"on each side (it is {image.width}x{image.height}); use a larger picture."
         )
-    if spec.guidance == "cfg" and request.negative_prompt:
-        kwargs["negative_prompt"] = request.negative_prompt  # encoded by encode_flux2_negative
 
 
 def encode_flux2_negative(pipe, kwargs: dict) -> None:
