@@ -225,10 +225,10 @@ def _imported_settings_shots(window, shoot) -> None:
         found = read_imported_settings(SAMPLE_IMAGES / name)
         if found is None:  # a bundle without the test files
             return
-        window.offer_settings(found, name)
+        window.settings_import.offer(found, name)
         if shot == "import-fooocus":
             shoot(window, "import-toast")
-        dialog = window.review_settings(found, name)
+        dialog = window.settings_import.review(found, name)
         shoot(dialog, shot)
         dialog.close()
     window.toast.hide()
