@@ -275,6 +275,7 @@ def cmd_dalle(args) -> None:
     import threading
 
     from engine.api import RuntimeOptions, TrainingRequest
+    from engine.cli.train import parse_settings
     from engine.context import JobContext
     from engine.errors import JobCancelled
     from engine.training.runner import run_training
@@ -286,6 +287,7 @@ def cmd_dalle(args) -> None:
         "tokenizer_steps": args.tokenizer_steps,
         "caption_templates": list(emoji.CAPTION_TEMPLATES),
         "title": "emoji-dalle",
+        **parse_settings(args.set or []),
     }
     request = TrainingRequest(
         family="dalle",
@@ -459,6 +461,12 @@ def main(argv=None) -> int:
     dalle.add_argument("--resume", action="store_true")
     dalle.add_argument("--threads", type=int, default=1)
     dalle.add_argument("--seed", type=int, default=0)
+    dalle.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=JSON",
+        help="a config setting, e.g. --set 'tokenizer={\"channels\": [64, 128]}' (repeatable)",
+    )
     dalle.set_defaults(run=cmd_dalle)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
