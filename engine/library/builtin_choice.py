@@ -50,16 +50,21 @@ def rank_key(quality: dict) -> tuple[float, float, float]:
     )
 
 
-def best_builtin(root: Path | None = None) -> str | None:
-    """Name of the prompt-following built-in that measures best, or None when none is."""
+def ranked_text_builtins(root: Path | None = None) -> list[str]:
+    """Names of the built-ins that follow a prompt (measured faithfulness), best first."""
     text_models = {
         name: quality
         for name, quality in measured_builtins(root).items()
         if (quality.get("faithfulness") or {}).get("rate") is not None
     }
-    if not text_models:
-        return None
-    return max(sorted(text_models), key=lambda name: rank_key(text_models[name]))
+    # sorted by name first so equal measurements keep a fixed order
+    return sorted(sorted(text_models), key=lambda n: rank_key(text_models[n]), reverse=True)
+
+
+def best_builtin(root: Path | None = None) -> str | None:
+    """Name of the prompt-following built-in that measures best, or None when none is."""
+    ranked = ranked_text_builtins(root)
+    return ranked[0] if ranked else None
 
 
 @functools.lru_cache(maxsize=1)
