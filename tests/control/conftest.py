@@ -91,7 +91,7 @@ def make_request(model, **changes) -> GenerationRequest:
 def ip_models(control_models, tmp_path_factory):
     """Tiny IP-Adapters for the tiny SD 1.x and SDXL UNets, in h94/IP-Adapter's layout: the
     weights file beside an `image_encoder` folder (a tiny CLIPVisionModelWithProjection)."""
-    from tests.helpers.tiny_control import build_image_encoder, build_ip_adapter
+    from tests.helpers.tiny_control import build_controlnet, build_image_encoder, build_ip_adapter
 
     root = tmp_path_factory.mktemp("tiny-ip-adapter")
     models = {}
@@ -106,6 +106,11 @@ def ip_models(control_models, tmp_path_factory):
         control_models["sd1"], root / "alone" / "ip-adapter-alone.safetensors", seed=12
     )
     models["encoder"] = root / "ip-sd1" / "image_encoder"
+    for base in ("sd1", "sdxl"):
+        # gentle ControlNets: the main fixture's steer so hard that nothing else shows
+        models[f"cn_{base}_gentle"] = build_controlnet(
+            control_models[base], root / f"cn-{base}", seed=9, std=0.03
+        )["folder"]
     return models
 
 

@@ -18,8 +18,11 @@ def _unet(pipeline_folder: Path):
     return UNet2DConditionModel.from_pretrained(str(Path(pipeline_folder) / "unet"))
 
 
-def build_controlnet(pipeline_folder: str | Path, out_dir: str | Path, *, seed: int = 3) -> dict:
-    """{"folder": <diffusers folder>, "file": <single .safetensors>} for the pipeline's UNet."""
+def build_controlnet(
+    pipeline_folder: str | Path, out_dir: str | Path, *, seed: int = 3, std: float = 0.3
+) -> dict:
+    """{"folder": <diffusers folder>, "file": <single .safetensors>} for the pipeline's UNet;
+    `std` of the randomised zero convolutions sets how strongly it steers."""
     from diffusers import ControlNetModel
     from safetensors.torch import save_file
 
@@ -29,7 +32,7 @@ def build_controlnet(pipeline_folder: str | Path, out_dir: str | Path, *, seed: 
         for name, param in controlnet.named_parameters():
             # zero-initialised in training; random here so the unit changes the picture
             if "controlnet_" in name or "conv_out" in name:
-                param.normal_(std=0.3)
+                param.normal_(std=std)
     out_dir = Path(out_dir)
     folder = out_dir / f"controlnet-{seed}"
     controlnet.save_pretrained(str(folder))
