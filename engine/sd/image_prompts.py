@@ -332,6 +332,11 @@ class ImagePromptInputs:
     def __bool__(self) -> bool:
         return bool(self.prompts)
 
+    @property
+    def adapters(self) -> list[AdapterRef]:
+        """Each distinct adapter once."""
+        return list({id(p.adapter): p.adapter for p in self.prompts}.values())
+
 
 def load_image_prompts(
     request: GenerationRequest, ctx: JobContext, model_base: str
@@ -347,8 +352,10 @@ def load_image_prompts(
         image = open_user_image(prompt.image, f"image prompt {index}", mode="RGB")
         ctx.check_cancelled()
         inputs.prompts.append(PreparedImagePrompt(prompt, adapters[prompt.model], image))
-    if inputs.prompts:
-        inputs.encoder = _one_encoder(list({id(a): a for a in adapters.values()}.values()))
+    if inputs.prompts and model_base:
+        # found now, before the model loads; with the base unknown until the UNet is loaded, the
+        # base checks come first, after the load (a wrong adapter is named, not its encoder)
+        inputs.encoder = _one_encoder(inputs.adapters)
     return inputs
 
 
@@ -383,8 +390,11 @@ def attached_image_prompts(
 ) -> Iterator[dict[str, Any]]:
     """IP-Adapters attached to `pipe` (its UNet is the cached model's) for one job; yields the
     call's extra arguments. Everything is put back on leaving, also after an error."""
-    for adapter in {id(p.adapter): p.adapter for p in inputs.prompts}.values():
+    for adapter in inputs.adapters:
+        check_adapter_base(adapter, model_base)
         check_adapter_fits(adapter, model_base, pipe.unet)
+    if inputs.encoder is None:
+        inputs.encoder = _one_encoder(inputs.adapters)
     with _cached_encoder(ctx, inputs.encoder, device, dtype) as encoder:
         saved = _PipelineState.of(pipe)
         try:
