@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -117,6 +118,22 @@ def _dropped_image(mime) -> str:
         if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
             return url.toLocalFile()
     return ""
+
+
+class ElidedLabel(QLabel):
+    """A file name shortened in the middle (…) when the row is narrow, never cut off."""
+
+    def __init__(self, text: str, parent=None):
+        super().__init__(text, parent)
+        self.full_text = text
+        self.setMinimumWidth(60)
+        # the row gives it what is left; its own text must not widen the dock
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        metrics = self.fontMetrics()
+        self.setText(metrics.elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, self.width()))
 
 
 def ip_adapter_empty_text() -> str:
@@ -222,9 +239,8 @@ class ImagePromptSection(QWidget):
             thumb = Thumbnail(SMALL_THUMB)
             thumb.setAcceptDrops(False)
             thumb.show_image(QImage(prompt.image_path), prompt.image_path)
-            name = QLabel(Path(prompt.image_path).name)
+            name = ElidedLabel(Path(prompt.image_path).name)
             name.setToolTip(prompt.image_path)
-            name.setMinimumWidth(60)
             weight = _weight_spin(prompt.weight, 2.0, "How strongly this picture steers")
             weight.valueChanged.connect(
                 lambda v, i=index: self.control.set_image_prompt_weight(i, v)
