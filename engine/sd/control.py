@@ -1,6 +1,6 @@
-"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units. Image prompts, regional
-prompts and the hires fix are not built yet: a request with them is refused with a clear
-message rather than run without them.
+"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units. Image prompts are not
+built yet: a request with them is refused with a clear message rather than run without them.
+Regional prompts are engine/sd/regions.py, the hires fix engine/sd/hires.py.
 
 Two stages, called from engine/sd/generate.py:
 
@@ -73,8 +73,6 @@ def load_control_inputs(
         inputs.units.append(PreparedUnit(unit=unit, ref=ref, control_map=control_map))
     unbuilt = {
         "Image prompts (IP-Adapter)": request.image_prompts,
-        "Regional prompts": request.regions,
-        "The hires fix": request.hires,
     }
     for what, value in unbuilt.items():
         if value:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.api_control import HiresFix, ImagePrompt
+from engine.api_control import ImagePrompt
 from engine.events import Failed
 from tests.control.conftest import make_request
 
@@ -43,7 +43,6 @@ def test_cli_without_a_controlnet_in_the_library_says_so(control_models, picture
     "field",
     [
         {"image_prompts": [ImagePrompt(image="/tmp/ref.png")]},
-        {"hires": HiresFix(scale=2.0)},
     ],
 )
 def test_unbuilt_steering_is_refused_and_the_engine_keeps_serving(engine, control_models, field):
