@@ -4,8 +4,8 @@ A1111's order: the request's width and height are the FINAL size; the first pass
 size divided by the hires scale (multiples of 8; the size the model was trained for when the
 user chose the scale for it). The first pass's result is enlarged to the final size:
 
-- "latent": its latents are interpolated (bilinear, as A1111's "Latent") and refined directly;
-  nothing is decoded between the passes.
+- "latent": its latents are interpolated (bicubic: A1111's "Latent (bicubic)", the name the
+  metadata writes) and refined directly; nothing is decoded between the passes.
 - "lanczos" or an upscaler model from the library (a path or a library name, found as Upscale
   x2/x4 finds one): the first pass is decoded, enlarged in pixels, resized to the final size.
 
@@ -161,8 +161,8 @@ def _first_pass(job: HiresPass, size: tuple[int, int], in_latents: bool, callbac
 
 
 def enlarge_latents(latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A1111's "Latent" upscaler: bilinear interpolation of the latents to (height, width)."""
-    return F.interpolate(latents, size=size, mode="bilinear", align_corners=False)
+    """A1111's "Latent (bicubic)": bicubic interpolation of the latents to (height, width)."""
+    return F.interpolate(latents, size=size, mode="bicubic", align_corners=False)
 
 
 def _enlarge_pictures(job: HiresPass, images: torch.Tensor, step: int, total: int):
@@ -193,8 +193,8 @@ class _TileProgress:
     def __init__(self, ctx: JobContext, step: int, total: int):
         self.ctx, self.step, self.total = ctx, step, total
 
-    def check_cancelled(self) -> None:
-        self.ctx.check_cancelled()
+    def __getattr__(self, name: str):
+        return getattr(self.ctx, name)  # the model cache, cancel checks, notices: the job's
 
     def progress(self, done: int, tiles: int, **_: Any) -> None:
         self.ctx.progress(self.step, self.total, stage=f"{UPSCALING_STAGE} ({done}/{tiles})")
