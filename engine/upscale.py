@@ -32,7 +32,7 @@ def run_upscale(request: UpscaleRequest, ctx: JobContext) -> Result:
         ctx.progress(1, 1, stage="resizing")
         info.update(method="lanczos", scale=factor)
     else:
-        result, details = _upscale_with_model(request, image, ctx)
+        result, details = upscale_with_model(request, image, ctx)
         info.update(details)
     info.update(output_size=list(result.size), seconds=time.perf_counter() - started)
     metadata = {**request.to_dict(), **{k: info[k] for k in ("method", "scale")}}
@@ -93,7 +93,9 @@ def _load_descriptor(path: Path, device, dtype):
     return descriptor.to(device=device, dtype=dtype)
 
 
-def _upscale_with_model(request: UpscaleRequest, image, ctx: JobContext):
+def upscale_with_model(request: UpscaleRequest, image, ctx: JobContext):
+    """`image` (PIL) through `request.model`, tiled, cached; (result, details). The hires fix
+    calls this too, with a `ctx` that reports tiles as a stage of its own progress."""
     from engine.devices import prepare
 
     path = _resolve_model_path(request.model)

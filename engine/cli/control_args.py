@@ -1,10 +1,11 @@
-"""`easel generate` flags for control: ControlNet units, image prompts and the hires fix.
+"""`easel generate` flags for control: ControlNet units, image prompts, regions, the hires fix.
 
     --control canny:edges.png:0.8   preprocessor, control image, weight (repeatable)
     --control-model FILE            the ControlNet (one for every unit, or one per --control)
     --ip-adapter ref.png:0.6        a reference picture and its weight (repeatable)
     --ip-adapter-model FILE         the IP-Adapter weights
     --hires 2x                      generate at 1/2 the size, upscale, refine at --hires-strength
+    --region mask.png:"a red hat":1 a prompt for the white area of a mask, weight (repeatable)
 
 Without --control-model / --ip-adapter-model the only suitable model in the library is used;
 none or several is said clearly.
@@ -13,9 +14,10 @@ none or several is said clearly.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
-from engine.api_control import PREPROCESSORS, ControlUnit, HiresFix, ImagePrompt
+from engine.api_control import PREPROCESSORS, ControlUnit, HiresFix, ImagePrompt, Region
 from engine.errors import InputError
 
 
@@ -38,7 +40,16 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hires", default=None, metavar="SCALE", help="hires fix, e.g. 2x or 1.5")
     group.add_argument("--hires-strength", type=float, default=0.5)
     group.add_argument("--hires-steps", type=int, default=0, help="0: as many as the first pass")
-    group.add_argument("--hires-upscaler", default="latent", help="latent, or an upscaler model")
+    group.add_argument(
+        "--hires-upscaler", default="latent", help="latent, lanczos, or an upscaler model"
+    )
+    group.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        metavar="MASK:PROMPT[:WEIGHT]",
+        help="a regional prompt for the white area of a grey-level mask PNG (repeatable)",
+    )
 
 
 def control_fields(args: argparse.Namespace, model_base: str) -> dict:
@@ -51,6 +62,8 @@ def control_fields(args: argparse.Namespace, model_base: str) -> dict:
             ImagePrompt(image=image, weight=weight, model=_ip_adapter_model(args, model_base))
             for image, weight in (_image_and_weight(text, 0.6) for text in args.ip_adapter)
         )
+    if getattr(args, "region", None):
+        fields["regions"] = tuple(parse_region(text) for text in args.region)
     if args.hires:
         fields["hires"] = HiresFix(
             scale=parse_scale(args.hires),
@@ -67,6 +80,27 @@ def parse_scale(text: str) -> float:
         return float(value)
     except ValueError:
         raise InputError(f"--hires takes a scale such as 2x or 1.5 (got '{text}').") from None
+
+
+def parse_region(text: str) -> Region:
+    """`MASK:PROMPT[:WEIGHT]`: the first colon after the path ends it (a Windows drive's colon
+    is skipped); a last part that is a number is the weight, so prompts may hold colons."""
+    drive = 2 if re.match(r"^[A-Za-z]:[\\/]", text) else 0
+    cut = text.find(":", drive)
+    mask, prompt = (text[:cut], text[cut + 1 :]) if cut >= 0 else (text, "")
+    if not mask or not prompt.strip():
+        raise InputError(
+            f"--region takes MASK:PROMPT[:WEIGHT], e.g. sky.png:a red sky:1 (got '{text}')."
+        )
+    weight = 1.0
+    head, sep, tail = prompt.rpartition(":")
+    if sep and head.strip():
+        try:
+            weight, prompt = float(tail), head
+        except ValueError:
+            pass
+    path = str(Path(mask).expanduser().resolve())
+    return Region(mask=path, prompt=prompt.strip(), weight=weight)
 
 
 def _units(args: argparse.Namespace, model_base: str) -> tuple[ControlUnit, ...]:

@@ -134,6 +134,7 @@ def _control_fields(args: argparse.Namespace, settings: dict, given: dict) -> di
         getattr(args, "control", None)
         or getattr(args, "ip_adapter", None)
         or getattr(args, "hires", None)
+        or getattr(args, "region", None)
     ):
         return {}
     from engine.library.resolve import resolve_model

@@ -1,6 +1,6 @@
-"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units and image prompts
-(IP-Adapter, in engine/sd/image_prompts.py). Regional prompts and the hires fix are not built
-yet: a request with them is refused with a clear message rather than run without them.
+"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units here, image prompts
+(IP-Adapter) in engine/sd/image_prompts.py, regional prompts in engine/sd/regions.py and the
+hires fix in engine/sd/hires.py.
 
 Two stages, called from engine/sd/generate.py:
 
@@ -78,16 +78,6 @@ def load_control_inputs(
         ctx.check_cancelled()
         control_map = _preprocess(unit, image)
         inputs.units.append(PreparedUnit(unit=unit, ref=ref, control_map=control_map))
-    unbuilt = {
-        "Regional prompts": request.regions,
-        "The hires fix": request.hires,
-    }
-    for what, value in unbuilt.items():
-        if value:
-            # refused rather than silently ignored: the picture would not be what was asked
-            raise InputError(
-                f"{what} cannot run yet in this build of Easel; remove it from the request."
-            )
     inputs.image_prompts = load_image_prompts(request, ctx, model_base)
     return inputs
 

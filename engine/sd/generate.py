@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from engine.errors import InputError, OutputError
 from engine.events import Result
 from engine.library.resolve import ResolvedModel
 from engine.sd.control import load_control_inputs, steering
+from engine.sd.hires import HiresPass, check_hires, run_hires
 from engine.sd.loading import (
     ModelInfo,
     apply_memory_options,
@@ -39,6 +41,7 @@ from engine.sd.loading import (
 from engine.sd.lora import applied_loras, check_lora_bases
 from engine.sd.preview import latents_to_preview
 from engine.sd.prompts import encode_prompts
+from engine.sd.regions import encode_regions, load_regions, regional_attention
 from engine.sd.samplers import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,10 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     started = time.perf_counter()
     if resolved.base:
         check_lora_bases(request.loras, resolved.base)
+    check_hires(request)
     inputs = load_job_inputs(request)
     control = load_control_inputs(request, ctx, resolved.base, (request.width, request.height))
+    regions = load_regions(request, ctx, (request.width, request.height))
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
     plan = _memory_plan(resolved, device, dtype, request, ctx)
@@ -82,13 +87,16 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         apply_memory_options(base_pipe, request.runtime)
         request, few_step = _few_step_settings(request, base_pipe, resolved)
         seeds = batch_seeds(request)
-        scheduler = make_scheduler(
-            request.sampler,
-            model_scheduler_config(base_pipe),
-            seeds=seeds,
-            overrides=few_step.scheduler_options if few_step else None,
-        )
-        pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
+
+        def new_scheduler():
+            return make_scheduler(
+                request.sampler,
+                model_scheduler_config(base_pipe),
+                seeds=seeds,
+                overrides=few_step.scheduler_options if few_step else None,
+            )
+
+        pipe = pipeline_for_mode(base_pipe, request.mode, info, new_scheduler())
         with (
             steering(ctx, request, pipe, info.base, control, device, dtype) as steered,
             applied_loras(steered.pipe, request.loras),
@@ -97,11 +105,17 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             embeds = encode_prompts(
                 pipe, request.prompt, request.negative_prompt, clip_skip=request.clip_skip
             )
+            regional = encode_regions(pipe, request, regions)
             sampling = time.perf_counter()
-            kwargs = call_arguments(request, inputs, info, seeds)
-            kwargs.update(embeds.as_kwargs())
-            kwargs = steered.finish_kwargs(kwargs)
-            output = pipe(**kwargs, **_step_callback(ctx, info)).images
+            with regional_attention(pipe.unet, regional):
+                if request.hires is None:
+                    output = _single_pass(ctx, request, inputs, info, seeds, steered, embeds)
+                else:
+                    job = HiresPass(ctx, request, base_pipe, steered, control, info, seeds)
+                    job.prompt_kwargs, job.make_scheduler = embeds.as_kwargs(), new_scheduler
+                    job.regional = regional
+                    output, hires_info = run_hires(job, partial(_step_callback, ctx, info))
+                    steered.info.update(hires_info)
         finished = time.perf_counter()
     check_output(output, dtype)
     images = to_pil(output)
@@ -125,6 +139,13 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
     return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+
+
+def _single_pass(ctx, request, inputs, info, seeds, steered, embeds) -> torch.Tensor:
+    kwargs = call_arguments(request, inputs, info, seeds)
+    kwargs.update(embeds.as_kwargs())
+    kwargs = steered.finish_kwargs(kwargs)
+    return steered.pipe(**kwargs, **_step_callback(ctx, info)).images
 
 
 def make_room(cache, plan, device_type: str) -> None:
@@ -214,12 +235,16 @@ def call_arguments(
     return kwargs
 
 
-def _step_callback(ctx: JobContext, info: ModelInfo) -> dict[str, Any]:
-    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview."""
+def _step_callback(
+    ctx: JobContext, info: ModelInfo, *, offset: int = 0, total: int | None = None
+) -> dict[str, Any]:
+    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview.
+    `offset`/`total`: where this pass's steps sit on a job's one progress bar (hires fix)."""
 
     def on_step_end(pipe, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         ctx.check_cancelled()  # raises JobCancelled: the pipeline stops, nothing is decoded
-        ctx.progress(step + 1, pipe.num_timesteps)
+        whole = total if total is not None else pipe.num_timesteps
+        ctx.progress(min(offset + step + 1, whole), whole)
         ctx.preview(latents_to_preview(tensors["latents"], info.base))
         return {}
 

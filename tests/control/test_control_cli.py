@@ -1,14 +1,10 @@
-"""`easel generate --control ...` on tiny models; unbuilt steering is refused, not ignored."""
+"""`easel generate --control ... --ip-adapter ... --hires ... --region ...` on tiny models."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
-
-from engine.api_control import HiresFix
-from engine.events import Failed
-from tests.control.conftest import make_request
 
 
 def test_cli_control_flag_runs_a_unit_and_writes_it_in_the_metadata(
@@ -39,9 +35,48 @@ def test_cli_without_a_controlnet_in_the_library_says_so(control_models, picture
     assert "No ControlNet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("field", [{"hires": HiresFix(scale=2.0)}])
-def test_unbuilt_steering_is_refused_and_the_engine_keeps_serving(engine, control_models, field):
-    final = engine.run(make_request(control_models["sd1"], **field), timeout=300)
-    assert isinstance(final, Failed) and "cannot run yet" in final.message
-    ok = engine.run(make_request(control_models["sd1"]), timeout=300)
-    assert np.asarray(ok.images[0]).shape == (64, 64, 3)
+
+
+
+def _cli_args(control_models, out, *extra) -> list[str]:
+    args = ["generate", "an apple", "--model", str(control_models["sd1"]), "--steps", "2"]
+    args += ["--seed", "3", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    return [*args, "--quiet", "-o", str(out), *extra]
+
+
+def test_cli_hires_flag_makes_the_final_size_in_one_job(control_models, tmp_path):
+    import json
+
+    from desktop.cli import main
+
+    out = tmp_path / "hires.png"
+    flags = ["--width", "128", "--height", "128", "--hires", "2x", "--hires-strength", "0.6"]
+    assert main(_cli_args(control_models, out, *flags)) == 0
+    image = Image.open(out)
+    assert image.size == (128, 128)
+    assert "Size: 64x64" in image.info["parameters"]
+    assert "Hires upscale: 2" in image.info["parameters"]
+    assert json.loads(image.info["easel"])["hires"]["strength"] == 0.6
+
+
+def test_cli_region_flag_steers_the_masked_area(control_models, pictures, tmp_path):
+    import json
+
+    from desktop.cli import main
+    from engine.cli.control_args import parse_region
+
+    mask = pictures / "mask-right.png"
+    plain, steered = tmp_path / "plain.png", tmp_path / "region.png"
+    assert main(_cli_args(control_models, plain, "--width", "64", "--height", "64")) == 0
+    region = f"{mask}:a blue (ocean:1.2) with waves:0.8"
+    args = _cli_args(control_models, steered, "--width", "64", "--height", "64")
+    assert main([*args, "--region", region]) == 0
+    stored = json.loads(Image.open(steered).info["easel"])["regions"]
+    assert stored == [{"mask": str(mask), "prompt": "a blue (ocean:1.2) with waves", "weight": 0.8}]
+    change = np.abs(
+        np.asarray(Image.open(steered)).astype(int) - np.asarray(Image.open(plain)).astype(int)
+    )
+    assert change.mean() > 1.0
+    assert parse_region("C:\\masks\\sky.png:a sky").prompt == "a sky"  # a drive's colon
+    with pytest.raises(Exception, match="MASK:PROMPT"):
+        parse_region("mask-only.png")
