@@ -101,7 +101,15 @@ def load_base_pipeline(
         "_class_name": type(pipe.scheduler).__name__,
     }
     place(pipe, device, offload or runtime.offload)
+    _apply_speed_levers(pipe, device, dtype)
     return pipe
+
+
+def _apply_speed_levers(pipe, device: torch.device, dtype: torch.dtype) -> None:
+    # channels_last and friends, chosen per device and measured (engine/sd/speed.py)
+    from engine.sd.speed import apply_speed_plan, plan_for
+
+    apply_speed_plan(pipe, plan_for(device, dtype))
 
 
 def model_scheduler_config(pipe) -> dict:
