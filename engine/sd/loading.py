@@ -226,14 +226,12 @@ def _load_diffusers_folder(path: Path, dtype: torch.dtype):
 
 
 def _shared_tokenizers(path: Path) -> dict[str, Any]:
-    """The folder's CLIP tokenizers from the shared cache (built once per distinct files)."""
+    """The folder's CLIP and T5 tokenizers from the shared cache (built once per distinct
+    files)."""
     from engine.sd import tokenizers
 
     try:
-        return {
-            component: tokenizers.clip_tokenizer(folder)
-            for component, folder in tokenizers.folder_components(path).items()
-        }
+        return tokenizers.folder_tokenizers(path)
     except Exception as exc:  # noqa: BLE001 - let diffusers load it and report the problem
         log.debug("shared tokenizer for %s not used: %s", path, exc)
         return {}
