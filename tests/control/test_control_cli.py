@@ -35,9 +35,6 @@ def test_cli_without_a_controlnet_in_the_library_says_so(control_models, picture
     assert "No ControlNet" in capsys.readouterr().err
 
 
-
-
-
 def _cli_args(control_models, out, *extra) -> list[str]:
     args = ["generate", "an apple", "--model", str(control_models["sd1"]), "--steps", "2"]
     args += ["--seed", "3", "--device", "cpu", "--precision", "fp32", "--threads", "1"]
