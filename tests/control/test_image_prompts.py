@@ -44,6 +44,39 @@ def test_an_image_prompt_changes_the_output_and_weight_zero_does_not(
     assert np.array_equal(pixels(again), pixels(plain))
 
 
+@pytest.mark.parametrize("base", ["sd1", "sdxl"])
+def test_ip_adapter_plus_runs_and_equals_diffusers(
+    engine, control_models, ip_models, references, base
+):
+    model, adapter = control_models[base], ip_models[f"ip_{base}_plus"]
+    plain = run(engine, make_request(model, guidance_scale=5.0))
+    req = make_request(
+        model, guidance_scale=5.0, image_prompts=[prompt(references, adapter, weight=0.9)]
+    )
+    ours = run(engine, req)
+    assert np.abs(pixels(ours) - pixels(plain)).mean() > 2.0
+    # the resampler's own attention processors are gone afterwards: the next plain job is clean
+    assert np.array_equal(
+        pixels(run(engine, make_request(model, guidance_scale=5.0))), pixels(plain)
+    )
+    pipe = _diffusers_pipeline(control_models, ip_models, base)
+    pipe.load_ip_adapter(
+        str(adapter.parent), subfolder="", weight_name=adapter.name, local_files_only=True
+    )
+    pipe.set_ip_adapter_scale(0.9)
+    theirs = pipe(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        ip_adapter_image=Image.open(references / "warm.png").convert("RGB"),
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        height=64,
+        width=64,
+        generator=[torch.Generator("cpu").manual_seed(42)],
+    ).images[0]
+    assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
+
+
 def test_the_reference_picture_and_the_weight_both_matter(
     engine, control_models, ip_models, references
 ):
