@@ -254,3 +254,19 @@ def test_the_image_encoder_is_cached(engine, control_models, ip_models, referenc
     assert services.cache.loads == loads
     encoder = ip_models["encoder"]
     assert any(key.startswith(f"image_encoder:{encoder}") for key in services.cache.keys())
+
+
+@pytest.mark.parametrize("key", ["ip_sd1", "ip_sd1_plus"])
+def test_image_prompts_in_bf16(engine, control_models, ip_models, references, services, key):
+    from engine.api import RuntimeOptions
+
+    runtime = RuntimeOptions(device="cpu", precision="bf16", cpu_threads=1)
+    model = control_models["sd1"]
+    plain = run(engine, make_request(model, runtime=runtime))
+    steered = run(
+        engine,
+        make_request(model, runtime=runtime, image_prompts=[prompt(references, ip_models[key])]),
+    )
+    assert steered.info["dtype"] == "bf16"
+    assert np.abs(pixels(steered) - pixels(plain)).mean() > 2.0
+    assert any(k.startswith("image_encoder:") and k.endswith("bf16") for k in services.cache.keys())
