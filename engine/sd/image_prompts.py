@@ -462,15 +462,7 @@ def _state_dicts(prompts: list[PreparedImagePrompt], dtype: torch.dtype) -> list
     for item in prompts:
         path = item.adapter.path
         if path not in by_path:
-            try:
-                flat = load_state_dict(path)
-            except ModelError:
-                raise
-            except Exception as exc:
-                raise ModelError(
-                    f"The IP-Adapter '{item.adapter.name}' could not be read ({exc}). The file "
-                    "may be incomplete or damaged."
-                ) from exc
+            flat = load_state_dict(path)  # a ModelError names the file when it is unreadable
             nested: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
             for key, value in flat.items():
                 part, _, rest = key.partition(".")

@@ -270,3 +270,25 @@ def test_image_prompts_in_bf16(engine, control_models, ip_models, references, se
     assert steered.info["dtype"] == "bf16"
     assert np.abs(pixels(steered) - pixels(plain)).mean() > 2.0
     assert any(k.startswith("image_encoder:") and k.endswith("bf16") for k in services.cache.keys())
+
+
+def test_a_cancelled_image_prompt_job_leaves_the_model_clean(
+    engine, control_models, ip_models, references
+):
+    from engine.events import Cancelled, Progress
+
+    model = control_models["sd1"]
+    plain = run(engine, make_request(model))
+
+    def cancel_at_two(event):
+        if isinstance(event, Progress) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    engine.subscribe(cancel_at_two)
+    ip = [prompt(references, ip_models["ip_sd1_plus"])]
+    try:
+        final = engine.run(make_request(model, steps=20, image_prompts=ip), timeout=300)
+    finally:
+        engine.unsubscribe(cancel_at_two)
+    assert isinstance(final, Cancelled), final
+    assert np.array_equal(pixels(run(engine, make_request(model))), pixels(plain))
