@@ -76,8 +76,10 @@ class AdapterRef:
             return "faceid"
         if "image_proj.proj.weight" in keys:
             return "plain"
-        if "image_proj.proj.0.weight" in keys:
-            return "faceid" if "image_proj.proj.2.weight" in keys else "full_face"
+        if "image_proj.proj.3.weight" in keys:  # Linear, GELU, Linear, LayerNorm
+            return "full_face"
+        if "image_proj.proj.0.weight" in keys:  # FaceID's MLP reads an insightface embedding
+            return "faceid"
         return "plus"
 
     @property
@@ -401,17 +403,42 @@ def attached_image_prompts(
             pipe.register_modules(
                 image_encoder=encoder, feature_extractor=image_processor(inputs.encoder)
             )
-            state_dicts = _state_dicts(inputs.prompts, dtype)
-            pipe.load_ip_adapter(
-                state_dicts,
-                subfolder=None,
-                weight_name=[None] * len(state_dicts),
-                image_encoder_folder=None,
-            )
+            _load_adapters(pipe, inputs.prompts, dtype)
             pipe.set_ip_adapter_scale([float(p.prompt.weight) for p in inputs.prompts])
             yield {"ip_adapter_image": [p.image for p in inputs.prompts]}
         finally:
             saved.restore(pipe)
+
+
+def _load_adapters(pipe, prompts: list[PreparedImagePrompt], dtype: torch.dtype) -> None:
+    state_dicts = _state_dicts(prompts, dtype)
+    try:
+        pipe.load_ip_adapter(
+            state_dicts,
+            subfolder=None,
+            weight_name=[None] * len(state_dicts),
+            image_encoder_folder=None,
+        )
+        _check_materialised(pipe.unet)
+    except (InputError, ModelError, MemoryError):
+        raise
+    except Exception as exc:  # KeyError, RuntimeError (shapes), NotImplementedError (meta), ...
+        names = ", ".join(sorted({f"'{p.adapter.name}'" for p in prompts}))
+        raise ModelError(
+            f"The IP-Adapter {names} could not be loaded: its tensors are not the layout "
+            f"diffusers reads ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). The "
+            "file may be incomplete, damaged, or a kind of IP-Adapter Easel does not run."
+        ) from exc
+
+
+def _check_materialised(unet) -> None:
+    """diffusers builds the adapter's layers empty and fills them from the file; a tensor the
+    file lacks stays empty ("meta") and would only fail in the first step."""
+    for module in (unet.encoder_hid_proj, *unet.attn_processors.values()):
+        if isinstance(module, torch.nn.Module):
+            for name, tensor in module.state_dict().items():
+                if tensor.is_meta:
+                    raise ValueError(f"the file has no tensor for {name}")
 
 
 @contextmanager
@@ -435,15 +462,7 @@ def _state_dicts(prompts: list[PreparedImagePrompt], dtype: torch.dtype) -> list
     for item in prompts:
         path = item.adapter.path
         if path not in by_path:
-            try:
-                flat = load_state_dict(path)
-            except ModelError:
-                raise
-            except Exception as exc:
-                raise ModelError(
-                    f"The IP-Adapter '{item.adapter.name}' could not be read ({exc}). The file "
-                    "may be incomplete or damaged."
-                ) from exc
+            flat = load_state_dict(path)  # a ModelError names the file when it is unreadable
             nested: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
             for key, value in flat.items():
                 part, _, rest = key.partition(".")

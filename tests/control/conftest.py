@@ -101,6 +101,14 @@ def ip_models(control_models, tmp_path_factory):
             control_models[base], folder / f"ip-adapter-tiny-{base}.safetensors"
         )
         build_image_encoder(folder / "image_encoder")
+        # IP-Adapter Plus beside it: a resampler over the encoder's hidden states (width 32)
+        models[f"ip_{base}_plus"] = build_ip_adapter(
+            control_models[base],
+            folder / f"ip-adapter-plus-tiny-{base}.safetensors",
+            image_embed_dim=32,
+            seed=13,
+            plus=True,
+        )
     # a second adapter for SD 1.x with other random weights, in a folder without an encoder
     models["ip_sd1_alone"] = build_ip_adapter(
         control_models["sd1"], root / "alone" / "ip-adapter-alone.safetensors", seed=12

@@ -281,3 +281,30 @@ def test_cli_ip_adapter_values(text, weight):
     (image_prompt,) = control_fields(args, "sd1")["image_prompts"]
     assert image_prompt.weight == weight
     assert image_prompt.image.endswith("ref.png") and image_prompt.model == "/m/ip.safetensors"
+
+
+def test_an_incomplete_adapter_is_one_clear_message_and_leaves_the_model_clean(
+    engine, control_models, ip_models, references
+):
+    from safetensors.torch import load_file
+
+    from tests.helpers.tiny_control import ip_adapter_tensors
+
+    model = control_models["sd1"]
+    plain = run(engine, make_request(model))
+    folder = ip_models["ip_sd1"].parent  # beside the tiny encoder
+    short = {
+        k: v
+        for k, v in ip_adapter_tensors(model, image_embed_dim=32, plus=True).items()
+        if not k.startswith("image_proj.layers.3.")  # a Plus resampler with 3 of its 4 layers
+    }
+    save_file(short, str(folder / "ip-adapter-plus-short.safetensors"))
+    no_value = dict(load_file(str(ip_models["ip_sd1"])))
+    del no_value["ip_adapter.3.to_v_ip.weight"]
+    save_file(no_value, str(folder / "ip-adapter-no-value.safetensors"))
+    for name in ("ip-adapter-plus-short", "ip-adapter-no-value"):
+        adapter = folder / f"{name}.safetensors"
+        message = refused(engine, make_request(model, image_prompts=[prompt(references, adapter)]))
+        assert message.startswith(f"The IP-Adapter '{name}' could not be loaded"), message
+        assert "incomplete, damaged" in message
+        assert np.array_equal(pixels(run(engine, make_request(model))), pixels(plain))

@@ -44,6 +44,39 @@ def test_an_image_prompt_changes_the_output_and_weight_zero_does_not(
     assert np.array_equal(pixels(again), pixels(plain))
 
 
+@pytest.mark.parametrize("base", ["sd1", "sdxl"])
+def test_ip_adapter_plus_runs_and_equals_diffusers(
+    engine, control_models, ip_models, references, base
+):
+    model, adapter = control_models[base], ip_models[f"ip_{base}_plus"]
+    plain = run(engine, make_request(model, guidance_scale=5.0))
+    req = make_request(
+        model, guidance_scale=5.0, image_prompts=[prompt(references, adapter, weight=0.9)]
+    )
+    ours = run(engine, req)
+    assert np.abs(pixels(ours) - pixels(plain)).mean() > 2.0
+    # the resampler's own attention processors are gone afterwards: the next plain job is clean
+    assert np.array_equal(
+        pixels(run(engine, make_request(model, guidance_scale=5.0))), pixels(plain)
+    )
+    pipe = _diffusers_pipeline(control_models, ip_models, base)
+    pipe.load_ip_adapter(
+        str(adapter.parent), subfolder="", weight_name=adapter.name, local_files_only=True
+    )
+    pipe.set_ip_adapter_scale(0.9)
+    theirs = pipe(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        ip_adapter_image=Image.open(references / "warm.png").convert("RGB"),
+        num_inference_steps=3,
+        guidance_scale=5.0,
+        height=64,
+        width=64,
+        generator=[torch.Generator("cpu").manual_seed(42)],
+    ).images[0]
+    assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
+
+
 def test_the_reference_picture_and_the_weight_both_matter(
     engine, control_models, ip_models, references
 ):
@@ -221,3 +254,41 @@ def test_the_image_encoder_is_cached(engine, control_models, ip_models, referenc
     assert services.cache.loads == loads
     encoder = ip_models["encoder"]
     assert any(key.startswith(f"image_encoder:{encoder}") for key in services.cache.keys())
+
+
+@pytest.mark.parametrize("key", ["ip_sd1", "ip_sd1_plus"])
+def test_image_prompts_in_bf16(engine, control_models, ip_models, references, services, key):
+    from engine.api import RuntimeOptions
+
+    runtime = RuntimeOptions(device="cpu", precision="bf16", cpu_threads=1)
+    model = control_models["sd1"]
+    plain = run(engine, make_request(model, runtime=runtime))
+    steered = run(
+        engine,
+        make_request(model, runtime=runtime, image_prompts=[prompt(references, ip_models[key])]),
+    )
+    assert steered.info["dtype"] == "bf16"
+    assert np.abs(pixels(steered) - pixels(plain)).mean() > 2.0
+    assert any(k.startswith("image_encoder:") and k.endswith("bf16") for k in services.cache.keys())
+
+
+def test_a_cancelled_image_prompt_job_leaves_the_model_clean(
+    engine, control_models, ip_models, references
+):
+    from engine.events import Cancelled, Progress
+
+    model = control_models["sd1"]
+    plain = run(engine, make_request(model))
+
+    def cancel_at_two(event):
+        if isinstance(event, Progress) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    engine.subscribe(cancel_at_two)
+    ip = [prompt(references, ip_models["ip_sd1_plus"])]
+    try:
+        final = engine.run(make_request(model, steps=20, image_prompts=ip), timeout=300)
+    finally:
+        engine.unsubscribe(cancel_at_two)
+    assert isinstance(final, Cancelled), final
+    assert np.array_equal(pixels(run(engine, make_request(model))), pixels(plain))

@@ -65,7 +65,12 @@ def build_image_encoder(
 
 
 def ip_adapter_tensors(
-    pipeline_folder: str | Path, *, image_embed_dim: int = 16, seed: int = 11, tokens: int = 4
+    pipeline_folder: str | Path,
+    *,
+    image_embed_dim: int = 16,
+    seed: int = 11,
+    tokens: int = 4,
+    plus: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Random IP-Adapter weights in h94's safetensors key layout for the pipeline's UNet.
 
@@ -73,7 +78,10 @@ def ip_adapter_tensors(
     cross-attention width (then `image_proj.norm`); every cross-attention layer gets
     `ip_adapter.N.to_k_ip` / `to_v_ip` (width -> that layer's channels). N counts attention
     processors in the UNet's order from 1, self-attention included, so cross-attention layers
-    are the odd numbers (diffusers reads them the same way)."""
+    are the odd numbers (diffusers reads them the same way).
+
+    `plus`: IP-Adapter Plus, whose `image_proj` is a perceiver resampler reading the encoder's
+    penultimate hidden states (`image_embed_dim` is then the encoder's hidden width)."""
     unet = _unet(Path(pipeline_folder))
     width = int(unet.config.cross_attention_dim)
     generator = torch.Generator().manual_seed(seed)
@@ -81,12 +89,15 @@ def ip_adapter_tensors(
     def rand(*shape, std):
         return (torch.randn(*shape, generator=generator) * std).contiguous()
 
-    tensors = {
-        "image_proj.proj.weight": rand(tokens * width, image_embed_dim, std=0.5),
-        "image_proj.proj.bias": rand(tokens * width, std=0.1),
-        "image_proj.norm.weight": 1.0 + rand(width, std=0.1),
-        "image_proj.norm.bias": rand(width, std=0.1),
-    }
+    if plus:
+        tensors = _resampler_tensors(rand, image_embed_dim, width, tokens)
+    else:
+        tensors = {
+            "image_proj.proj.weight": rand(tokens * width, image_embed_dim, std=0.5),
+            "image_proj.proj.bias": rand(tokens * width, std=0.1),
+            "image_proj.norm.weight": 1.0 + rand(width, std=0.1),
+            "image_proj.norm.bias": rand(width, std=0.1),
+        }
     key_id = 1
     for name in unet.attn_processors:
         if name.endswith("attn2.processor"):
@@ -94,6 +105,36 @@ def ip_adapter_tensors(
             tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = rand(channels, width, std=0.4)
             tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = rand(channels, width, std=0.4)
             key_id += 2
+    return tensors
+
+
+def _resampler_tensors(rand, embed_dims: int, width: int, tokens: int, depth: int = 4) -> dict:
+    """h94's Resampler keys (IP-Adapter Plus): latent queries, proj_in/out, and per layer a
+    perceiver attention (norm1, norm2, to_q, to_kv, to_out; heads of 64) and a feed-forward
+    (LayerNorm, Linear x4, GELU, Linear). Four layers, as every published Plus adapter has
+    (diffusers assumes four)."""
+    dim, inner = 64, 64  # one head of 64, the width diffusers derives the head count from
+    tensors = {
+        "image_proj.latents": rand(1, tokens, dim, std=dim**-0.5),
+        "image_proj.proj_in.weight": rand(dim, embed_dims, std=0.3),
+        "image_proj.proj_in.bias": rand(dim, std=0.05),
+        "image_proj.proj_out.weight": rand(width, dim, std=0.3),
+        "image_proj.proj_out.bias": rand(width, std=0.05),
+        "image_proj.norm_out.weight": 1.0 + rand(width, std=0.1),
+        "image_proj.norm_out.bias": rand(width, std=0.1),
+    }
+    for layer in range(depth):
+        prefix = f"image_proj.layers.{layer}"
+        for norm in ("norm1", "norm2"):
+            tensors[f"{prefix}.0.{norm}.weight"] = 1.0 + rand(dim, std=0.1)
+            tensors[f"{prefix}.0.{norm}.bias"] = rand(dim, std=0.1)
+        tensors[f"{prefix}.0.to_q.weight"] = rand(inner, dim, std=0.2)
+        tensors[f"{prefix}.0.to_kv.weight"] = rand(2 * inner, dim, std=0.2)
+        tensors[f"{prefix}.0.to_out.weight"] = rand(dim, inner, std=0.2)
+        tensors[f"{prefix}.1.0.weight"] = 1.0 + rand(dim, std=0.1)
+        tensors[f"{prefix}.1.0.bias"] = rand(dim, std=0.1)
+        tensors[f"{prefix}.1.1.weight"] = rand(4 * dim, dim, std=0.2)
+        tensors[f"{prefix}.1.3.weight"] = rand(dim, 4 * dim, std=0.2)
     return tensors
 
 
@@ -106,13 +147,20 @@ def _channels(unet, processor_name: str) -> int:
 
 
 def build_ip_adapter(
-    pipeline_folder: str | Path, out_file: str | Path, *, image_embed_dim: int = 16, seed: int = 11
+    pipeline_folder: str | Path,
+    out_file: str | Path,
+    *,
+    image_embed_dim: int = 16,
+    seed: int = 11,
+    plus: bool = False,
 ) -> Path:
     """A tiny IP-Adapter `.safetensors` for the pipeline's UNet (see `ip_adapter_tensors`)."""
     from safetensors.torch import save_file
 
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    tensors = ip_adapter_tensors(pipeline_folder, image_embed_dim=image_embed_dim, seed=seed)
+    tensors = ip_adapter_tensors(
+        pipeline_folder, image_embed_dim=image_embed_dim, seed=seed, plus=plus
+    )
     save_file(tensors, str(out_file))
     return out_file
