@@ -118,9 +118,19 @@ def folder_tokenizers(model_folder: Path) -> dict[str, object]:
 
 
 def single_file_variants(path: Path) -> dict[str, str]:
-    """{component: bundled variant} that loading the single-file checkpoint `path` will use."""
+    """{component: bundled variant} that loading the single-file checkpoint `path` will use
+    (for SD3 / FLUX.1 files: the bundled family config's, which a file without a companion
+    folder loads with)."""
+    from engine.library.probe import TRANSFORMER_BASES, probe_path
     from engine.library.single_file import choose_config, tokenizer_variants
 
+    result = probe_path(path)
+    if result.kind == "checkpoint" and result.base in TRANSFORMER_BASES:
+        from engine.sd.modern_families import family_spec
+        from engine.sd.modern_parts import bundled_config
+
+        config_dir = bundled_config(family_spec(result.base, result.variant))
+        return tokenizer_variants(config_dir) if config_dir else {}
     config_dir, _ = choose_config(path)
     return tokenizer_variants(config_dir)
 
@@ -132,7 +142,7 @@ def prefetch(model: str | Path) -> int:
     try:
         if path.is_dir():
             tokenizers = list(folder_tokenizers(path).values())
-        elif path.is_file() and path.suffix.lower() == ".safetensors":
+        elif path.is_file() and path.suffix.lower() in (".safetensors", ".gguf"):
             tokenizers = [bundled(v) for v in single_file_variants(path).values()]
         else:
             return 0
