@@ -223,3 +223,28 @@ def test_the_memory_plan_counts_the_separate_parts(separate, monkeypatch):
         "vae": file_bytes(files["vae"], "fp32"),
     }
     assert "text_encoder_3" not in model_components(transformer, "fp32", skip_t5=True)
+
+
+def test_an_fp8_text_encoder_is_used_only_when_no_fuller_one_is_there(separate, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = separate["flux"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    encoders = models / "text_encoders"
+    weights = load_file(str(encoders / "t5xxl_fp16.safetensors"))
+    fp8 = {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in weights.items()}
+    save_file(fp8, str(encoders / "t5xxl_fp8_e4m3fn.safetensors"))
+    assert probe_path(encoders / "t5xxl_fp8_e4m3fn.safetensors").variant == "t5,fp8"
+    transformer = models / "diffusion_models" / "tiny-t.safetensors"
+    spec = family_spec("flux", "dev")
+    chosen = modern_parts.choose_parts(transformer, spec, model["config"])
+    assert chosen["text_encoder_2"].name == "t5xxl_fp16.safetensors"
+    (encoders / "t5xxl_fp16.safetensors").unlink()
+    chosen = modern_parts.choose_parts(transformer, spec, model["config"])
+    assert chosen["text_encoder_2"].name == "t5xxl_fp8_e4m3fn.safetensors"
+    pipe = load_modern_pipeline(
+        resolve_model(str(transformer)), torch.float32, skip_t5=False, config_dir=model["config"]
+    )
+    assert pipe.text_encoder_2.shared.weight.dtype == torch.float32  # upcast on load
+    assert _run(pipe, "flux").shape == (1, 32, 32, 3)
