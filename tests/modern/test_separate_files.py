@@ -5,6 +5,7 @@ resources/configs in the app) and the bundled tokenizers, with the network cut."
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,32 @@ def test_an_fp8_text_encoder_is_used_only_when_no_fuller_one_is_there(separate, 
     )
     assert pipe.text_encoder_2.shared.weight.dtype == torch.float32  # upcast on load
     assert _run(pipe, "flux").shape == (1, 32, 32, 3)
+
+
+def test_parts_are_found_in_easels_models_folder_and_the_library(separate, tmp_path):
+    """Text encoders in <models>/text_encoders, and a VAE the library scanned from a user
+    folder, serve a transformer file that sits alone somewhere else."""
+    from engine.library.records import ModelLibrary
+    from engine.library.scan import scan_library
+    from engine.paths import models_dir
+
+    model = separate["flux"]
+    files = model["files"]
+    alone = shutil.copy(files["transformer"], tmp_path / "tiny-t.safetensors")
+    (models_dir() / "text_encoders").mkdir(parents=True, exist_ok=True)
+    for name in ("clip_l", "t5"):
+        shutil.copy(files[name], models_dir() / "text_encoders" / files[name].name)
+    user_folder = tmp_path / "my-vaes"
+    user_folder.mkdir()
+    shutil.copy(files["vae"], user_folder / "flux-ae.safetensors")
+    library = ModelLibrary()
+    library.add_folder(user_folder)
+    scan_library(library, include_hf_cache=False)
+    record = library.by_path(user_folder / "flux-ae.safetensors")
+    assert (record.kind, record.variant) == ("vae", "16-channel")
+    parts = modern_parts.choose_parts(Path(alone), family_spec("flux", "dev"), model["config"])
+    assert parts == {
+        "text_encoder": models_dir() / "text_encoders" / "clip_l.safetensors",
+        "text_encoder_2": models_dir() / "text_encoders" / "t5xxl_fp16.safetensors",
+        "vae": user_folder / "flux-ae.safetensors",
+    }
