@@ -116,7 +116,7 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
     """An original all-in-one file: every weight from the file, configs and tokenizers from the
     companion folder (or a bundled config folder with the bundled tokenizers)."""
     skip = {k: v for k, v in options.items() if k in {"text_encoder_3", "tokenizer_3"}}
-    if bundled and not _holds_t5(path):
+    if bundled and cls.__name__.startswith("StableDiffusion3") and not _holds_t5(path):
         # SD3's "incl_clips" files have no T5: run without it, as "skip T5" does
         skip.update(text_encoder_3=None, tokenizer_3=None)
     if bundled:
