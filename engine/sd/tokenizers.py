@@ -73,10 +73,10 @@ def shared_tokenizer(folder: Path, class_name: str):
 
 
 def _shared(folder: Path, cls):
+    # the files' content alone is the key: CLIP and T5 folders never hold the same files
     key = content_key(folder)
     if key is None:
         return cls.from_pretrained(str(folder), local_files_only=True)
-    key = f"{cls.__name__}:{key}"
     with _lock:  # the app's prefetch thread and the engine thread may ask at the same time
         tokenizer = _cache.get(key)
         if tokenizer is None:
