@@ -104,17 +104,23 @@ def folder_components(model_folder: Path) -> dict[str, Path]:
         entry = index.get(component)
         folder = model_folder / component
         if isinstance(entry, list) and entry[-1:] and entry[-1] in CLIP_CLASSES + T5_CLASSES:
-            if folder.is_dir():
+            if folder.is_dir() or entry[-1] in T5_CLASSES:
                 found[component] = folder
     return found
 
 
 def folder_tokenizers(model_folder: Path) -> dict[str, object]:
-    """{component: shared tokenizer} for a diffusers folder's CLIP and T5 tokenizers."""
-    return {
-        component: shared_tokenizer(folder, _class_name(model_folder, component))
-        for component, folder in folder_components(model_folder).items()
-    }
+    """{component: shared tokenizer} for a diffusers folder's CLIP and T5 tokenizers. A T5 slot
+    whose folder holds no tokenizer files (copies of SD3/FLUX folders often lose them) gets the
+    bundled T5 tokenizer, the one every SD3 and FLUX.1 model uses."""
+    out = {}
+    for component, folder in folder_components(model_folder).items():
+        class_name = _class_name(model_folder, component)
+        if class_name in T5_CLASSES and (not folder.is_dir() or content_key(folder) is None):
+            out[component] = bundled("t5")
+        else:
+            out[component] = shared_tokenizer(folder, class_name)
+    return out
 
 
 def single_file_variants(path: Path) -> dict[str, str]:

@@ -278,3 +278,14 @@ def test_parts_are_found_in_easels_models_folder_and_the_library(separate, tmp_p
         "text_encoder_2": models_dir() / "text_encoders" / "t5xxl_fp16.safetensors",
         "vae": user_folder / "flux-ae.safetensors",
     }
+
+
+def test_a_folder_without_its_t5_tokenizer_files_gets_the_bundled_one(separate, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    model = separate["flux"]
+    folder = shutil.copytree(model["folder"], tmp_path / "copied")
+    shutil.rmtree(folder / "tokenizer_2")
+    pipe = load_modern_pipeline(resolve_model(str(folder)), torch.float32, skip_t5=False)
+    reference = DiffusionPipeline.from_pretrained(str(model["folder"]), local_files_only=True)
+    assert np.array_equal(_run(pipe, "flux"), _run(reference, "flux"))
