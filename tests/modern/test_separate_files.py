@@ -289,3 +289,21 @@ def test_a_folder_without_its_t5_tokenizer_files_gets_the_bundled_one(separate, 
     pipe = load_modern_pipeline(resolve_model(str(folder)), torch.float32, skip_t5=False)
     reference = DiffusionPipeline.from_pretrained(str(model["folder"]), local_files_only=True)
     assert np.array_equal(_run(pipe, "flux"), _run(reference, "flux"))
+
+
+def test_a_clip_l_file_without_projection_gets_the_identity_for_sd3(separate, tmp_path):
+    """clip_l files made for FLUX carry no text projection; SD3 then uses the identity, as
+    diffusers and ComfyUI do for SD3's own all-in-one CLIP-L."""
+    from safetensors.torch import load_file, save_file
+
+    model = separate["sd3"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    clip_l = models / "text_encoders" / "clip_l.safetensors"
+    weights = load_file(str(clip_l))
+    del weights["text_projection.weight"]
+    save_file(weights, str(clip_l))
+    transformer = resolve_model(str(models / "diffusion_models" / "tiny-t.safetensors"))
+    config = model["config"]
+    pipe = load_modern_pipeline(transformer, torch.float32, skip_t5=False, config_dir=config)
+    assert torch.equal(pipe.text_encoder.text_projection.weight, torch.eye(16))
