@@ -307,3 +307,22 @@ def test_a_clip_l_file_without_projection_gets_the_identity_for_sd3(separate, tm
     config = model["config"]
     pipe = load_modern_pipeline(transformer, torch.float32, skip_t5=False, config_dir=config)
     assert torch.equal(pipe.text_encoder.text_projection.weight, torch.eye(16))
+
+
+def test_a_vae_file_in_diffusers_names_works_too(separate, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    model = separate["sd3"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    (models / "vae" / "sd3_vae.safetensors").unlink()
+    shutil.copy(
+        model["folder"] / "vae" / "diffusion_pytorch_model.safetensors",
+        models / "vae" / "sd3.5_vae.safetensors",
+    )
+    assert probe_path(models / "vae" / "sd3.5_vae.safetensors").details["key_layout"] == "diffusers"
+    transformer = resolve_model(str(models / "diffusion_models" / "tiny-t.safetensors"))
+    config = model["config"]
+    pipe = load_modern_pipeline(transformer, torch.float32, skip_t5=False, config_dir=config)
+    reference = DiffusionPipeline.from_pretrained(str(model["folder"]), local_files_only=True)
+    assert np.array_equal(_run(pipe, "sd3"), _run(reference, "sd3"))
