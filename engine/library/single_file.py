@@ -33,8 +33,9 @@ CONFIG_ALIASES = {
 
 
 def bundled_configs() -> list[str]:
+    """The bundled Stable Diffusion (UNet) configs; SD3/FLUX ones belong to modern_loading."""
     root = resource("configs")
-    return sorted(p.name for p in root.iterdir() if (p / "model_index.json").is_file())
+    return sorted(p.name for p in root.iterdir() if (p / "unet").is_dir())
 
 
 def choose_config(path: str | Path, *, base: str | None = None) -> tuple[Path, ProbeResult]:

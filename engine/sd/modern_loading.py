@@ -116,7 +116,7 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
     """An original all-in-one file: every weight from the file, configs and tokenizers from the
     companion folder (or a bundled config folder with the bundled tokenizers)."""
     skip = {k: v for k, v in options.items() if k in {"text_encoder_3", "tokenizer_3"}}
-    if bundled and not _holds_t5(path):
+    if bundled and cls.__name__.startswith("StableDiffusion3") and not _holds_t5(path):
         # SD3's "incl_clips" files have no T5: run without it, as "skip T5" does
         skip.update(text_encoder_3=None, tokenizer_3=None)
     if bundled:
@@ -125,7 +125,7 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
         tokenizers = _shared_clip_tokenizers(companion)
         tokenizers.update(_t5_tokenizers(companion, skip))
     try:
-        return cls.from_single_file(
+        pipe = cls.from_single_file(
             str(path),
             config=str(companion),
             local_files_only=True,
@@ -140,6 +140,32 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
             f"'{path.name}' could not be loaded with the settings of '{companion.name}': "
             f"{_first_line(exc)}."
         ) from exc
+    return _repair_single_file(pipe, path)
+
+
+def _repair_single_file(pipe, path: Path):
+    """Two gaps of diffusers' single-file T5 loader: it fills `shared` only, and under
+    transformers 5 the encoder's own `embed_tokens` (the same tensor in T5) stays on the meta
+    device, so it is tied again; and it leaves the model in training mode (T5's dropout 0.1
+    would make every encoding random), so every part is put in eval mode. Any other tensor left
+    unloaded means the file lacks it."""
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        encoder = getattr(pipe, name, None)
+        if encoder is None or not hasattr(encoder, "shared"):
+            continue
+        embed = encoder.get_encoder().embed_tokens
+        if embed.weight.device.type == "meta" and encoder.shared.weight.device.type != "meta":
+            embed.weight = encoder.shared.weight
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+            empty = [n for n, p in component.named_parameters() if p.device.type == "meta"]
+            if empty:
+                raise ModelError(
+                    f"'{path.name}' lacks {len(empty)} tensors of its {name} (e.g. {empty[0]}); "
+                    "the file is incomplete or of another layout."
+                )
+    return pipe
 
 
 def _t5_tokenizers(companion: Path, skip: dict) -> dict:

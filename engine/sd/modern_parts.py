@@ -52,7 +52,10 @@ KNOWN_PARTS = {
     ("clip", 1280): ("a CLIP-G text encoder", "clip_g.safetensors"),
     ("t5", 4096): ("a T5-XXL text encoder", "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn"),
 }
-VAE_FILES = {"flux": "ae.safetensors", "sd3": "the SD3 VAE (diffusion_pytorch_model.safetensors)"}
+VAE_FILES = {
+    "flux": "the FLUX.1 VAE file (ae.safetensors)",
+    "sd3": "the SD3 VAE file (e.g. sd3_vae.safetensors)",
+}
 
 
 def configs_root() -> Path:
@@ -90,7 +93,7 @@ class Slot:
 
     def describe(self, base: str) -> str:
         if self.architecture == "vae":
-            return f"the VAE ({VAE_FILES.get(base, 'a 16-channel VAE file')})"
+            return VAE_FILES.get(base, "a 16-channel VAE file")
         known = KNOWN_PARTS.get((self.architecture, self.width))
         if known:
             return f"{known[0]} file ({known[1]})"
@@ -217,10 +220,15 @@ def missing_parts_message(
         needs.append(f"{vae.describe(spec.base)} in {models_dir() / 'vae'}")
     found = ", ".join(f"{f.name} ({p.describe()})" for f, p in candidates) or "none"
     return (
-        f"'{path.name}' holds only the transformer of a {spec.title} model. {family} needs "
+        f"'{path.name}' holds only the transformer of {_article(spec.title)} {spec.title} model. "
+        f"{family} needs "
         f"{_join(needs)} (or next to the file, in '{path.parent}'); found: {found}. A diffusers "
         "folder of the model next to the file works too."
     )
+
+
+def _article(title: str) -> str:
+    return "an" if title.startswith("SD") else "a"
 
 
 def _join(items: list[str]) -> str:

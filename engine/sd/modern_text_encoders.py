@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from engine.errors import ModelError
-from engine.library.probe import probe_path
 from engine.library.probe_parts import strip_prefix, text_layout
 
 #: T5's token embedding is stored once as `shared` and used again by the encoder
@@ -39,7 +38,7 @@ def load_text_encoder(file: Path, config_dir: Path, component: str, dtype: torch
     model = _empty_model(cls, config)
     expected = model.state_dict()
     state = _read_state(file, dtype, keep_fp32=_fp32_modules(cls, dtype))
-    state = _to_model_names(state, file, model, set(expected))
+    state = _to_model_names(state, model, set(expected))
     for name, buffer in model.named_buffers():  # buffers are built by the model, not stored
         if name in expected and name not in state and buffer.device.type != "meta":
             state[name] = buffer
@@ -91,7 +90,7 @@ def _read_state(file: Path, dtype: torch.dtype, *, keep_fp32: tuple[str, ...]) -
     return state
 
 
-def _to_model_names(state: dict, file: Path, model, expected: set[str]) -> dict:
+def _to_model_names(state: dict, model, expected: set[str]) -> dict:
     """The file's tensors under the model's own parameter names."""
     layout = text_layout(state)
     prefix, names = strip_prefix(state)
@@ -115,15 +114,15 @@ def _to_model_names(state: dict, file: Path, model, expected: set[str]) -> dict:
             if key in expected and key not in out and present:
                 out[key] = out[present[0]]
     if "text_projection.weight" in expected and "text_projection.weight" not in out:
-        # SD3's all-in-one CLIP-L has no projection; diffusers uses the identity (its width is
-        # the hidden width), and so does Easel for the same files stored separately
-        width = expected_width(model)
-        if probe_path(file).details.get("architecture") == "clip" and width:
+        # CLIP-L files made for FLUX have no projection, SD3's pipeline wants one: the identity
+        # (a square projection), as diffusers and ComfyUI use for SD3's own all-in-one CLIP-L
+        width = _square_projection_width(model)
+        if layout != "t5" and width:
             out["text_projection.weight"] = torch.eye(width, dtype=_dtype_of(out))
     return out
 
 
-def expected_width(model) -> int:
+def _square_projection_width(model) -> int:
     config = model.config
     if getattr(config, "projection_dim", None) != getattr(config, "hidden_size", None):
         return 0

@@ -73,10 +73,10 @@ def shared_tokenizer(folder: Path, class_name: str):
 
 
 def _shared(folder: Path, cls):
+    # the files' content alone is the key: CLIP and T5 folders never hold the same files
     key = content_key(folder)
     if key is None:
         return cls.from_pretrained(str(folder), local_files_only=True)
-    key = f"{cls.__name__}:{key}"
     with _lock:  # the app's prefetch thread and the engine thread may ask at the same time
         tokenizer = _cache.get(key)
         if tokenizer is None:
@@ -104,23 +104,39 @@ def folder_components(model_folder: Path) -> dict[str, Path]:
         entry = index.get(component)
         folder = model_folder / component
         if isinstance(entry, list) and entry[-1:] and entry[-1] in CLIP_CLASSES + T5_CLASSES:
-            if folder.is_dir():
+            if folder.is_dir() or entry[-1] in T5_CLASSES:
                 found[component] = folder
     return found
 
 
 def folder_tokenizers(model_folder: Path) -> dict[str, object]:
-    """{component: shared tokenizer} for a diffusers folder's CLIP and T5 tokenizers."""
-    return {
-        component: shared_tokenizer(folder, _class_name(model_folder, component))
-        for component, folder in folder_components(model_folder).items()
-    }
+    """{component: shared tokenizer} for a diffusers folder's CLIP and T5 tokenizers. A T5 slot
+    whose folder holds no tokenizer files (copies of SD3/FLUX folders often lose them) gets the
+    bundled T5 tokenizer, the one every SD3 and FLUX.1 model uses."""
+    out = {}
+    for component, folder in folder_components(model_folder).items():
+        class_name = _class_name(model_folder, component)
+        if class_name in T5_CLASSES and (not folder.is_dir() or content_key(folder) is None):
+            out[component] = bundled("t5")
+        else:
+            out[component] = shared_tokenizer(folder, class_name)
+    return out
 
 
 def single_file_variants(path: Path) -> dict[str, str]:
-    """{component: bundled variant} that loading the single-file checkpoint `path` will use."""
+    """{component: bundled variant} that loading the single-file checkpoint `path` will use
+    (for SD3 / FLUX.1 files: the bundled family config's, which a file without a companion
+    folder loads with)."""
+    from engine.library.probe import TRANSFORMER_BASES, probe_path
     from engine.library.single_file import choose_config, tokenizer_variants
 
+    result = probe_path(path)
+    if result.kind == "checkpoint" and result.base in TRANSFORMER_BASES:
+        from engine.sd.modern_families import family_spec
+        from engine.sd.modern_parts import bundled_config
+
+        config_dir = bundled_config(family_spec(result.base, result.variant))
+        return tokenizer_variants(config_dir) if config_dir else {}
     config_dir, _ = choose_config(path)
     return tokenizer_variants(config_dir)
 
@@ -132,7 +148,7 @@ def prefetch(model: str | Path) -> int:
     try:
         if path.is_dir():
             tokenizers = list(folder_tokenizers(path).values())
-        elif path.is_file() and path.suffix.lower() == ".safetensors":
+        elif path.is_file() and path.suffix.lower() in (".safetensors", ".gguf"):
             tokenizers = [bundled(v) for v in single_file_variants(path).values()]
         else:
             return 0

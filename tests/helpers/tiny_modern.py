@@ -111,7 +111,9 @@ def _vae(latent_channels: int):
     )
 
 
-def sd3_transformer(num_layers: int = 1, *, width_heads: int = 4, mmdit_x: bool = False):
+def sd3_transformer(
+    num_layers: int = 1, *, width_heads: int = 4, mmdit_x: bool = False, pooled: int = 64
+):
     from diffusers import SD3Transformer2DModel
 
     extra = {"dual_attention_layers": tuple(range(num_layers))} if mmdit_x else {}
@@ -124,7 +126,7 @@ def sd3_transformer(num_layers: int = 1, *, width_heads: int = 4, mmdit_x: bool 
         num_attention_heads=width_heads,
         caption_projection_dim=32,
         joint_attention_dim=T5_WIDTH,
-        pooled_projection_dim=64,
+        pooled_projection_dim=pooled,  # CLIP-L's projection + CLIP-G's
         out_channels=16,
         pos_embed_max_size=32,
         **extra,
@@ -152,20 +154,30 @@ def flux_transformer(
 
 
 def build_sd3(
-    folder: str | Path, *, seed: int = 0, mmdit_x: bool = False, clip_g_layers: int = 2
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    mmdit_x: bool = False,
+    clip_g_layers: int = 2,
+    clip_l_width: int = 32,
 ) -> Path:
     """An SD3-layout pipeline folder (SD3.5-style MMDiT-X blocks when `mmdit_x`);
-    `clip_g_layers` other than 2 makes the two CLIP encoders' tensors differ, as real CLIP-L
-    and CLIP-G do, so separate text encoder files can be told apart."""
+    `clip_g_layers` other than 2 or `clip_l_width` other than 32 make the two CLIP encoders'
+    tensors differ, as real CLIP-L (768 wide, 12 layers) and CLIP-G (1280, 32) do, so separate
+    text encoder files, and diffusers' all-in-one conversion, can tell them apart."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     t5_tok = bundled_t5_tokenizer()
     pipe = StableDiffusion3Pipeline(
-        transformer=sd3_transformer(mmdit_x=mmdit_x),
+        transformer=sd3_transformer(mmdit_x=mmdit_x, pooled=clip_l_width + 32),
         vae=_vae(16),
-        text_encoder=_clip(CLIPTextModelWithProjection, projection_dim=32),
+        # CLIP-L's projection is square, as the real one (diffusers' all-in-one loader
+        # makes it the identity of that size)
+        text_encoder=_clip(
+            CLIPTextModelWithProjection, projection_dim=clip_l_width, hidden_size=clip_l_width
+        ),
         text_encoder_2=_clip(
             CLIPTextModelWithProjection, projection_dim=32, num_hidden_layers=clip_g_layers
         ),

@@ -5,6 +5,7 @@ resources/configs in the app) and the bundled tokenizers, with the network cut."
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def separate(tmp_path_factory):
     configs = root / "configs"  # stands in for resources/configs at the tiny sizes
     out = {}
     for family, build, config_name in (
-        ("sd3", lambda f: build_sd3(f, clip_g_layers=3), "sd3-medium"),
+        # CLIP-L 16 wide with 2 layers, CLIP-G 32 wide with 3: different, as the real ones
+        ("sd3", lambda f: build_sd3(f, clip_g_layers=3, clip_l_width=16), "sd3-medium"),
         ("flux", build_flux, "flux-dev"),
     ):
         folder = build(root / f"tiny-{family}")
@@ -84,7 +86,7 @@ def test_the_probe_names_each_separate_file(separate):
         "transformer-only",
     )
     for name, layout, width, layers in (
-        ("clip_l", "clip", 32, 2),
+        ("clip_l", "clip", 16, 2),
         ("clip_g", "open_clip", 32, 3),
         ("t5", "transformers", 64, 2),
     ):
@@ -147,5 +149,180 @@ def test_clip_files_go_to_the_slot_their_tensors_fit(separate, tmp_path):
         family_spec("sd3", "medium"),
         model["config"],
     )
-    assert parts["text_encoder"].name == "clip_g.safetensors"  # the 2-layer (CLIP-L) file
+    assert parts["text_encoder"].name == "clip_g.safetensors"  # the 16-wide (CLIP-L) file
     assert parts["text_encoder_2"].name == "clip_l.safetensors"
+
+
+@pytest.mark.parametrize("with_t5", [True, False])
+def test_an_all_in_one_file_loads_with_the_config_folder_alone(
+    separate, tmp_path, with_t5, no_network
+):
+    """Stability's all-in-one layout (MMDiT, VAE and text encoders in one file) needs no
+    companion; a file without T5 (SD3's "incl_clips") runs without it."""
+    from diffusers import DiffusionPipeline
+
+    from tests.helpers.tiny_parts import save_sd3_all_in_one
+
+    model = separate["sd3"]
+    path = save_sd3_all_in_one(model["folder"], tmp_path / "sd3_all.safetensors", with_t5=with_t5)
+    probe = probe_path(path)
+    assert (probe.details["contents"], probe.details["key_layout"]) == ("all-in-one", "original")
+    pipe = load_modern_pipeline(
+        resolve_model(str(path)), torch.float32, skip_t5=False, config_dir=model["config"]
+    )
+    assert (pipe.text_encoder_3 is not None) == with_t5
+    options = {} if with_t5 else {"text_encoder_3": None, "tokenizer_3": None}
+    reference = DiffusionPipeline.from_pretrained(
+        str(model["folder"]), local_files_only=True, **options
+    )
+    with torch.no_grad():  # the all-in-one CLIP-L has no projection: diffusers uses the identity
+        reference.text_encoder.text_projection.weight.copy_(torch.eye(16))
+    assert np.array_equal(_run(pipe, "sd3"), _run(reference, "sd3"))
+
+
+def test_a_gguf_transformer_with_separate_parts_equals_it_with_a_companion(separate, tmp_path):
+    from tests.helpers.tiny_modern import save_gguf_transformer
+
+    model = separate["flux"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    parted = save_gguf_transformer(model["folder"], models / "diffusion_models" / "t-Q8_0.gguf")
+    beside = tmp_path / "beside"
+    shutil.copytree(model["folder"], beside / "tiny-flux")  # a companion next to the file
+    companioned = shutil.copy(parted, beside / "t-Q8_0.gguf")
+    ours = load_modern_pipeline(
+        resolve_model(str(parted)), torch.float32, skip_t5=False, config_dir=model["config"]
+    )
+    theirs = load_modern_pipeline(resolve_model(str(companioned)), torch.float32, skip_t5=False)
+    assert np.array_equal(_run(ours, "flux"), _run(theirs, "flux"))
+
+
+def test_prefetch_builds_the_bundled_tokenizers_a_transformer_file_loads_with(separate):
+    from engine.sd import tokenizers
+
+    assert tokenizers.single_file_variants(separate["sd3"]["files"]["transformer"]) == {
+        "tokenizer": "clip",
+        "tokenizer_2": "clip-g",
+        "tokenizer_3": "t5",
+    }
+    assert tokenizers.prefetch(separate["flux"]["files"]["transformer"]) == 2
+
+
+def test_the_memory_plan_counts_the_separate_parts(separate, monkeypatch):
+    from engine.sd.memory_plan import file_bytes, model_components
+
+    model = separate["sd3"]
+    files = model["files"]
+    transformer = resolve_model(str(files["transformer"]))
+    monkeypatch.setattr(modern_parts, "configs_root", lambda: model["configs_root"])
+    sizes = model_components(transformer, "fp32")
+    assert sizes == {
+        "checkpoint": file_bytes(files["transformer"], "fp32"),
+        "text_encoder": file_bytes(files["clip_l"], "fp32"),
+        "text_encoder_2": file_bytes(files["clip_g"], "fp32"),
+        "text_encoder_3": file_bytes(files["t5"], "fp32"),
+        "vae": file_bytes(files["vae"], "fp32"),
+    }
+    assert "text_encoder_3" not in model_components(transformer, "fp32", skip_t5=True)
+
+
+def test_an_fp8_text_encoder_is_used_only_when_no_fuller_one_is_there(separate, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = separate["flux"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    encoders = models / "text_encoders"
+    weights = load_file(str(encoders / "t5xxl_fp16.safetensors"))
+    fp8 = {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in weights.items()}
+    save_file(fp8, str(encoders / "t5xxl_fp8_e4m3fn.safetensors"))
+    assert probe_path(encoders / "t5xxl_fp8_e4m3fn.safetensors").variant == "t5,fp8"
+    transformer = models / "diffusion_models" / "tiny-t.safetensors"
+    spec = family_spec("flux", "dev")
+    chosen = modern_parts.choose_parts(transformer, spec, model["config"])
+    assert chosen["text_encoder_2"].name == "t5xxl_fp16.safetensors"
+    (encoders / "t5xxl_fp16.safetensors").unlink()
+    chosen = modern_parts.choose_parts(transformer, spec, model["config"])
+    assert chosen["text_encoder_2"].name == "t5xxl_fp8_e4m3fn.safetensors"
+    pipe = load_modern_pipeline(
+        resolve_model(str(transformer)), torch.float32, skip_t5=False, config_dir=model["config"]
+    )
+    assert pipe.text_encoder_2.shared.weight.dtype == torch.float32  # upcast on load
+    assert _run(pipe, "flux").shape == (1, 32, 32, 3)
+
+
+def test_parts_are_found_in_easels_models_folder_and_the_library(separate, tmp_path):
+    """Text encoders in <models>/text_encoders, and a VAE the library scanned from a user
+    folder, serve a transformer file that sits alone somewhere else."""
+    from engine.library.records import ModelLibrary
+    from engine.library.scan import scan_library
+    from engine.paths import models_dir
+
+    model = separate["flux"]
+    files = model["files"]
+    alone = shutil.copy(files["transformer"], tmp_path / "tiny-t.safetensors")
+    (models_dir() / "text_encoders").mkdir(parents=True, exist_ok=True)
+    for name in ("clip_l", "t5"):
+        shutil.copy(files[name], models_dir() / "text_encoders" / files[name].name)
+    user_folder = tmp_path / "my-vaes"
+    user_folder.mkdir()
+    shutil.copy(files["vae"], user_folder / "flux-ae.safetensors")
+    library = ModelLibrary()
+    library.add_folder(user_folder)
+    scan_library(library, include_hf_cache=False)
+    record = library.by_path(user_folder / "flux-ae.safetensors")
+    assert (record.kind, record.variant) == ("vae", "16-channel")
+    parts = modern_parts.choose_parts(Path(alone), family_spec("flux", "dev"), model["config"])
+    assert parts == {
+        "text_encoder": models_dir() / "text_encoders" / "clip_l.safetensors",
+        "text_encoder_2": models_dir() / "text_encoders" / "t5xxl_fp16.safetensors",
+        "vae": user_folder / "flux-ae.safetensors",
+    }
+
+
+def test_a_folder_without_its_t5_tokenizer_files_gets_the_bundled_one(separate, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    model = separate["flux"]
+    folder = shutil.copytree(model["folder"], tmp_path / "copied")
+    shutil.rmtree(folder / "tokenizer_2")
+    pipe = load_modern_pipeline(resolve_model(str(folder)), torch.float32, skip_t5=False)
+    reference = DiffusionPipeline.from_pretrained(str(model["folder"]), local_files_only=True)
+    assert np.array_equal(_run(pipe, "flux"), _run(reference, "flux"))
+
+
+def test_a_clip_l_file_without_projection_gets_the_identity_for_sd3(separate, tmp_path):
+    """clip_l files made for FLUX carry no text projection; SD3 then uses the identity, as
+    diffusers and ComfyUI do for SD3's own all-in-one CLIP-L."""
+    from safetensors.torch import load_file, save_file
+
+    model = separate["sd3"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    clip_l = models / "text_encoders" / "clip_l.safetensors"
+    weights = load_file(str(clip_l))
+    del weights["text_projection.weight"]
+    save_file(weights, str(clip_l))
+    transformer = resolve_model(str(models / "diffusion_models" / "tiny-t.safetensors"))
+    config = model["config"]
+    pipe = load_modern_pipeline(transformer, torch.float32, skip_t5=False, config_dir=config)
+    assert torch.equal(pipe.text_encoder.text_projection.weight, torch.eye(16))
+
+
+def test_a_vae_file_in_diffusers_names_works_too(separate, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    model = separate["sd3"]
+    models = tmp_path / "models"
+    shutil.copytree(model["files"]["transformer"].parent.parent, models)
+    (models / "vae" / "sd3_vae.safetensors").unlink()
+    shutil.copy(
+        model["folder"] / "vae" / "diffusion_pytorch_model.safetensors",
+        models / "vae" / "sd3.5_vae.safetensors",
+    )
+    assert probe_path(models / "vae" / "sd3.5_vae.safetensors").details["key_layout"] == "diffusers"
+    transformer = resolve_model(str(models / "diffusion_models" / "tiny-t.safetensors"))
+    config = model["config"]
+    pipe = load_modern_pipeline(transformer, torch.float32, skip_t5=False, config_dir=config)
+    reference = DiffusionPipeline.from_pretrained(str(model["folder"]), local_files_only=True)
+    assert np.array_equal(_run(pipe, "sd3"), _run(reference, "sd3"))
