@@ -98,12 +98,16 @@ def _diffusers_pipeline(control_models, ip_models, base):
     import diffusers
     from diffusers import EulerDiscreteScheduler
 
+    from engine.sd.speed import apply_speed_plan, plan_for
+
     cls = (
         diffusers.StableDiffusionXLPipeline if base == "sdxl" else diffusers.StableDiffusionPipeline
     )
     pipe = cls.from_pretrained(str(control_models[base]), local_files_only=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    # the engine's memory layout (channels_last): the same kernels, so the same float rounding
+    apply_speed_plan(pipe, plan_for("cpu", torch.float32))
     return pipe
 
 

@@ -170,6 +170,7 @@ def test_engine_output_equals_a_plain_diffusers_call(sd_engine, tiny_models, mod
     )
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    engine_layout(pipe)
     theirs = pipe(
         prompt=req.prompt,
         negative_prompt=req.negative_prompt,
@@ -198,6 +199,7 @@ def test_v_prediction_model_matches_diffusers(sd_engine, tiny_models, tmp_path):
     pipe = DiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    engine_layout(pipe)
     theirs = pipe(
         prompt="a red apple",
         negative_prompt="blurry",
@@ -453,3 +455,11 @@ def test_a1111_short_hash_for_single_files(tmp_path):
     assert model_name(resolved) == "dreamy-v1"
     folder = ResolvedModel(path=tmp_path, family="sd", layout="diffusers")
     assert model_hash(folder) == "" and model_name(folder) == tmp_path.name
+
+
+def engine_layout(pipe) -> None:
+    """The engine's memory layout (channels_last) on a plain diffusers pipeline: the same
+    kernels, so the same float rounding, and the comparison can stay pixel for pixel."""
+    from engine.sd.speed import apply_speed_plan, plan_for
+
+    apply_speed_plan(pipe, plan_for("cpu", torch.float32))
