@@ -27,7 +27,12 @@ from desktop.images import IMAGE_SUFFIXES
 from desktop.state.control import ControlState
 from desktop.state.models import ModelLibrary
 from desktop.state.regions import RegionLayers
-from engine.api_control import HIRES_UPSCALERS_LATENT, MAX_IMAGE_PROMPTS, MAX_REGIONS
+from engine.api_control import (
+    HIRES_UPSCALER_LANCZOS,
+    HIRES_UPSCALERS_LATENT,
+    MAX_IMAGE_PROMPTS,
+    MAX_REGIONS,
+)
 
 THUMB = 96
 SMALL_THUMB = 44
@@ -326,6 +331,7 @@ class HiresSection(QGroupBox):
         self._updating = True
         self.upscaler.clear()
         self.upscaler.addItem("Latent (no model)", HIRES_UPSCALERS_LATENT)
+        self.upscaler.addItem("Lanczos (no model)", HIRES_UPSCALER_LANCZOS)
         for info in self.library.of_kind("upscaler"):
             if info.status == "ok":
                 self.upscaler.addItem(info.name, info.reference)

@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.api import GenerationRequest, Mode
-from engine.api_control import HIRES_UPSCALERS_LATENT
+from engine.api_control import HIRES_UPSCALER_LANCZOS, HIRES_UPSCALERS_LATENT
 from engine.context import JobContext
 from engine.errors import InputError
 
-LANCZOS = "lanczos"
 UPSCALING_STAGE = "Upscaling for the hires fix…"
 
 
@@ -172,7 +171,7 @@ def _enlarge_pictures(job: HiresPass, images: torch.Tensor, step: int, total: in
     size = (request.width, request.height)
     upscaler = job.request.hires.upscaler
     pictures = to_pil(images)
-    if upscaler in (LANCZOS, HIRES_UPSCALERS_LATENT):
+    if upscaler in (HIRES_UPSCALER_LANCZOS, HIRES_UPSCALERS_LATENT):
         return [picture.resize(size, Image.Resampling.LANCZOS) for picture in pictures]
     from engine.api import UpscaleRequest
     from engine.upscale import upscale_with_model

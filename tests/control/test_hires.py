@@ -231,3 +231,16 @@ def test_hires_metadata_round_trips_through_the_png(engine, control_models, tmp_
     assert again.hires == hires and (again.width, again.height) == (128, 128)
     imported = parse_a1111(info["parameters"]).request
     assert imported.hires == hires and (imported.width, imported.height) == (128, 128)
+
+
+def test_a_lanczos_hires_reads_back_as_lanczos_from_the_a1111_text():
+    from engine.metadata.a1111 import parse_a1111
+    from engine.metadata.writer import a1111_parameters
+
+    hires = HiresFix(scale=1.5, strength=0.4, upscaler="lanczos")
+    data = {**make_request("/models/x.safetensors", width=96, height=96, hires=hires).to_dict()}
+    text = a1111_parameters(data)
+    assert "Hires upscaler: Lanczos" in text and "Size: 64x64" in text
+    imported = parse_a1111(text)
+    assert imported.request.hires == hires
+    assert not any("Lanczos" in note for note in imported.notes)
