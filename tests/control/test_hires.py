@@ -244,3 +244,44 @@ def test_a_lanczos_hires_reads_back_as_lanczos_from_the_a1111_text():
     imported = parse_a1111(text)
     assert imported.request.hires == hires
     assert not any("Lanczos" in note for note in imported.notes)
+
+
+def test_previews_come_from_both_passes(engine, control_models, monkeypatch):
+    from engine.context import JobContext
+    from engine.events import Preview
+
+    monkeypatch.setattr(JobContext, "PREVIEW_MIN_INTERVAL_S", 0.0)  # every step, not 4 a second
+    events: list = []
+    engine.subscribe(events.append)
+    try:
+        final = engine.run(hires_request(control_models["sd1"]), timeout=300)
+    finally:
+        engine.unsubscribe(events.append)
+    assert isinstance(final, Result)
+    sizes = [e.image.size for e in events if isinstance(e, Preview) and e.job_id == final.job_id]
+    first, second = sizes[0], sizes[-1]
+    assert len(sizes) == 4 and sizes == [first] * 3 + [second]  # 3 steps, then 1
+    assert second[0] == 2 * first[0]  # the second pass previews the enlarged latents
+
+
+def test_a_hires_batch_is_each_seed_on_its_own(engine, control_models):
+    model = control_models["sd1"]
+    batch = run(engine, hires_request(model, batch_size=2))
+    assert len(batch.images) == 2
+    second = run(engine, hires_request(model, seed=43))
+    # the same picture as seed 43 alone, up to float rounding of batched CPU kernels
+    difference = np.abs(pixels(batch, 1) - pixels(second))
+    assert difference.max() <= 3 and difference.mean() < 0.2, (difference.max(), difference.mean())
+    other = np.abs(pixels(batch, 0) - pixels(second)).mean()
+    assert other > 2.0  # image 0 is another seed's
+    assert batch.metadata[1]["seed"] == 43 and batch.metadata[1]["hires"]["scale"] == 2.0
+
+
+def test_the_gallery_hires_request_of_a_result_runs(engine, control_models):
+    from engine.variations import hires_request as gallery_hires
+
+    source = make_request(control_models["sd1"])
+    first = run(engine, source)
+    again = run(engine, gallery_hires(source, first.images[0].size, strength=0.4, entry_id=7))
+    assert again.images[0].size == (128, 128)
+    assert again.metadata[0]["extras"]["variation_of"]["kind"] == "hires"
