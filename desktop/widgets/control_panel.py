@@ -272,8 +272,14 @@ class ControlPanel(QWidget):
         control.document.image_changed.connect(self._thumbs.start)
         library.changed.connect(self._library_changed)
         settings.changed.connect(lambda name: name == "model" and self.show_capabilities())
+        settings.changed.connect(lambda name: name in ("width", "height") and self._show_size())
+        self._show_size()
         self._rebuild_cards()
         self.show_capabilities()
+
+    def _show_size(self) -> None:
+        size = (int(self.settings.get("width")), int(self.settings.get("height")))
+        self.hires_section.show_final_size(*size)
 
     def _build(self) -> None:
         content = QWidget()

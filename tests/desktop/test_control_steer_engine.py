@@ -64,3 +64,17 @@ def test_a_painted_region_and_the_hires_group_run_on_the_real_engine(qtbot, wind
         np.asarray(steered.images[0]).astype(np.int16) - np.asarray(plain.images[0]).astype(int)
     ).mean(axis=2)
     assert change[:, 80:].mean() > change[:, :32].mean()  # more where the region was painted
+
+
+def test_the_hires_group_says_what_both_passes_make(qtbot, window):
+    hires = window.control_panel.hires_section
+    window.settings.set("width", 1024)
+    window.settings.set("height", 768)
+    assert hires.sizes.isHidden()  # off: nothing to say
+    hires.setChecked(True)
+    hires.scale.setValue(2.0)
+    assert not hires.sizes.isHidden()
+    assert hires.sizes.text() == "First pass 512×384, then refined at 1024×768."
+    window.settings.set("width", 96)
+    assert "Too small to sample" in hires.sizes.text()
+    assert hires.upscaler.findData("lanczos") >= 0  # a plain resize needs no model
