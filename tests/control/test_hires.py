@@ -133,30 +133,32 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
 
 
-def test_hires_with_a_controlnet_unit_in_both_passes(engine, control_models, pictures):
+@pytest.mark.parametrize(("base", "name"), [("sd1", "controlnet-3"), ("sdxl", "controlnet-5")])
+def test_hires_with_a_controlnet_unit_in_both_passes(engine, control_models, pictures, base, name):
     unit = ControlUnit(
         image=str(pictures / "drawing.png"),
-        model=str(control_models["cn_sd1"]["folder"]),
+        model=str(control_models[f"cn_{base}"]["folder"]),
         preprocessor="canny",
     )
-    model = control_models["sd1"]
+    model = control_models[base]
     plain = run(engine, hires_request(model))
     steered = run(engine, hires_request(model, control=[unit]))
     off = run(engine, hires_request(model, control=[unit.replace(weight=0.0)]))
     assert steered.images[0].size == (128, 128)
-    assert steered.info["controlnets"] == ["controlnet-3"]
+    assert steered.info["controlnets"] == [name]
     assert np.abs(pixels(steered) - pixels(plain)).mean() > 2.0
     assert np.array_equal(pixels(off), pixels(plain))
     # the control image (64 px) was resized to the final size, and the user told
     assert any("resized to 128x128" in note for note in steered.info["notices"])
 
 
-def test_hires_with_a_region_at_both_sizes(engine, control_models, tmp_path):
+@pytest.mark.parametrize("base", ["sd1", "sdxl"])
+def test_hires_with_a_region_at_both_sizes(engine, control_models, tmp_path, base):
     mask = np.zeros((128, 128), np.uint8)
     mask[:, 64:] = 255
     Image.fromarray(mask).save(tmp_path / "right.png")
     region = Region(mask=str(tmp_path / "right.png"), prompt="a deep blue ocean with waves")
-    model = control_models["sd1"]
+    model = control_models[base]
     plain = run(engine, hires_request(model))
     steered = run(engine, hires_request(model, regions=[region]))
     off = run(engine, hires_request(model, regions=[region.replace(weight=0.0)]))
