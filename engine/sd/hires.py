@@ -60,6 +60,14 @@ def check_hires(request: GenerationRequest) -> None:
         )
 
 
+def upscaler_of(request: GenerationRequest) -> str:
+    """ "latent", "lanczos" (whatever their case, as A1111 files and users write them), or the
+    upscaler model's reference as given."""
+    upscaler = request.hires.upscaler.strip()
+    named = upscaler.lower()
+    return named if named in (HIRES_UPSCALERS_LATENT, HIRES_UPSCALER_LANCZOS) else upscaler
+
+
 def count_steps(scheduler, steps: int, strength: float = 1.0) -> int:
     """How many denoising steps a pipeline call runs: diffusers' own arithmetic (img2img's
     `get_timesteps`) on a copy of the scheduler, so multi-order samplers count right too."""
@@ -107,8 +115,9 @@ def run_hires(job: HiresPass, step_callback) -> tuple[torch.Tensor, dict[str, An
             "refine; raise the hires strength or the hires steps."
         )
     total = first_count + second_count
-    in_latents = hires.upscaler == HIRES_UPSCALERS_LATENT and not job.info.inpaint_unet
-    if hires.upscaler == HIRES_UPSCALERS_LATENT and job.info.inpaint_unet:
+    upscaler = upscaler_of(request)
+    in_latents = upscaler == HIRES_UPSCALERS_LATENT and not job.info.inpaint_unet
+    if upscaler == HIRES_UPSCALERS_LATENT and job.info.inpaint_unet:
         job.ctx.notice(
             "An inpainting model refines pictures, not latents: the hires fix enlarged the "
             "first pass with Lanczos."
@@ -169,7 +178,7 @@ def _enlarge_pictures(job: HiresPass, images: torch.Tensor, step: int, total: in
 
     request = job.request
     size = (request.width, request.height)
-    upscaler = job.request.hires.upscaler
+    upscaler = upscaler_of(request)
     pictures = to_pil(images)
     if upscaler in (HIRES_UPSCALER_LANCZOS, HIRES_UPSCALERS_LATENT):
         return [picture.resize(size, Image.Resampling.LANCZOS) for picture in pictures]

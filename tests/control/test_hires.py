@@ -182,7 +182,7 @@ def test_hires_with_an_upscaler_model(engine, control_models, esrgan_file):
     final, progress = _events(engine, hires_request(control_models["sd1"], hires))
     assert isinstance(final, Result), getattr(final, "message", final)
     assert final.images[0].size == (128, 128)
-    lanczos = run(engine, hires_request(control_models["sd1"], hires.replace(upscaler="lanczos")))
+    lanczos = run(engine, hires_request(control_models["sd1"], hires.replace(upscaler="Lanczos")))
     assert not np.array_equal(pixels(final), pixels(lanczos))  # the model did the enlarging
     steps = [event.step for event in progress]
     assert steps == sorted(steps)
