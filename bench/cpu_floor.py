@@ -11,8 +11,9 @@
    weights from the published config). floor = FLOPs / best measured throughput.
 3. The same denoising run (same noise, Euler steps) three ways in one process: diffusers' plain
    UNet in fp32, in bf16, and Easel's (the dtype `engine.devices.pick_dtype` picks plus the
-   levers of `engine.sd.speed`). Seconds per step (best of the timed steps), ratio to the floor,
-   and the PSNR of each final image (decoded by one fp32 VAE) against the fp32 image.
+   levers of `engine.sd.speed`), interleaved step by step (the machine is shared: a load spike
+   then hits all three). Seconds per step (best of the timed steps), ratio to the floor, and
+   the PSNR of each final image (decoded by one fp32 VAE) against the fp32 image.
 
 Prints one JSON line per stage; the last line holds everything.
 """
@@ -20,8 +21,10 @@ Prints one JSON line per stage; the last line holds everything.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -127,39 +130,69 @@ def step_inputs(size: int, dtype):
     return latents.to(dtype), context.to(dtype), torch.tensor(500)
 
 
-def denoise(unet, dtype, size: int, steps: int, channels_last: bool = False) -> dict:
-    """`steps` Euler steps with CFG from fixed noise; seconds of each step and final latents."""
-    import torch
-    from diffusers import EulerDiscreteScheduler
+class Denoiser:
+    """One denoising run (same noise, Euler steps, CFG) that advances one step per call, so
+    several configurations can take turns step by step: on a shared machine, interleaving is
+    what makes their ratios fair (a load spike hits all of them alike)."""
 
-    from tests.helpers.tiny_sd import SD_SCHEDULER
+    def __init__(self, unet, dtype, size: int, steps: int, channels_last: bool = False):
+        import torch
+        from diffusers import EulerDiscreteScheduler
 
-    scheduler = EulerDiscreteScheduler(
-        **{k: v for k, v in SD_SCHEDULER.items() if k not in {"skip_prk_steps", "set_alpha_to_one"}}
-    )
-    scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(1234)
-    latents = (
-        torch.randn(1, 4, size // 8, size // 8, generator=generator) * scheduler.init_noise_sigma
-    )
-    context = torch.randn(2, 77, 768, generator=generator).to(dtype)
-    times = []
-    with torch.inference_mode():
-        warm = torch.cat([latents] * 2).to(dtype)
-        if channels_last:
-            warm = warm.to(memory_format=torch.channels_last)
-        unet(warm, scheduler.timesteps[0], context)  # warm-up outside the timing
-        for t in scheduler.timesteps:
-            started = time.perf_counter()
-            model_in = scheduler.scale_model_input(torch.cat([latents] * 2), t).to(dtype)
-            if channels_last:
-                model_in = model_in.to(memory_format=torch.channels_last)
-            noise = unet(model_in, t, context).sample.float()
+        from tests.helpers.tiny_sd import SD_SCHEDULER
+
+        options = {k: v for k, v in SD_SCHEDULER.items()}
+        for unused in ("skip_prk_steps", "set_alpha_to_one"):
+            options.pop(unused, None)
+        self.scheduler = EulerDiscreteScheduler(**options)
+        self.scheduler.set_timesteps(steps)
+        generator = torch.Generator().manual_seed(1234)
+        noise = torch.randn(1, 4, size // 8, size // 8, generator=generator)
+        self.latents = noise * self.scheduler.init_noise_sigma
+        self.context = torch.randn(2, 77, 768, generator=generator).to(dtype)
+        self.unet, self.dtype, self.channels_last = unet, dtype, channels_last
+        self.times: list[float] = []
+        self.index = 0
+
+    def _model_input(self, t):
+        import torch
+
+        model_in = self.scheduler.scale_model_input(torch.cat([self.latents] * 2), t)
+        model_in = model_in.to(self.dtype)
+        if self.channels_last:
+            model_in = model_in.to(memory_format=torch.channels_last)
+        return model_in
+
+    def warm_up(self) -> float:
+        import torch
+
+        started = time.perf_counter()
+        with torch.inference_mode():
+            t = self.scheduler.timesteps[0]
+            self.unet(self._model_input(t), t, self.context)
+        return time.perf_counter() - started
+
+    def step(self) -> None:
+        import torch
+
+        t = self.scheduler.timesteps[self.index]
+        started = time.perf_counter()
+        with torch.inference_mode():
+            noise = self.unet(self._model_input(t), t, self.context).sample.float()
             uncond, cond = noise.chunk(2)
             guided = uncond + 7.0 * (cond - uncond)
-            latents = scheduler.step(guided, t, latents).prev_sample
-            times.append(time.perf_counter() - started)
-    return {"times": times, "latents": latents}
+            self.latents = self.scheduler.step(guided, t, self.latents).prev_sample
+        self.times.append(time.perf_counter() - started)
+        self.index += 1
+
+
+def interleaved(runs: dict, steps: int) -> None:
+    """Advance the (warmed-up) runs in turn, one step each, rotating who goes first."""
+    names = list(runs)
+    for step in range(steps):
+        order = names[step % len(names) :] + names[: step % len(names)]
+        for name in order:
+            runs[name].step()
 
 
 def decode_fp32(vae, latents):
@@ -194,25 +227,35 @@ def run_configs(args, results: dict) -> None:
 
     engine_dtype = pick_dtype("cpu", "auto")
     results["engine_dtype"] = dtype_name(engine_dtype)
-    images = {}
-    configs = [("diffusers_fp32", torch.float32, None), ("diffusers_bf16", torch.bfloat16, None)]
-    configs.append(("easel", engine_dtype, speed.plan_for("cpu", engine_dtype)))
-    for label, dtype, plan in configs:
-        unet.to(dtype)
-        channels_last = False
-        if plan is not None:
-            holder = type("Pipe", (), {"unet": unet, "vae": None})()
-            plan = speed.apply_speed_plan(holder, plan)
-            results["easel_levers"] = plan.describe()
-            channels_last = plan.channels_last
-        run = denoise(unet, dtype, args.size, args.steps, channels_last)
-        best = min(run["times"])
-        images[label] = decode_fp32(vae, run["latents"])
+    results["load_avg_before"] = os.getloadavg()[0]
+    plan = speed.plan_for("cpu", engine_dtype)
+    easel_unet = copy.deepcopy(unet).to(engine_dtype)
+    holder = type("Pipe", (), {"unet": easel_unet, "vae": None})()
+    plan = speed.apply_speed_plan(holder, plan)
+    results["easel_levers"] = plan.describe()
+    runs = {
+        "diffusers_fp32": Denoiser(unet, torch.float32, args.size, args.steps),
+        "diffusers_bf16": Denoiser(
+            copy.deepcopy(unet).to(torch.bfloat16), torch.bfloat16, args.size, args.steps
+        ),
+        "easel": Denoiser(easel_unet, engine_dtype, args.size, args.steps, plan.channels_last),
+    }
+    for run in runs.values():
+        run.warm_up()
+    interleaved(runs, args.steps)
+    results["load_avg_after"] = os.getloadavg()[0]
+    reference = decode_fp32(vae, runs["diffusers_fp32"].latents)
+    for label, run in runs.items():
+        best = min(run.times)
+        image = decode_fp32(vae, run.latents)
         results[f"{label}_s_per_step"] = round(best, 3)
-        results[f"{label}_runs_s"] = [round(t, 2) for t in run["times"]]
+        results[f"{label}_runs_s"] = [round(t, 2) for t in run.times]
         results[f"{label}_x_floor"] = round(best / floor_s, 2)
-        results[f"{label}_psnr_vs_fp32"] = psnr(images[label], images["diffusers_fp32"])
-        print(json.dumps(results), flush=True)
+        results[f"{label}_psnr_vs_fp32"] = psnr(image, reference)
+    results["easel_vs_diffusers_fp32"] = round(
+        results["diffusers_fp32_s_per_step"] / results["easel_s_per_step"], 2
+    )
+    print(json.dumps(results), flush=True)
 
 
 def run_levers(args, results: dict) -> None:
@@ -233,19 +276,24 @@ def run_levers(args, results: dict) -> None:
     }
     if args.compile:
         variants["channels_last+compile"] = speed.SpeedPlan(channels_last=True, compile_unet=True)
+    runs, first_call = {}, {}
+    torch.manual_seed(0)
+    base = UNet2DConditionModel(**SD15_UNET).eval().to(dtype)
     for label, plan in variants.items():
-        torch.manual_seed(0)
-        unet = UNet2DConditionModel(**SD15_UNET).eval().to(dtype)
+        unet = copy.deepcopy(base)
         holder = type("Pipe", (), {"unet": unet, "vae": None})()
         speed.apply_speed_plan(holder, plan)
-        started = time.perf_counter()
-        run = denoise(unet, dtype, args.size, args.steps, plan.channels_last)
-        results[f"lever_{label}_s_per_step"] = round(min(run["times"]), 3)
-        results[f"lever_{label}_first_call_s"] = round(
-            time.perf_counter() - started - sum(run["times"]), 2
-        )
-        print(json.dumps(results), flush=True)
-        del unet, holder
+        runs[label] = Denoiser(unet, dtype, args.size, args.steps, plan.channels_last)
+    del base
+    for label, run in runs.items():
+        first_call[label] = run.warm_up()  # compile time shows here
+    interleaved(runs, args.steps)
+    results["load_avg"] = os.getloadavg()[0]
+    for label, run in runs.items():
+        results[f"lever_{label}_s_per_step"] = round(min(run.times), 3)
+        results[f"lever_{label}_runs_s"] = [round(t, 2) for t in run.times]
+        results[f"lever_{label}_first_call_s"] = round(first_call[label], 2)
+    print(json.dumps(results), flush=True)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ second over the steady-state steps (the first `WARMUP` steps are not timed in ei
 from its Progress events' timestamps). Rounds alternate which goes first; the best round of each
 counts (the machine is shared, the best is the least disturbed). Images/s are given by the wall
 clock and by this process's CPU time (steadier when other programs load the machine). Target
-(issue 5): Easel within 10% of the plain loop. Sampling: time for a batch of 16 through
+(issues 5 and 14): Easel within 10% of the plain loop. Sampling: time for a batch of 16 through
 `generate_native` (CycleGAN: one picture of the resolution, tiled path).
 """
 
@@ -49,7 +49,14 @@ CONFIGS = {
     "vae": {"width": 32, "latent_dim": 64},
     "beta-vae": {"width": 32, "latent_dim": 64},
     "nvae": {"width": 16, "latent_channels": 8, "groups_per_scale": 1},
+    # DALL-E (issue 14), its two stages apart: "dalle" is the transformer stage (the tokenizer
+    # stage skipped; every picture tokenised once at the first step, a warm-up step), "dalle-vq"
+    # the VQ tokenizer stage alone
+    "dalle": {"tokenizer_steps": 0, "tokenizer": {"channels": [32, 64]}},
+    "dalle-vq": {"tokenizer_steps": 10**6, "tokenizer": {"channels": [32, 64]}},
 }
+#: bench names that train another family's code
+FAMILY = {"dalle-vq": "dalle"}
 
 
 def write_pictures(folder: Path, count: int, size: int) -> Path:
@@ -96,7 +103,8 @@ def easel_images_per_s(family, data, out, steps, batch, threads) -> tuple[float,
     from engine.training.runner import run_training
 
     request = TrainingRequest(
-        family=family, data_dir=str(data), data_dir_b=str(data) if family == "cyclegan" else None,
+        family=FAMILY.get(family, family), data_dir=str(data),
+        data_dir_b=str(data) if family == "cyclegan" else None,
         out_dir=str(out), steps=steps, resolution=resolution_of(data), batch_size=batch,
         sample_every=10**9, flip=False, extras=CONFIGS[family],
         runtime=RuntimeOptions(cpu_threads=threads),
@@ -118,11 +126,13 @@ def plain_images_per_s(family, data, steps, batch) -> tuple[float, float]:
     from engine.training.data import load_training_data
 
     pictures = load_training_data(str(data), resolution_of(data))
-    config = full_config(family, {**CONFIGS[family], "resolution": pictures.resolution,
-                                  "channels": 3, "classes": []})  # fmt: skip
+    shape = {"resolution": pictures.resolution, "channels": 3, "classes": []}
+    config = full_config(FAMILY.get(family, family), {**CONFIGS[family], **shape})
     torch.manual_seed(0)
-    step = make_plain_step(family, config, batch)
     images = pictures.images.float() / 127.5 - 1
+    if family == "dalle":
+        return plain_dalle_transformer(config, pictures, images, steps, batch)
+    step = make_plain_step(family, config, batch)
     times = []
     for _ in range(steps):
         real = images[torch.randint(len(images), (batch,))]
@@ -133,6 +143,8 @@ def plain_images_per_s(family, data, steps, batch) -> tuple[float, float]:
 
 
 def make_plain_step(family, config, batch):
+    if family == "dalle-vq":
+        return plain_dalle_tokenizer(config)
     if family == "dcgan":
         return plain_dcgan(config)
     if family == "stylegan":
@@ -303,6 +315,53 @@ def plain_nvae(config):
     return step
 
 
+def plain_dalle_tokenizer(config):
+    from engine.families import dalle
+    from engine.training.diffusion import random_crops
+
+    tokenizer = dalle.build(config).tokenizer
+    opt = torch.optim.Adam(tokenizer.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    crop = int(config["tokenizer_crop"])
+
+    def step(x, _):
+        loss, _parts = tokenizer.loss(random_crops(x, crop, generator), generator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def plain_dalle_transformer(config, pictures, images, steps, batch):
+    """Tokenise every picture and embed every caption once, then next-token cross-entropy on
+    random batches, the caption dropped 15% of the time (the trainer's recipe, written inline)."""
+    from engine.families import dalle
+    from engine.text.minilm import shared_encoder
+
+    model = dalle.build(config)
+    with torch.no_grad():
+        tokens = model.tokenizer.encode(images).flatten(1)
+    captions = [n.rsplit("/", 1)[-1] for n in pictures.names]
+    text = shared_encoder().encode(captions)
+    net = model.transformer
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, betas=(0.9, 0.95), weight_decay=0.01)
+    times = []
+    for _ in range(steps):
+        idx = torch.randint(len(tokens), (batch,))
+        prefix = net.prefix(text[idx], batch)
+        drop = torch.rand(batch) < 0.15
+        prefix = torch.where(drop[:, None, None], net.prefix(None, batch), prefix)
+        logits = net(prefix, tokens[idx, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[idx].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        times.append(clocks())
+    return rates(times, batch)
+
+
 # -- sampling -----------------------------------------------------------------------------------
 def sampling_seconds(family, model_dir: Path, picture: Path, threads: int) -> float:
     from engine.api import GenerationRequest, RuntimeOptions
@@ -310,6 +369,8 @@ def sampling_seconds(family, model_dir: Path, picture: Path, threads: int) -> fl
     from engine.generate import run_generation
 
     fields = {"batch_size": 16}
+    if family in ("dalle", "dalle-vq"):
+        fields["prompt"] = "a red apple"
     if family == "cyclegan":
         fields = {"init_image": str(picture)}
     request = GenerationRequest(model=str(model_dir), runtime=RuntimeOptions(cpu_threads=threads),

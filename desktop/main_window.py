@@ -7,7 +7,6 @@ wires them together, and keeps geometry, layout and the last settings between ru
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QDialog,
     QDockWidget,
     QFileDialog,
     QInputDialog,
@@ -33,8 +31,9 @@ from desktop.controller import GenerationController, upscale_request_type
 from desktop.gallery_actions import delete_after_asking, export_dialog
 from desktop.icons import icon
 from desktop.image_actions import OUTPAINT_SIDES, ImageActions
-from desktop.images import IMAGE_SUFFIXES, pil_to_qimage
+from desktop.images import IMAGE_SUFFIXES
 from desktop.menus import build_menus, build_toolbar
+from desktop.settings_import import SettingsImport
 from desktop.state.document import CanvasDocument
 from desktop.state.gallery import GalleryState
 from desktop.state.generation import GenerationSettings
@@ -42,6 +41,7 @@ from desktop.state.job import JobState
 from desktop.state.models import ModelLibrary
 from desktop.state.preferences import Preferences
 from desktop.state.prompt_history import PromptHistory
+from desktop.tool_windows import ToolWindows
 from desktop.understanding import install as install_understanding
 from desktop.widgets.canvas import BRUSH, ERASER, CanvasView
 from desktop.widgets.gallery_panel import GalleryPanel
@@ -49,7 +49,6 @@ from desktop.widgets.live_painting import install as install_live_painting
 from desktop.widgets.prompt_panel import PromptPanel
 from desktop.widgets.prompt_recall import install as install_prompt_recall
 from desktop.widgets.toast import ERROR, Toast
-from engine.errors import EaselError
 from engine.history import HistoryEntry
 
 
@@ -76,7 +75,6 @@ class MainWindow(QMainWindow):
         self._make_status_bar()
         self._wire()
         self._restore()
-        self._tool_windows: list[QWidget] = []
         self._closing = False
 
     # -- construction -------------------------------------------------------------------------
@@ -112,6 +110,8 @@ class MainWindow(QMainWindow):
             capabilities=self.library.capabilities,
         )
         self.images = ImageActions(self.document, self.settings, self)
+        self.settings_import = SettingsImport(self)  # reuse settings, settings in a dropped PNG
+        self.tools = ToolWindows(self)  # hosted tool windows, closed with the main window
 
     def _make_widgets(self) -> None:
         self.canvas = CanvasView(self.document)
@@ -258,7 +258,7 @@ class MainWindow(QMainWindow):
         self.prompt_panel.add_lora_requested.connect(self.add_lora_dialog)
         self.generation.message.connect(self.show_message)
         self.images.message.connect(self.show_message)
-        self.images.settings_found.connect(self.offer_settings)
+        self.images.settings_found.connect(self.settings_import.offer)
         self.images.models_dropped.connect(self.import_models)
         self.canvas.files_dropped.connect(self.images.open_urls)
         self.canvas.image_dropped.connect(self.images.open_qimage)
@@ -404,61 +404,6 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
-    def reuse_entry(self, entry: HistoryEntry) -> None:
-        request = entry.generation_request()
-        if request is None:
-            self.show_message("This image has no settings Easel can read.", ERROR)
-            return
-        self.settings.apply_request(request)
-        self.show_message("Settings restored from the gallery image.")
-        self.settings_restored.emit(request, "Easel")
-
-    def offer_settings(self, found, name: str) -> None:
-        """A dropped image carries settings (`ImportedSettings`): say from which app, offer
-        to review them."""
-        count = len(found.notes)
-        if found.source == "Easel" and not count:  # Easel's own picture: nothing to review
-            self.toast.show_message(
-                f"{name} carries the settings that made it.",
-                action="Restore settings",
-                callback=lambda: self.restore_settings(found),
-            )
-            return
-        differ = f" ({count} note{'s' * (count > 1)} on what differs in Easel)" if count else ""
-        self.toast.show_message(
-            f"{name} carries settings from {found.source}{differ}.",
-            action="Review settings…",
-            callback=lambda: self.review_settings(found, name),
-            seconds=10.0,
-        )
-
-    def review_settings(self, found, name: str):
-        from desktop.widgets.imported_settings import ImportedSettingsDialog
-
-        model = self._imported_model(found)
-        note = ""
-        if found.request.model and model is None:
-            note = f"The model '{found.request.model}' is not in your library: yours stays."
-        dialog = ImportedSettingsDialog(found, name, model_note=note, parent=self)
-        dialog.restore_requested.connect(lambda: self.restore_settings(found))
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
-        return dialog
-
-    def restore_settings(self, found) -> None:
-        """Apply what the file holds; what it does not hold stays as the user set it."""
-        model = self._imported_model(found)
-        request = found.request.replace(model=model.reference) if model else found.request
-        self.settings.apply_request(request, include_model=model is not None, only=found.found)
-        note = "" if model or not request.model else f" '{request.model}' is not in your library."
-        self.show_message(f"Settings from {found.source} restored.{note}")
-        self.settings_restored.emit(found.request, found.source)
-
-    def _imported_model(self, found):
-        return self.library.find_imported(
-            found.request.model, str(found.request.extras.get("model_hash", ""))
-        )
-
     def extend_dialog(self) -> None:
         side, ok = QInputDialog.getItem(
             self, "Extend canvas", "Side", [s.title() for s in OUTPAINT_SIDES], 1, False
@@ -516,28 +461,12 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
+    def reuse_entry(self, entry: HistoryEntry) -> None:
+        self.settings_import.reuse_entry(entry)
+
     def open_tool(self, module_name: str, class_name: str):
-        """Open a hosted tool window; if it is not installed, say so and carry on."""
-        import importlib
-
-        try:
-            tool_class = getattr(importlib.import_module(module_name), class_name)
-            window = tool_class(**_tool_kwargs(tool_class, self))
-        except (ImportError, AttributeError, TypeError, EaselError) as exc:
-            self.show_message(f"{class_name} is not available in this build ({exc}).", ERROR)
-            return None
-        if hasattr(window, "open_image"):  # a picture the tool made, opened on the canvas
-            window.open_image.connect(self._open_pil)
-        if isinstance(window, QWidget) and not isinstance(window, QDialog):
-            window.setWindowFlag(Qt.WindowType.Window)  # a panel shown as its own window
-        self._tool_windows.append(window)
-        window.show()
-        if isinstance(window, QWidget) and not isinstance(window, QDialog):
-            _centre_over(window, self)  # dialogs centre themselves; a panel would open at 0,0
-        return window
-
-    def _open_pil(self, image) -> None:
-        self.images.open_qimage(pil_to_qimage(image), "The picture")
+        """Open a hosted tool window (desktop/tool_windows.py); None if it is not available."""
+        return self.tools.open(module_name, class_name)
 
     # -- persistence and shutdown -----------------------------------------------------------------
     def _restore(self) -> None:
@@ -571,8 +500,7 @@ class MainWindow(QMainWindow):
         if not self._closing:
             self._closing = True
             self.save_preferences()
-            for window in self._tool_windows:
-                window.close()
+            self.tools.close_all()
             if self.job.busy:
                 self.statusBar().showMessage("Stopping the running job…")
             self.bridge.shutdown(timeout=60)
@@ -593,30 +521,3 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802
         self.canvas.dropEvent(event)
-
-
-def _centre_over(window: QWidget, parent: QWidget) -> None:
-    size = window.size().expandedTo(window.sizeHint())
-    frame = parent.frameGeometry()
-    window.move(frame.center().x() - size.width() // 2, frame.center().y() - size.height() // 2)
-
-
-def _tool_kwargs(tool_class: type, window: MainWindow) -> dict:
-    """Pass what the hosted tool asks for by name: an engine handle, the runtime options, the
-    generation settings, the gallery, the model library, the parent window."""
-    try:
-        params = inspect.signature(tool_class).parameters
-    except (TypeError, ValueError):
-        return {}
-    port = window.bridge.port()
-    offered = {
-        "engine_like": port,
-        "engine": port,
-        "bridge": port,
-        "runtime": window.preferences.runtime(),
-        "settings": window.settings,
-        "gallery": window.gallery,
-        "library": window.library,
-        "parent": window,
-    }
-    return {name: value for name, value in offered.items() if name in params}

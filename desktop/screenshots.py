@@ -132,6 +132,8 @@ def render(out_dir: Path) -> list[Path]:
     shoot(browser, "model-browser")
     browser.select(str(Path(os.environ["EASEL_DATA_DIR"]) / "flux1-dev-Q8_0.gguf"))
     shoot(browser, "model-browser-flux")  # family, variant and what it runs
+    browser.select(str(Path(os.environ["EASEL_DATA_DIR"]) / "t5xxl_fp16.safetensors"))
+    shoot(browser, "model-browser-parts")  # a text encoder: a part, not a model to pick
     browser.close()
     dialog = window.show_settings()
     shoot(dialog, "settings")
@@ -225,10 +227,10 @@ def _imported_settings_shots(window, shoot) -> None:
         found = read_imported_settings(SAMPLE_IMAGES / name)
         if found is None:  # a bundle without the test files
             return
-        window.offer_settings(found, name)
+        window.settings_import.offer(found, name)
         if shot == "import-fooocus":
             shoot(window, "import-toast")
-        dialog = window.review_settings(found, name)
+        dialog = window.settings_import.review(found, name)
         shoot(dialog, shot)
         dialog.close()
     window.toast.hide()
@@ -240,19 +242,24 @@ def _add_modern_records() -> None:
 
     folder = Path(os.environ["EASEL_DATA_DIR"])
     rows = (
-        ("flux1-dev-Q8_0.gguf", "flux", "dev,Q8_0", 12_700_000_000),
-        ("flux1-schnell.safetensors", "flux", "schnell,fp8", 11_900_000_000),
-        ("sd3.5_medium", "sd3", "3.5-medium", 5_100_000_000),
-        ("sd3.5_large_turbo.safetensors", "sd3", "large-turbo", 16_500_000_000),
+        ("flux1-dev-Q8_0.gguf", "checkpoint", "flux", "dev,Q8_0", 12_700_000_000),
+        ("flux1-schnell.safetensors", "checkpoint", "flux", "schnell,fp8", 11_900_000_000),
+        ("sd3.5_medium", "checkpoint", "sd3", "3.5-medium", 5_100_000_000),
+        ("sd3.5_large_turbo.safetensors", "checkpoint", "sd3", "large-turbo", 16_500_000_000),
+        # the separate parts transformer-only files load with (ComfyUI's text_encoders, vae)
+        ("t5xxl_fp16.safetensors", "text_encoder", "", "t5-xxl", 9_790_000_000),
+        ("clip_l.safetensors", "text_encoder", "", "clip-l", 246_000_000),
+        ("clip_g.safetensors", "text_encoder", "", "clip-g", 1_390_000_000),
+        ("ae.safetensors", "vae", "", "16-channel", 335_000_000),
     )
     library = ModelLibrary()
-    for name, base, variant, size in rows:
+    for name, kind, base, variant, size in rows:
         path = folder / name
         path.write_bytes(b"")
         library.save(
             {
                 "name": name.removesuffix(".safetensors").removesuffix(".gguf"),
-                "kind": "checkpoint",
+                "kind": kind,
                 "base": base,
                 "variant": variant,
                 "layout": "diffusers" if "." not in name else "single_file",

@@ -275,6 +275,7 @@ def cmd_dalle(args) -> None:
     import threading
 
     from engine.api import RuntimeOptions, TrainingRequest
+    from engine.cli.train import parse_settings
     from engine.context import JobContext
     from engine.errors import JobCancelled
     from engine.training.runner import run_training
@@ -286,6 +287,7 @@ def cmd_dalle(args) -> None:
         "tokenizer_steps": args.tokenizer_steps,
         "caption_templates": list(emoji.CAPTION_TEMPLATES),
         "title": "emoji-dalle",
+        **parse_settings(args.set or []),
     }
     request = TrainingRequest(
         family="dalle",
@@ -293,6 +295,7 @@ def cmd_dalle(args) -> None:
         out_dir=str(args.out),
         steps=args.steps,
         batch_size=args.batch,
+        learning_rate=args.lr or 0.0,  # 0: the config's; a request field, a resume may change it
         seed=args.seed,
         resume=args.resume,
         sample_every=args.sample_every,
@@ -390,10 +393,11 @@ def cmd_ship(args) -> None:
     (dest / "samples").mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
         shutil.copy2(args.source / name, dest / name)
-    if args.family == "ldm":
-        record = ldm_record(args.source)
+    if args.family in ("ldm", "dalle"):  # the text-to-image models: the 16-prompt grid
         grid = prompt_grid(dest, list(SAMPLE_PROMPTS), seed=0, guidance=3.0, steps=20)
         grid.save(dest / "samples" / "prompts.png")
+    if args.family == "ldm":
+        record = ldm_record(args.source)
     else:
         record = runner_record(args.source)
         grids = sorted((args.source / "samples").glob("*.png"))
@@ -455,14 +459,21 @@ def main(argv=None) -> int:
     dalle.add_argument("--tokenizer-steps", type=int, default=800)
     dalle.add_argument("--minutes", type=float, default=60.0, help="time box (safety net)")
     dalle.add_argument("--batch", type=int, default=32)
+    dalle.add_argument("--lr", type=float, help="transformer learning rate (default: config's)")
     dalle.add_argument("--sample-every", type=int, default=500)
     dalle.add_argument("--resume", action="store_true")
     dalle.add_argument("--threads", type=int, default=1)
     dalle.add_argument("--seed", type=int, default=0)
+    dalle.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=JSON",
+        help="a config setting, e.g. --set 'tokenizer={\"channels\": [64, 128]}' (repeatable)",
+    )
     dalle.set_defaults(run=cmd_dalle)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
-    ship.add_argument("--family", required=True, choices=("ldm", "dcgan", "beta-vae"))
+    ship.add_argument("--family", required=True, choices=("ldm", "dalle", "dcgan", "beta-vae"))
     ship.add_argument("--source", type=Path, required=True)
     ship.add_argument("--command", required=True, help="the command that reproduces it")
     ship.add_argument("--batch", type=int, default=32)

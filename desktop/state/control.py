@@ -149,6 +149,8 @@ class ControlState(QObject):
         self.regions = RegionLayers(document, self)
         self.units: list[UnitState] = []
         self.image_prompts: list[ImagePromptState] = []
+        #: the IP-Adapter every image prompt uses ("": the library's one for the model's base)
+        self.image_prompt_model = ""
         self.hires = HiresState()
 
     # -- units ------------------------------------------------------------------------------
@@ -182,9 +184,18 @@ class ControlState(QObject):
     def add_image_prompt(self, path: str, weight: float = 0.6) -> bool:
         if len(self.image_prompts) >= MAX_IMAGE_PROMPTS:
             return False
-        self.image_prompts.append(ImagePromptState(str(path), float(weight)))
+        self.image_prompts.append(
+            ImagePromptState(str(path), float(weight), self.image_prompt_model)
+        )
         self.image_prompts_changed.emit()
         return True
+
+    def set_image_prompt_model(self, model: str) -> None:
+        """One IP-Adapter for every reference (the engine runs one image encoder per job)."""
+        self.image_prompt_model = str(model)
+        for prompt in self.image_prompts:
+            prompt.model = self.image_prompt_model
+        self.image_prompts_changed.emit()
 
     def remove_image_prompt(self, index: int) -> None:
         if 0 <= index < len(self.image_prompts):
@@ -317,6 +328,8 @@ class ControlState(QObject):
                 )
                 continue
             self.image_prompts.append(ImagePromptState(prompt.image, prompt.weight, prompt.model))
+        if request.image_prompts:
+            self.image_prompt_model = request.image_prompts[0].model
         self.image_prompts_changed.emit()
         self._restore_regions(request, notes)
         hires = request.hires

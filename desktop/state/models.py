@@ -17,9 +17,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.capabilities import Capabilities, native_capabilities, sd_capabilities
 from engine.errors import InputError
+from engine.library.builtin_choice import FALLBACK_MODEL, ranked_text_builtins
 from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
 
-BUILTIN_MODELS = ("emoji-ldm",)
+#: the built-in text-to-image models, the best measured first (their quality.json)
+BUILTIN_MODELS = tuple(ranked_text_builtins()) or (FALLBACK_MODEL.removeprefix("builtin:"),)
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf")
 
 

@@ -307,7 +307,7 @@ class ControlPanel(QWidget):
         self.add_unit.setToolTip(f"Up to {MAX_CONTROL_UNITS} units steer one picture together")
         self.add_unit.clicked.connect(self._add_unit)
         body.addWidget(self.add_unit)
-        self.image_prompts = ImagePromptSection(self.control)
+        self.image_prompts = ImagePromptSection(self.control, self.library)
         body.addWidget(self.image_prompts)
         self.region_section = RegionSection(self.control.regions)
         self.region_section.tool_requested.connect(self.tool_requested)
@@ -360,6 +360,7 @@ class ControlPanel(QWidget):
         for card in self.cards:
             card.fill_models()
         self.hires_section.fill_upscalers()
+        self.image_prompts.fill_adapters()
         self.show_capabilities()
 
     def show_capabilities(self) -> None:

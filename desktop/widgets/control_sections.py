@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -33,6 +34,9 @@ from engine.api_control import (
     MAX_IMAGE_PROMPTS,
     MAX_REGIONS,
 )
+from engine.paths import models_dir
+
+BASE_LABELS = {"sd1": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL"}
 
 THUMB = 96
 SMALL_THUMB = 44
@@ -121,17 +125,63 @@ def _dropped_image(mime) -> str:
     return ""
 
 
+class ElidedLabel(QLabel):
+    """A file name shortened in the middle (…) when the row is narrow, never cut off."""
+
+    def __init__(self, text: str, parent=None):
+        super().__init__(text, parent)
+        self.full_text = text
+        self.setMinimumWidth(60)
+        # the row gives it what is left; its own text must not widen the dock
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        metrics = self.fontMetrics()
+        self.setText(metrics.elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, self.width()))
+
+
+def ip_adapter_empty_text() -> str:
+    models = models_dir()
+    return (
+        f"No IP-Adapter in your library: put one in {models / 'ipadapter'} and its CLIP image "
+        f"encoder folder in {models / 'clip_vision'}"
+    )
+
+
 class ImagePromptSection(QWidget):
     """Reference pictures that steer the result through an IP-Adapter; several blend."""
 
-    def __init__(self, control: ControlState, parent=None):
+    def __init__(self, control: ControlState, library: ModelLibrary | None = None, parent=None):
         super().__init__(parent)
         self.control = control
+        self.library = library
+        self._updating = False
         self.setAcceptDrops(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 8, 0, 0)
         layout.setSpacing(6)
         layout.addWidget(section_label("Image prompts"))
+        self.empty_note = QLabel()
+        self.empty_note.setObjectName("note")
+        self.empty_note.setWordWrap(True)
+        self.empty_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.empty_note)
+        chooser = QHBoxLayout()
+        self.adapter_label = QLabel("IP-Adapter")
+        self.adapter = QComboBox()
+        self.adapter.setToolTip(
+            "The IP-Adapter every reference goes through; Automatic: the library's one for "
+            "the model's base"
+        )
+        self.adapter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.adapter.setMinimumContentsLength(8)
+        self.adapter.currentIndexChanged.connect(self._adapter_chosen)
+        chooser.addWidget(self.adapter_label)
+        chooser.addWidget(self.adapter, 1)
+        layout.addLayout(chooser)
         self.rows = QVBoxLayout()
         self.rows.setSpacing(4)
         layout.addLayout(self.rows)
@@ -142,7 +192,41 @@ class ImagePromptSection(QWidget):
         self.add.clicked.connect(self._choose)
         layout.addWidget(self.add)
         control.image_prompts_changed.connect(self.show_prompts)
+        self.fill_adapters()
         self.show_prompts()
+
+    def fill_adapters(self) -> None:
+        """The library's IP-Adapters; the note says where to put one when there is none."""
+        found = []
+        if self.library is not None:
+            found = [m for m in self.library.of_kind("ip_adapter") if m.status == "ok"]
+        self._updating = True
+        self.adapter.clear()
+        self.adapter.addItem("Automatic", "")
+        for info in found:
+            label = (
+                f"{info.name} ({BASE_LABELS.get(info.base, info.base)})" if info.base else info.name
+            )
+            self.adapter.addItem(label, info.reference)
+            self.adapter.setItemData(
+                self.adapter.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole
+            )
+        current = self.control.image_prompt_model
+        if current and self.adapter.findData(current) < 0:
+            self.adapter.addItem(Path(current).stem or current, current)
+        self.adapter.setCurrentIndex(max(0, self.adapter.findData(current)))
+        self._updating = False
+        none = not found and not current
+        self.empty_note.setVisible(none)
+        # a long path has no spaces to wrap at: let it break after each separator
+        self.empty_note.setText(ip_adapter_empty_text().replace("/", "/\u200b"))
+        self.empty_note.setToolTip(ip_adapter_empty_text())
+        self.adapter_label.setVisible(not none)
+        self.adapter.setVisible(not none)
+
+    def _adapter_chosen(self, index: int) -> None:
+        if not self._updating and index >= 0:
+            self.control.set_image_prompt_model(str(self.adapter.itemData(index) or ""))
 
     def _choose(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Reference pictures", "", image_file_filter())
@@ -150,6 +234,8 @@ class ImagePromptSection(QWidget):
             self.control.add_image_prompt(path)
 
     def show_prompts(self) -> None:
+        if self.adapter.currentData() != self.control.image_prompt_model:
+            self.fill_adapters()  # restored from a request
         _clear(self.rows)
         for index, prompt in enumerate(self.control.image_prompts):
             row = QWidget()
@@ -158,9 +244,8 @@ class ImagePromptSection(QWidget):
             thumb = Thumbnail(SMALL_THUMB)
             thumb.setAcceptDrops(False)
             thumb.show_image(QImage(prompt.image_path), prompt.image_path)
-            name = QLabel(Path(prompt.image_path).name)
+            name = ElidedLabel(Path(prompt.image_path).name)
             name.setToolTip(prompt.image_path)
-            name.setMinimumWidth(60)
             weight = _weight_spin(prompt.weight, 2.0, "How strongly this picture steers")
             weight.valueChanged.connect(
                 lambda v, i=index: self.control.set_image_prompt_weight(i, v)

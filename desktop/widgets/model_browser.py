@@ -54,6 +54,33 @@ def variant_text(variant: str) -> str:
     return " · ".join(part for part in variant.split(",") if part) or "—"
 
 
+#: kinds shown in words; parts (text encoders, VAEs) load with models, they are not picked
+KIND_LABELS = {"text_encoder": "text encoder", "ip_adapter": "IP-Adapter"}
+ENCODER_NAMES = {"clip-l": "CLIP-L", "clip-g": "CLIP-G", "clip-h": "OpenCLIP-H", "t5-xxl": "T5-XXL"}
+
+
+def kind_text(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
+def part_summary(kind: str, variant: str) -> str:
+    """What a separate part (a text encoder or a 16-channel VAE) is for."""
+    parts = [p for p in variant.split(",") if p]
+    if kind == "text_encoder":
+        name = ENCODER_NAMES.get(parts[0], "text encoder") if parts else "text encoder"
+        uses = "SD3 and FLUX.1" if parts and parts[0] != "clip-h" else "SD3 / FLUX"
+        return (
+            f"{name} text encoder: a part, not a model to pick. Easel loads it with {uses} "
+            "transformer-only files (with no diffusers folder beside them)."
+        )
+    if kind == "vae" and "16-channel" in parts:
+        return (
+            "16-channel VAE (SD3 / FLUX.1): Easel loads it with transformer-only files of "
+            "those families."
+        )
+    return ""
+
+
 def family_summary(base: str, variant: str) -> str:
     """What an SD3/FLUX model runs and is made for, from the engine's family table."""
     from engine.sd.modern_families import FAMILIES, MODERN_BASES, model_variant
@@ -184,7 +211,7 @@ class ModelBrowser(QDialog):
         for info in self.library.models:
             cells = [
                 info.name,
-                info.kind,
+                kind_text(info.kind),
                 info.base or "—",
                 variant_text(info.variant),
                 format_size(info.size_bytes),
@@ -203,7 +230,7 @@ class ModelBrowser(QDialog):
             self.model.appendRow(row)
         if self.isVisible():
             self._request_hashes()
-        self._fill_filter(self.kind, sorted({m.kind for m in self.library.models}))
+        self._fill_filter(self.kind, sorted({kind_text(m.kind) for m in self.library.models}))
         self._fill_filter(self.base, sorted({m.base or "—" for m in self.library.models}))
         self._selection_changed()
 
@@ -276,7 +303,7 @@ class ModelBrowser(QDialog):
             self.remove_button.setEnabled(not info.reference.startswith("builtin:"))
             self.default_button.setEnabled(info.usable)
             text = info.path
-            runs = family_summary(info.base, info.variant)
+            runs = family_summary(info.base, info.variant) or part_summary(info.kind, info.variant)
             if runs:
                 text += f"\n{runs}"
             if info.reason:

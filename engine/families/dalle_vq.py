@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.families.ddpm import _norm
+from engine.families.ddpm_unet import group_norm
 from engine.families.ldm import _Res  # the same residual block as the LDM autoencoder
 
 
@@ -66,7 +66,7 @@ def _encoder(config: TokenizerConfig) -> nn.Sequential:
     ]
     for before, after in zip(widths, widths[1:], strict=False):
         layers += [nn.Conv2d(before, after, 4, stride=2, padding=1), _Res(after)]
-    layers += [_norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], config.code_dim, 1)]
+    layers += [group_norm(widths[-1]), nn.SiLU(), nn.Conv2d(widths[-1], config.code_dim, 1)]
     return nn.Sequential(*layers)
 
 
@@ -76,7 +76,7 @@ def _decoder(config: TokenizerConfig) -> nn.Sequential:
     for before, after in zip(widths, widths[1:], strict=False):
         layers += [nn.Upsample(scale_factor=2), nn.Conv2d(before, after, 3, padding=1), _Res(after)]
     layers += [
-        _norm(widths[-1]),
+        group_norm(widths[-1]),
         nn.SiLU(),
         nn.Conv2d(widths[-1], config.image_channels * 4, 3, padding=1),
         nn.PixelShuffle(2),

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.api import Mode
-from engine.families.ddpm import _norm
 from engine.families.ddpm import settings_used as settings_used  # metadata hook, same sampling
+from engine.families.ddpm_unet import group_norm
 
 
 @dataclass
@@ -50,10 +50,10 @@ class _Res(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            _norm(channels),
+            group_norm(channels),
             nn.SiLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
-            _norm(channels),
+            group_norm(channels),
             nn.SiLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
@@ -76,7 +76,7 @@ class Autoencoder(nn.Module):
             _Res(c1),
             nn.Conv2d(c1, c2, 3, stride=2, padding=1),
             _Res(c2),
-            _norm(c2),
+            group_norm(c2),
             nn.SiLU(),
             nn.Conv2d(c2, 2 * config.latent_channels, 3, padding=1),
         )
@@ -86,7 +86,7 @@ class Autoencoder(nn.Module):
             nn.Upsample(scale_factor=2),
             nn.Conv2d(c2, c1, 3, padding=1),
             _Res(c1),
-            _norm(c1),
+            group_norm(c1),
             nn.SiLU(),
             nn.Conv2d(c1, c_in, 3, padding=1),
             nn.PixelShuffle(2),

@@ -56,6 +56,11 @@ def unwrap_state_dict(data: Any, *, name: str = "the file") -> dict[str, Any]:
                 break
     if not isinstance(data, dict):
         raise ModelError(f"{name} does not hold a dictionary of weights.")
+    if all(isinstance(data.get(part), dict) for part in ("image_proj", "ip_adapter")):
+        # h94's IP-Adapter .bin files nest two dicts; flat keys as in their .safetensors twins
+        data = {
+            f"{part}.{k}": v for part in ("image_proj", "ip_adapter") for k, v in data[part].items()
+        }
     tensors = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ModelError(f"{name} holds no weights.")

@@ -54,8 +54,8 @@ class ProbeResult:
     "unsafe" (a pickle that needs code to load) or "unknown" (readable, but no rule matched).
     """
 
-    #: checkpoint | lora | vae | embedding | upscaler | controlnet | ip_adapter | image_encoder |
-    #: native | unknown | broken
+    #: checkpoint | lora | vae | text_encoder | embedding | upscaler | controlnet | ip_adapter |
+    #: image_encoder | native | unknown | broken
     kind: str
     base: str = ""  # sd1 | sd2 | sdxl | sdxl-refiner | sd3 | flux | native family name
     variant: str = ""  # "" | inpaint | epsilon | v_prediction | unknown (comma-joined)
@@ -132,9 +132,16 @@ def _modern_dtypes(header: Header) -> dict[str, str] | None:
     from engine.library import probe_modern
 
     names = header.names()
-    if probe_modern.is_flux(names) or probe_modern.is_sd3(names):
+    if probe_modern.is_flux(names) or probe_modern.is_sd3(names) or _text_encoder_only(names):
         return {name: info.dtype for name, info in header.tensors.items()}
     return None
+
+
+def _text_encoder_only(keys) -> bool:
+    from engine.library import probe_parts
+
+    keys = list(keys)
+    return not any(k.startswith(UNET) for k in keys) and probe_parts.is_text_encoder(keys)
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:
@@ -183,7 +190,7 @@ def classify(
     dtypes: dict[str, str] | None = None,
 ) -> ProbeResult:
     """Decide what a state dict is from its keys, shapes, metadata (and dtypes, for fp8)."""
-    from engine.library import probe_control, probe_modern
+    from engine.library import probe_control, probe_modern, probe_parts
 
     if not shapes:
         return unknown("the file holds no tensors")
@@ -204,6 +211,8 @@ def classify(
             if classifier is None:
                 return _classify_sd_checkpoint(shapes, metadata, read_values)
             return classifier()
+    if _text_encoder_only(keys):
+        return probe_parts.classify_text_encoder(shapes, dtypes)
     if "conv_in.weight" in shapes and any(k.startswith("down_blocks.") for k in keys):
         return unknown(
             "this is a single diffusers component (a UNet), not a whole model: "
@@ -466,13 +475,10 @@ def _classify_vae(shapes: Shapes, metadata: dict) -> ProbeResult:
     layout = "diffusers" if any(".down_blocks." in k for k in stripped) else "original"
     details = {"latent_channels": latent_channels, "key_layout": layout}
     if latent_channels == 16:
-        return ProbeResult(
-            kind="vae",
-            base="sd3",
-            status="unsupported",
-            reason="a 16-channel VAE (SD3/FLUX) is not supported yet",
-            details=details,
-        )
+        # SD3's and FLUX.1's autoencoders share one architecture (different weights and
+        # scaling factors); nothing in the tensors tells them apart
+        details["fits"] = "sd3, flux"
+        return ProbeResult(kind="vae", variant="16-channel", details=details)
     if latent_channels not in (4, None):
         return ProbeResult(
             kind="vae",

@@ -1,6 +1,7 @@
 """Turn what a request names as its model into a concrete, identified model on disk.
 
-A request's `model` may be empty (the default model), `builtin:NAME` (shipped in
+A request's `model` may be empty (the default model: the built-in that measures best,
+engine.library.builtin_choice), `builtin:NAME` (shipped in
 `resources/models/`), a path to a file or folder, or a library record id. The answer says which
 family runs it: `sd` (diffusers) or one of Easel's native families.
 """
@@ -12,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ModelError
+from engine.library.builtin_choice import default_model
 from engine.paths import resource
-
-DEFAULT_MODEL = "builtin:emoji-ldm"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class ResolvedModel:
 
 
 def resolve_model(reference: str) -> ResolvedModel:
-    reference = (reference or "").strip() or DEFAULT_MODEL
+    reference = (reference or "").strip() or default_model()
     if reference.startswith("builtin:"):
         name = reference.split(":", 1)[1]
         path = resource("models", name)
@@ -60,7 +60,7 @@ def resolve_model(reference: str) -> ResolvedModel:
 def model_path(reference: str) -> Path:
     """The file or folder a model reference names (a path, `builtin:NAME`, a built-in's or a
     library record's name, id or hash), without identifying what it is."""
-    reference = (reference or "").strip() or DEFAULT_MODEL
+    reference = (reference or "").strip() or default_model()
     if reference.startswith("builtin:"):
         return resource("models", reference.split(":", 1)[1])
     path = Path(reference).expanduser()

@@ -1,6 +1,6 @@
-"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units. Image prompts are not
-built yet: a request with them is refused with a clear message rather than run without them.
-Regional prompts are engine/sd/regions.py, the hires fix engine/sd/hires.py.
+"""Steering an SD 1.x / SDXL job beyond its prompt: ControlNet units here, image prompts
+(IP-Adapter) in engine/sd/image_prompts.py, regional prompts in engine/sd/regions.py and the
+hires fix in engine/sd/hires.py.
 
 Two stages, called from engine/sd/generate.py:
 
@@ -28,6 +28,12 @@ from engine.api_control import ControlUnit
 from engine.context import JobContext
 from engine.errors import InputError
 from engine.sd.control_models import ControlModelRef, base_label, check_fits, find_controlnet
+from engine.sd.image_prompts import (
+    ImagePromptInputs,
+    attached_image_prompts,
+    image_prompt_info,
+    load_image_prompts,
+)
 
 _PIPELINES = {  # (sdxl, mode) -> diffusers class name
     (False, Mode.TXT2IMG): "StableDiffusionControlNetPipeline",
@@ -51,10 +57,11 @@ class ControlInputs:
     """Everything a request steers with, read and checked before the model loads."""
 
     units: list[PreparedUnit] = field(default_factory=list)
+    image_prompts: ImagePromptInputs = field(default_factory=ImagePromptInputs)
 
     @property
     def empty(self) -> bool:
-        return not self.units
+        return not self.units and not self.image_prompts
 
 
 def load_control_inputs(
@@ -71,15 +78,7 @@ def load_control_inputs(
         ctx.check_cancelled()
         control_map = _preprocess(unit, image)
         inputs.units.append(PreparedUnit(unit=unit, ref=ref, control_map=control_map))
-    unbuilt = {
-        "Image prompts (IP-Adapter)": request.image_prompts,
-    }
-    for what, value in unbuilt.items():
-        if value:
-            # refused rather than silently ignored: the picture would not be what was asked
-            raise InputError(
-                f"{what} cannot run yet in this build of Easel; remove it from the request."
-            )
+    inputs.image_prompts = load_image_prompts(request, ctx, model_base)
     return inputs
 
 
@@ -157,6 +156,13 @@ def steering(
             steered.pipe = controlnet_pipeline(pipe, request.mode, base, models)
             steered.kwargs.update(control_arguments(steered.pipe, inputs.units, ctx))
             steered.info["controlnets"] = [item.ref.name for item in inputs.units]
+        if inputs.image_prompts:
+            # on the pipeline that runs (the ControlNet one when there are units)
+            ip = attached_image_prompts(
+                ctx, steered.pipe, base, inputs.image_prompts, device, dtype
+            )
+            steered.kwargs.update(stack.enter_context(ip))
+            steered.info.update(image_prompt_info(inputs.image_prompts))
         yield steered
 
 

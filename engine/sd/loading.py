@@ -101,7 +101,15 @@ def load_base_pipeline(
         "_class_name": type(pipe.scheduler).__name__,
     }
     place(pipe, device, offload or runtime.offload)
+    _apply_speed_levers(pipe, device, dtype)
     return pipe
+
+
+def _apply_speed_levers(pipe, device: torch.device, dtype: torch.dtype) -> None:
+    # channels_last and friends, chosen per device and measured (engine/sd/speed.py)
+    from engine.sd.speed import apply_speed_plan, plan_for
+
+    apply_speed_plan(pipe, plan_for(device, dtype))
 
 
 def model_scheduler_config(pipe) -> dict:
@@ -218,14 +226,12 @@ def _load_diffusers_folder(path: Path, dtype: torch.dtype):
 
 
 def _shared_tokenizers(path: Path) -> dict[str, Any]:
-    """The folder's CLIP tokenizers from the shared cache (built once per distinct files)."""
+    """The folder's CLIP and T5 tokenizers from the shared cache (built once per distinct
+    files)."""
     from engine.sd import tokenizers
 
     try:
-        return {
-            component: tokenizers.clip_tokenizer(folder)
-            for component, folder in tokenizers.folder_components(path).items()
-        }
+        return tokenizers.folder_tokenizers(path)
     except Exception as exc:  # noqa: BLE001 - let diffusers load it and report the problem
         log.debug("shared tokenizer for %s not used: %s", path, exc)
         return {}

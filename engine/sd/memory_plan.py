@@ -181,7 +181,31 @@ def model_components(resolved, dtype_name: str, *, skip_t5: bool = False) -> dic
     if companion is not None:
         skip |= {"transformer"}
         components.update(component_bytes(companion, dtype_name, skip=skip))
+    else:
+        for component, part in _separate_parts(resolved, skip_t5=skip_t5).items():
+            components[component] = file_bytes(part, dtype_name)
     return components
+
+
+def _separate_parts(resolved, *, skip_t5: bool) -> dict[str, Path]:
+    """The text encoder and VAE files a transformer-only file without a companion loads with."""
+    from engine.sd.modern_families import MODERN_BASES, family_spec
+    from engine.sd.modern_parts import bundled_config, choose_parts
+
+    if resolved.base not in MODERN_BASES:
+        return {}
+    try:
+        spec = family_spec(resolved.base, resolved.variant)
+        config_dir = bundled_config(spec)
+        if config_dir is None:
+            return {}
+        from engine.library.probe import probe_path
+
+        if probe_path(resolved.path).details.get("contents") == "all-in-one":
+            return {}
+        return choose_parts(resolved.path, spec, config_dir, skip_t5=skip_t5 and spec.base == "sd3")
+    except ModelError:
+        return {}  # the load reports what is missing
 
 
 def _companion_for(resolved) -> Path | None:

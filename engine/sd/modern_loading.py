@@ -5,11 +5,13 @@
   where T5's states would be, as diffusers does.
 - A single file (original all-in-one, transformer-only, fp8 safetensors or a GGUF transformer)
   takes whatever it does not hold (text encoders, tokenizers, VAE, scheduler, configs) from a
-  *companion*: a diffusers folder of the same family next to the file or in the library. No
-  T5 tokenizer can be bundled (none is obtainable under a free licence offline), so the
-  companion is also where T5's tokenizer comes from. The transformer's config is the
-  companion's with the depth, guidance embedder and input width read from the file's tensors,
-  so a schnell file runs with a dev companion and the other way round.
+  *companion*: a diffusers folder of the same family next to the file or in the library.
+  Without one, SD3 and FLUX.1 files use the bundled configs (resources/configs/sd3-medium,
+  flux-dev, ...) and tokenizers (CLIP-L, CLIP-G, T5): an all-in-one file needs nothing else, a
+  transformer-only file takes its text encoders and VAE from separate files, ComfyUI style
+  (engine.sd.modern_parts). The transformer's config is the companion's (or bundled one's) with
+  the depth, guidance embedder and input width read from the file's tensors, so a schnell file
+  runs with a dev companion and the other way round.
 - GGUF transformers load through diffusers' GGUFQuantizationConfig (weights stay quantised in
   memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype.
 """
@@ -26,6 +28,7 @@ import torch
 from engine.errors import ModelError
 from engine.library.probe import ProbeResult, probe_path
 from engine.library.resolve import ResolvedModel
+from engine.sd import modern_parts
 from engine.sd.modern_families import FamilySpec, family_spec
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,12 @@ def base_pipeline_class(spec: FamilySpec) -> str:
     return spec.pipelines.get(Mode.TXT2IMG) or next(iter(spec.pipelines.values()))
 
 
-def load_modern_pipeline(resolved: ResolvedModel, dtype: torch.dtype, *, skip_t5: bool):
-    """The base pipeline for an SD3 or FLUX model (not yet placed on a device)."""
+def load_modern_pipeline(
+    resolved: ResolvedModel, dtype: torch.dtype, *, skip_t5: bool, config_dir: Path | None = None
+):
+    """The base pipeline for an SD3 or FLUX model (not yet placed on a device). `config_dir`
+    replaces the bundled config folder for single files without a companion (tests pass tiny
+    ones)."""
     import diffusers
 
     spec = family_spec(resolved.base, resolved.variant)
@@ -59,12 +66,38 @@ def load_modern_pipeline(resolved: ResolvedModel, dtype: torch.dtype, *, skip_t5
         options.update(_shared_clip_tokenizers(folder))
         return _from_pretrained(cls, folder, options, resolved.path)
     probe = probe_path(resolved.path)
-    companion = find_companion(resolved.path, spec, probe)
-    if probe.details.get("contents") == "all-in-one" and probe.details.get("format") != "gguf":
+    all_in_one = probe.details.get("contents") == "all-in-one"
+    companion = _companion_or_none(resolved.path, spec, probe)
+    if companion is None:
+        config_dir = config_dir or modern_parts.bundled_config(spec)
+        if config_dir is None:  # FLUX.2: no bundled config yet
+            find_companion(resolved.path, spec, probe)  # raises, naming what is needed
+        if all_in_one and probe.details.get("format") != "gguf":
+            return _all_in_one(cls, resolved.path, config_dir, options, bundled=True)
+        return _from_parts(cls, resolved.path, spec, probe, config_dir, dtype, skip_t5)
+    if all_in_one and probe.details.get("format") != "gguf":
         return _all_in_one(cls, resolved.path, companion, options)
     options["transformer"] = load_transformer_file(resolved.path, spec, probe, companion, dtype)
     options.update(_shared_clip_tokenizers(companion))
     return _from_pretrained(cls, companion, options, resolved.path)
+
+
+def _companion_or_none(path: Path, spec: FamilySpec, probe: ProbeResult) -> Path | None:
+    try:
+        return find_companion(path, spec, probe)
+    except ModelError:
+        if spec.base == "flux2":
+            raise
+        return None
+
+
+def _from_parts(cls, path: Path, spec, probe, config_dir: Path, dtype, skip_t5: bool):
+    """A transformer-only file with separate text encoder and VAE files and a config folder."""
+    skip = skip_t5 and spec.base == "sd3"
+    parts = modern_parts.choose_parts(path, spec, config_dir, skip_t5=skip)
+    transformer = load_transformer_file(path, spec, probe, config_dir, dtype)
+    log.info("assembling %s from %s", path.name, ", ".join(p.name for p in parts.values()))
+    return modern_parts.assemble_pipeline(cls, config_dir, transformer, parts, dtype, skip_t5=skip)
 
 
 def _from_pretrained(cls, folder: Path, options: dict, shown: Path):
@@ -79,12 +112,18 @@ def _from_pretrained(cls, folder: Path, options: dict, shown: Path):
         ) from exc
 
 
-def _all_in_one(cls, path: Path, companion: Path, options: dict):
+def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: bool = False):
     """An original all-in-one file: every weight from the file, configs and tokenizers from the
-    companion folder."""
+    companion folder (or a bundled config folder with the bundled tokenizers)."""
     skip = {k: v for k, v in options.items() if k in {"text_encoder_3", "tokenizer_3"}}
-    tokenizers = _shared_clip_tokenizers(companion)
-    tokenizers.update(_t5_tokenizers(companion, skip))
+    if bundled and not _holds_t5(path):
+        # SD3's "incl_clips" files have no T5: run without it, as "skip T5" does
+        skip.update(text_encoder_3=None, tokenizer_3=None)
+    if bundled:
+        tokenizers = _bundled_tokenizers(companion, skip)
+    else:
+        tokenizers = _shared_clip_tokenizers(companion)
+        tokenizers.update(_t5_tokenizers(companion, skip))
     try:
         return cls.from_single_file(
             str(path),
@@ -104,7 +143,8 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict):
 
 
 def _t5_tokenizers(companion: Path, skip: dict) -> dict:
-    from transformers import T5TokenizerFast
+    """The companion's T5 tokenizer (shared cache), or the bundled one when it has none."""
+    from engine.sd import tokenizers
 
     out = {}
     for component in ("tokenizer_2", "tokenizer_3"):
@@ -112,8 +152,35 @@ def _t5_tokenizers(companion: Path, skip: dict) -> dict:
         if component in skip or not folder.is_dir():
             continue
         if "T5" in (folder / "tokenizer_config.json").read_text(encoding="utf-8", errors="ignore"):
-            out[component] = T5TokenizerFast.from_pretrained(str(folder), local_files_only=True)
+            has_files = tokenizers.content_key(folder) is not None
+            out[component] = tokenizers.t5_tokenizer(folder) if has_files else bundled_t5()
     return out
+
+
+def bundled_t5():
+    from engine.sd import tokenizers
+
+    return tokenizers.bundled("t5")
+
+
+def _bundled_tokenizers(config_dir: Path, skip: dict) -> dict:
+    from engine.library.single_file import tokenizer_variants
+    from engine.sd import tokenizers
+
+    return {
+        component: tokenizers.bundled(variant)
+        for component, variant in tokenizer_variants(config_dir).items()
+        if component not in skip
+    }
+
+
+def _holds_t5(path: Path) -> bool:
+    from engine.library.header import BrokenFile, read_header
+
+    try:
+        return any(k.startswith("text_encoders.t5xxl.") for k in read_header(path).names())
+    except BrokenFile:
+        return True  # let the load report the damage
 
 
 # -- transformer files ---------------------------------------------------------------------

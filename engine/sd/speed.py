@@ -84,10 +84,10 @@ def apply_speed_plan(pipe, plan: SpeedPlan) -> SpeedPlan:
         return applied
     unet = getattr(pipe, "unet", None)
     vae = getattr(pipe, "vae", None)
-    if plan.channels_last:
-        for module in (unet, vae):
-            if module is not None:
-                module.to(memory_format=torch.channels_last)
+    if plan.channels_last and unet is not None:
+        unet.to(memory_format=torch.channels_last)
+    if vae is not None:
+        prepare_vae(vae, plan)
     fused = plan.fuse_qkv and unet is not None and _try_fuse(unet)
     compiled = plan.compile_unet and unet is not None
     if compiled:
@@ -96,6 +96,12 @@ def apply_speed_plan(pipe, plan: SpeedPlan) -> SpeedPlan:
     pipe._easel_speed_plan = in_effect
     log.info("speed levers: %s", in_effect.describe())
     return in_effect
+
+
+def prepare_vae(vae, plan: SpeedPlan) -> None:
+    """The VAE's levers: channels_last (its decoder is all 3x3 convolutions at up to 512x512)."""
+    if plan.channels_last:
+        vae.to(memory_format=torch.channels_last)
 
 
 def _try_fuse(unet) -> bool:

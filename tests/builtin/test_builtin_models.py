@@ -13,7 +13,8 @@ import torch
 
 from engine.api import GenerationRequest, RuntimeOptions
 from engine.events import Result
-from engine.library.resolve import DEFAULT_MODEL, resolve_model
+from engine.library.builtin_choice import best_builtin, default_model
+from engine.library.resolve import resolve_model
 from engine.paths import resource
 
 BUILTINS = {"emoji-ldm": "ldm", "emoji-dcgan": "dcgan", "emoji-beta-vae": "beta-vae"}
@@ -46,9 +47,11 @@ def test_builtin_resolves_through_the_library(name, family):
     assert resolved.path == resource("models", name)
 
 
-def test_the_default_model_is_the_emoji_text_to_image_model():
-    assert DEFAULT_MODEL == "builtin:emoji-ldm"
-    assert resolve_model("").family == "ldm"
+def test_the_default_model_is_the_built_in_that_measures_best():
+    best = best_builtin()
+    assert best in BUILTINS and BUILTINS[best] in ("ldm", "dalle")  # one that takes a prompt
+    assert default_model() == f"builtin:{best}"
+    assert resolve_model("").path == resource("models", best)
 
 
 @pytest.mark.parametrize("name", BUILTINS)

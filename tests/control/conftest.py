@@ -85,3 +85,52 @@ def make_request(model, **changes) -> GenerationRequest:
     )
     fields.update(changes)
     return GenerationRequest(**fields)
+
+
+@pytest.fixture(scope="session")
+def ip_models(control_models, tmp_path_factory):
+    """Tiny IP-Adapters for the tiny SD 1.x and SDXL UNets, in h94/IP-Adapter's layout: the
+    weights file beside an `image_encoder` folder (a tiny CLIPVisionModelWithProjection)."""
+    from tests.helpers.tiny_control import build_controlnet, build_image_encoder, build_ip_adapter
+
+    root = tmp_path_factory.mktemp("tiny-ip-adapter")
+    models = {}
+    for base in ("sd1", "sdxl"):
+        folder = root / f"ip-{base}"
+        models[f"ip_{base}"] = build_ip_adapter(
+            control_models[base], folder / f"ip-adapter-tiny-{base}.safetensors"
+        )
+        build_image_encoder(folder / "image_encoder")
+        # IP-Adapter Plus beside it: a resampler over the encoder's hidden states (width 32)
+        models[f"ip_{base}_plus"] = build_ip_adapter(
+            control_models[base],
+            folder / f"ip-adapter-plus-tiny-{base}.safetensors",
+            image_embed_dim=32,
+            seed=13,
+            plus=True,
+        )
+    # a second adapter for SD 1.x with other random weights, in a folder without an encoder
+    models["ip_sd1_alone"] = build_ip_adapter(
+        control_models["sd1"], root / "alone" / "ip-adapter-alone.safetensors", seed=12
+    )
+    models["encoder"] = root / "ip-sd1" / "image_encoder"
+    for base in ("sd1", "sdxl"):
+        # gentle ControlNets: the main fixture's steer so hard that nothing else shows
+        models[f"cn_{base}_gentle"] = build_controlnet(
+            control_models[base], root / f"cn-{base}", seed=9, std=0.03
+        )["folder"]
+    return models
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """Two reference pictures that differ everywhere, and a damaged one."""
+    folder = tmp_path_factory.mktemp("ip-references")
+    rng = np.random.default_rng(5)
+    warm = np.zeros((48, 48, 3), np.uint8)
+    warm[..., 0] = np.linspace(80, 255, 48, dtype=np.uint8)[None, :]
+    warm[..., 1] = 60
+    Image.fromarray(warm).save(folder / "warm.png")
+    Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(folder / "noise.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 255, 64)))
+    return folder

@@ -106,9 +106,31 @@ def _txt2img_restore_inpaint_cancel(qtbot, window, model, image_file):
     assert len(window.gallery.entries) == 2 and window.job.step < 400
 
 
+@pytest.fixture(scope="module")
+def dalle_64(tmp_path_factory):
+    """A randomly initialised DALL-E family folder making 64x64 pictures (16x16 tokens)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "families"))
+    from dalle_tiny import save_random_model
+
+    return save_random_model(tmp_path_factory.mktemp("dalle") / "dalle-64", resolution=64)
+
+
 def test_first_launch_inpaint_on_the_builtin_model_keeps_the_unmasked_picture(qtbot, tmp_path):
     """A new user's first edit: a picture from the default built-in model, a mask painted over
     part of it, "a blue heart": only the masked part changes (issue: it replaced everything)."""
+    _canvas_inpaint_keeps_the_unmasked_picture(qtbot, "builtin:emoji-ldm")
+
+
+def test_canvas_inpaint_with_a_dalle_model_keeps_the_unmasked_picture(qtbot, dalle_64):
+    """The same edit on the DALL-E family (issue 14): tokens outside the mask are kept, those
+    inside resampled, and the canvas's pixels outside the mask stay exactly as they were."""
+    _canvas_inpaint_keeps_the_unmasked_picture(qtbot, str(dalle_64))
+
+
+def _canvas_inpaint_keeps_the_unmasked_picture(qtbot, model: str):
     import numpy as np
     from PIL import Image
 
@@ -122,7 +144,7 @@ def test_first_launch_inpaint_on_the_builtin_model_keeps_the_unmasked_picture(qt
     qtbot.waitUntil(lambda: window.bridge.ready, timeout=LONG)
     try:
         settings = window.settings
-        settings.set("model", "builtin:emoji-ldm")
+        settings.set("model", model)
         settings.set("steps", 6)
         settings.set("batch_size", 1)
         settings.set("prompt", "a red apple")

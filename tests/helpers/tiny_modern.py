@@ -3,10 +3,10 @@
 SD3: an `SD3Transformer2DModel` (MMDiT) with two CLIP text encoders with projection and a T5
 encoder; FLUX: a `FluxTransformer2DModel` (double and single stream blocks) with one CLIP text
 encoder and a T5 encoder. Both use 16-latent-channel VAEs (as the real ones) shrunk to two
-narrow blocks, and the flow matching Euler scheduler. The CLIP tokenizers are the real ones
-from resources/; the T5 encoder's tokenizer is a small Unigram model trained here on a few
-words (no T5 vocabulary can be had offline; a real model folder brings its own `tokenizer_2/`
-or `tokenizer_3/`).
+narrow blocks, and the flow matching Euler scheduler. The tokenizers are the real ones bundled in
+resources/tokenizers (CLIP-L, CLIP-G and T5 v1.1), so the tiny T5 encoders have T5's 32,100-id
+vocabulary; `t5_tokenizer()` (a Unigram model trained here on a few words) is for benchmarks that
+want a narrow embedding.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ def t5_tokenizer():
     return T5TokenizerFast(
         tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", extra_ids=0
     )
+
+
+def bundled_t5_tokenizer():
+    """The T5 v1.1 tokenizer from resources/tokenizers/t5 (what real SD3 and FLUX models use)."""
+    from transformers import T5TokenizerFast
+
+    from engine.paths import resource
+
+    return T5TokenizerFast.from_pretrained(str(resource("tokenizers", "t5")), local_files_only=True)
 
 
 def _t5_encoder(vocab_size: int, width: int):
@@ -142,18 +151,24 @@ def flux_transformer(
     )
 
 
-def build_sd3(folder: str | Path, *, seed: int = 0, mmdit_x: bool = False) -> Path:
-    """An SD3-layout pipeline folder (SD3.5-style MMDiT-X blocks when `mmdit_x`)."""
+def build_sd3(
+    folder: str | Path, *, seed: int = 0, mmdit_x: bool = False, clip_g_layers: int = 2
+) -> Path:
+    """An SD3-layout pipeline folder (SD3.5-style MMDiT-X blocks when `mmdit_x`);
+    `clip_g_layers` other than 2 makes the two CLIP encoders' tensors differ, as real CLIP-L
+    and CLIP-G do, so separate text encoder files can be told apart."""
     from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    t5_tok = t5_tokenizer()
+    t5_tok = bundled_t5_tokenizer()
     pipe = StableDiffusion3Pipeline(
         transformer=sd3_transformer(mmdit_x=mmdit_x),
         vae=_vae(16),
         text_encoder=_clip(CLIPTextModelWithProjection, projection_dim=32),
-        text_encoder_2=_clip(CLIPTextModelWithProjection, projection_dim=32),
+        text_encoder_2=_clip(
+            CLIPTextModelWithProjection, projection_dim=32, num_hidden_layers=clip_g_layers
+        ),
         text_encoder_3=_t5_encoder(len(t5_tok), T5_WIDTH),
         tokenizer=_tokenizer("clip"),
         tokenizer_2=_tokenizer("clip-g"),
@@ -170,7 +185,7 @@ def build_flux(folder: str | Path, *, seed: int = 0, guidance: bool = True) -> P
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
-    t5_tok = t5_tokenizer()
+    t5_tok = bundled_t5_tokenizer()
     scheduler = (
         FlowMatchEulerDiscreteScheduler(
             shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15

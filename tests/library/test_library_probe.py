@@ -127,7 +127,12 @@ def test_standalone_vae(tmp_path):
         probe_path(write_stripped(tmp_path / "x.safetensors", shapes, metadata=meta)).base == "sdxl"
     )
     flux_vae = {**shapes, "decoder.conv_in.weight": (512, 16, 3, 3)}
-    assert probe_path(write_stripped(tmp_path / "f.safetensors", flux_vae)).status == "unsupported"
+    sixteen = probe_path(write_stripped(tmp_path / "f.safetensors", flux_vae))
+    assert (sixteen.status, sixteen.variant, sixteen.details["fits"]) == (
+        "ok",
+        "16-channel",
+        "sd3, flux",
+    )
 
 
 def test_unknown_tensors_say_why(tmp_path):

@@ -118,3 +118,28 @@ def test_stopping_the_emoji_render_writes_nothing(dialog, qtbot, tmp_path):
     dialog.cancel_button.click()
     assert not dialog.rendering and dialog.start_button.isEnabled()
     assert not emoji.is_rendered(16) and dialog.job_id is None
+
+
+def test_the_dialog_trains_a_dalle_model_from_captioned_pictures(dialog, qtbot, tmp_path):
+    import json
+
+    from dalle_tiny import TINY_TOKENIZER, TINY_TRANSFORMER, write_captioned
+
+    index = dialog.family_combo.findData("dalle")
+    assert index >= 0 and "DALL-E" in dialog.family_combo.itemText(index)
+    fill(dialog, write_captioned(tmp_path / "pics"), tmp_path / "model", steps=4)
+    dialog.family_combo.setCurrentIndex(index)
+    dialog.flip_check.setChecked(False)
+    compact = lambda value: json.dumps(value, separators=(",", ":"))  # noqa: E731
+    dialog.settings_edit.setText(
+        f"tokenizer={compact(TINY_TOKENIZER)} transformer={compact(TINY_TRANSFORMER)} "
+        "tokenizer_steps=2 tokenizer_crop=0 warmup_steps=1"
+    )
+    with qtbot.waitSignal(dialog.training_finished, timeout=120_000) as finished:
+        qtbot.mouseClick(dialog.start_button, qtbot_left())
+    outcome, info = finished.args
+    assert outcome == "result", dialog.status_label.text()
+    assert info["steps"] == 4 and len(dialog.curve.values) == 4
+    assert dialog.samples.grid is not None  # step 2: reconstructions; step 4: sampled pictures
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["family"] == "dalle" and config["tokenizer"]["channels"] == [8, 16]
