@@ -287,3 +287,18 @@ def test_the_gallery_hires_request_of_a_result_runs(engine, control_models):
     again = run(engine, gallery_hires(source, first.images[0].size, strength=0.4, entry_id=7))
     assert again.images[0].size == (128, 128)
     assert again.metadata[0]["extras"]["variation_of"]["kind"] == "hires"
+
+
+def test_hires_with_an_image_prompt_in_both_passes(engine, control_models, ip_models, references):
+    from engine.api_control import ImagePrompt
+
+    picture = ImagePrompt(
+        image=str(references / "warm.png"), weight=0.8, model=str(ip_models["ip_sd1"])
+    )
+    model = control_models["sd1"]
+    plain = run(engine, hires_request(model))
+    prompted = run(engine, hires_request(model, image_prompts=[picture]))
+    off = run(engine, hires_request(model, image_prompts=[picture.replace(weight=0.0)]))
+    assert prompted.images[0].size == (128, 128)
+    assert np.abs(pixels(prompted) - pixels(plain)).mean() > 1.0
+    assert np.array_equal(pixels(off), pixels(plain))
