@@ -97,6 +97,8 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     import torch.nn.functional as F
     from diffusers import EulerDiscreteScheduler
 
+    from engine.sd.speed import apply_speed_plan, plan_for
+
     hires = HiresFix(scale=2.0, strength=0.6, steps=5, upscaler=upscaler)
     req = hires_request(control_models[base], hires, guidance_scale=5.0)
     ours = run(engine, req)
@@ -106,6 +108,8 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     )
     txt2img.scheduler = EulerDiscreteScheduler.from_config(txt2img.scheduler.config)
     txt2img.set_progress_bar_config(disable=True)
+    # the engine's memory layout (channels_last): the same kernels, so the same float rounding
+    apply_speed_plan(txt2img, plan_for("cpu", torch.float32))
     common = dict(prompt=req.prompt, negative_prompt=req.negative_prompt, guidance_scale=5.0)
     in_latents = upscaler == "latent"
     first = txt2img(
