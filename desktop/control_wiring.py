@@ -25,7 +25,7 @@ BLANK_CANVAS = QColor(0, 0, 0)  # a scribble is white on black: a blank canvas i
 def install(window) -> None:
     window.control = ControlState(window.document, window)
     window.control_panel = ControlPanel(window.control, window.library, window.settings)
-    window.control_panel.setMinimumWidth(340)
+    # no fixed minimum width: the panel asks for what its cards need (nothing is cut off)
     window.control_dock = window._dock(
         "Control", "control", window.control_panel, Qt.DockWidgetArea.LeftDockWidgetArea
     )

@@ -22,6 +22,7 @@ MAX_CONTROL_UNITS = 4
 MAX_IMAGE_PROMPTS = 4
 MAX_REGIONS = 8
 HIRES_UPSCALERS_LATENT = "latent"
+HIRES_UPSCALER_LANCZOS = "lanczos"  # a plain resize of the first pass's picture
 
 
 def _check_fraction(what: str, value: float) -> None:
@@ -98,8 +99,9 @@ class Region(Serialisable):
 
 @dataclass(frozen=True)
 class HiresFix(Serialisable):
-    """Generate at the model's native size, upscale (`upscaler`: "latent" or an upscaler model
-    from the library), then image-to-image at `strength` to the request's size, in one job."""
+    """Generate at the model's native size, upscale (`upscaler`: "latent", "lanczos" or an
+    upscaler model from the library), then image-to-image at `strength` to the request's size,
+    in one job."""
 
     scale: float = 2.0
     strength: float = 0.5

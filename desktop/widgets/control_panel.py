@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -205,7 +205,10 @@ class UnitCard(QFrame):
             self.model.setItemData(self.model.count() - 1, info.path, Qt.ItemDataRole.ToolTipRole)
         current = self.unit.model
         if current and self.model.findData(current) < 0:
-            self.model.addItem(Path(current).name or current, current)
+            # a file outside the library: its stem, as the library names models (the
+            # extension only made the name too long for the panel), the path as tooltip
+            self.model.addItem(Path(current).stem or current, current)
+            self.model.setItemData(self.model.count() - 1, current, Qt.ItemDataRole.ToolTipRole)
         self.model.setCurrentIndex(max(0, self.model.findData(current)))
         self._updating = False
 
@@ -269,8 +272,14 @@ class ControlPanel(QWidget):
         control.document.image_changed.connect(self._thumbs.start)
         library.changed.connect(self._library_changed)
         settings.changed.connect(lambda name: name == "model" and self.show_capabilities())
+        settings.changed.connect(lambda name: name in ("width", "height") and self._show_size())
+        self._show_size()
         self._rebuild_cards()
         self.show_capabilities()
+
+    def _show_size(self) -> None:
+        size = (int(self.settings.get("width")), int(self.settings.get("height")))
+        self.hires_section.show_final_size(*size)
 
     def _build(self) -> None:
         content = QWidget()
@@ -307,7 +316,7 @@ class ControlPanel(QWidget):
         body.addWidget(self.hires_section)
         layout.addWidget(self.body)
         layout.addStretch(1)
-        scroll = QScrollArea()
+        scroll = self.scroll = _VerticalScroll()
         scroll.setWidget(content)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
@@ -393,3 +402,25 @@ def _row(*widgets) -> QWidget:
     for widget in widgets:
         row.addWidget(widget, 1 if isinstance(widget, (QComboBox, QDoubleSpinBox)) else 0)
     return holder
+
+
+class _VerticalScroll(QScrollArea):
+    """Scrolls up and down only, so it asks for the width its content needs: a dock narrower
+    than the cards would cut their right edge off (buttons, spin arrows) with no way to see it."""
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # a card, a prompt row or a region came or went
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        inner = self.widget()
+        if inner is None:
+            return hint
+        width = (
+            inner.minimumSizeHint().width()
+            + self.verticalScrollBar().sizeHint().width()
+            + 2 * self.frameWidth()
+        )
+        return QSize(max(hint.width(), width), hint.height())

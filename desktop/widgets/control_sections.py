@@ -28,7 +28,12 @@ from desktop.images import IMAGE_SUFFIXES
 from desktop.state.control import ControlState
 from desktop.state.models import ModelLibrary
 from desktop.state.regions import RegionLayers
-from engine.api_control import HIRES_UPSCALERS_LATENT, MAX_IMAGE_PROMPTS, MAX_REGIONS
+from engine.api_control import (
+    HIRES_UPSCALER_LANCZOS,
+    HIRES_UPSCALERS_LATENT,
+    MAX_IMAGE_PROMPTS,
+    MAX_REGIONS,
+)
 from engine.paths import models_dir
 
 BASE_LABELS = {"sd1": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL"}
@@ -394,6 +399,11 @@ class HiresSection(QGroupBox):
         form.addRow("Strength", self.strength)
         form.addRow("Upscaler", self.upscaler)
         form.addRow("Steps", self.steps)
+        self.sizes = QLabel()
+        self.sizes.setObjectName("note")
+        self.sizes.setWordWrap(True)
+        form.addRow(self.sizes)
+        self._final_size = (0, 0)
         self.fill_upscalers()
         self.toggled.connect(lambda on: self._write(enabled=on))
         self.scale.valueChanged.connect(lambda v: self._write(scale=v))
@@ -411,6 +421,7 @@ class HiresSection(QGroupBox):
         self._updating = True
         self.upscaler.clear()
         self.upscaler.addItem("Latent (no model)", HIRES_UPSCALERS_LATENT)
+        self.upscaler.addItem("Lanczos (no model)", HIRES_UPSCALER_LANCZOS)
         for info in self.library.of_kind("upscaler"):
             if info.status == "ok":
                 self.upscaler.addItem(info.name, info.reference)
@@ -431,3 +442,22 @@ class HiresSection(QGroupBox):
         # the group box disables its children when unchecked; the title stays readable
         for widget in (self.scale, self.strength, self.upscaler, self.steps):
             widget.setEnabled(hires.enabled)
+        self._show_sizes()
+
+    def show_final_size(self, width: int, height: int) -> None:
+        """The Generate panel's size: the hires fix's final size."""
+        self._final_size = (int(width), int(height))
+        self._show_sizes()
+
+    def _show_sizes(self) -> None:
+        """Say what the two passes make, so a first pass far below the model's size shows."""
+        from engine.metadata.a1111_control import first_pass_size
+
+        width, height = self._final_size
+        first = first_pass_size(width, height, self.control.hires.scale) if width else None
+        self.sizes.setVisible(bool(first) and self.control.hires.enabled)
+        if first:
+            text = f"First pass {first[0]}×{first[1]}, then refined at {width}×{height}."
+            if min(first) < 64:
+                text += " Too small to sample: lower the scale or raise the size."
+            self.sizes.setText(text)

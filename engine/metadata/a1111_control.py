@@ -110,7 +110,8 @@ def hires_fields(metadata: dict) -> list[tuple[str, Any]]:
     if steps:
         fields.append(("Hires steps", steps))
     upscaler = str(hires.get("upscaler") or "latent")
-    fields.append(("Hires upscaler", LATENT_UPSCALER if upscaler == "latent" else _stem(upscaler)))
+    names = {"latent": LATENT_UPSCALER, "lanczos": "Lanczos"}
+    fields.append(("Hires upscaler", names.get(upscaler) or _stem(upscaler)))
     return fields
 
 
@@ -220,6 +221,8 @@ def read_hires(params: dict[str, str], size: tuple, notes: list[str]) -> tuple[d
     upscaler = params.get("Hires upscaler", "Latent").strip()
     if upscaler.lower().startswith("latent"):
         upscaler = "latent"
+    elif upscaler.lower() == "lanczos":
+        upscaler = "lanczos"  # a plain resize: Easel's own, no model needed
     else:
         notes.append(
             f"Hires upscaler '{upscaler}' is used if the library has an upscaler by that name."

@@ -28,11 +28,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from engine.api import GenerationRequest, Mode
-from engine.api_control import HIRES_UPSCALERS_LATENT
+from engine.api_control import HIRES_UPSCALER_LANCZOS, HIRES_UPSCALERS_LATENT
 from engine.context import JobContext
 from engine.errors import InputError
 
-LANCZOS = "lanczos"
 UPSCALING_STAGE = "Upscaling for the hires fix…"
 
 
@@ -59,6 +58,14 @@ def check_hires(request: GenerationRequest) -> None:
             f"Hires x{request.hires.scale:g} of {request.width}x{request.height} starts at "
             f"{width}x{height}, too small to sample; choose a smaller hires scale."
         )
+
+
+def upscaler_of(request: GenerationRequest) -> str:
+    """ "latent", "lanczos" (whatever their case, as A1111 files and users write them), or the
+    upscaler model's reference as given."""
+    upscaler = request.hires.upscaler.strip()
+    named = upscaler.lower()
+    return named if named in (HIRES_UPSCALERS_LATENT, HIRES_UPSCALER_LANCZOS) else upscaler
 
 
 def count_steps(scheduler, steps: int, strength: float = 1.0) -> int:
@@ -108,8 +115,9 @@ def run_hires(job: HiresPass, step_callback) -> tuple[torch.Tensor, dict[str, An
             "refine; raise the hires strength or the hires steps."
         )
     total = first_count + second_count
-    in_latents = hires.upscaler == HIRES_UPSCALERS_LATENT and not job.info.inpaint_unet
-    if hires.upscaler == HIRES_UPSCALERS_LATENT and job.info.inpaint_unet:
+    upscaler = upscaler_of(request)
+    in_latents = upscaler == HIRES_UPSCALERS_LATENT and not job.info.inpaint_unet
+    if upscaler == HIRES_UPSCALERS_LATENT and job.info.inpaint_unet:
         job.ctx.notice(
             "An inpainting model refines pictures, not latents: the hires fix enlarged the "
             "first pass with Lanczos."
@@ -170,9 +178,9 @@ def _enlarge_pictures(job: HiresPass, images: torch.Tensor, step: int, total: in
 
     request = job.request
     size = (request.width, request.height)
-    upscaler = job.request.hires.upscaler
+    upscaler = upscaler_of(request)
     pictures = to_pil(images)
-    if upscaler in (LANCZOS, HIRES_UPSCALERS_LATENT):
+    if upscaler in (HIRES_UPSCALER_LANCZOS, HIRES_UPSCALERS_LATENT):
         return [picture.resize(size, Image.Resampling.LANCZOS) for picture in pictures]
     from engine.api import UpscaleRequest
     from engine.upscale import upscale_with_model

@@ -97,6 +97,8 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     import torch.nn.functional as F
     from diffusers import EulerDiscreteScheduler
 
+    from engine.sd.speed import apply_speed_plan, plan_for
+
     hires = HiresFix(scale=2.0, strength=0.6, steps=5, upscaler=upscaler)
     req = hires_request(control_models[base], hires, guidance_scale=5.0)
     ours = run(engine, req)
@@ -106,6 +108,8 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     )
     txt2img.scheduler = EulerDiscreteScheduler.from_config(txt2img.scheduler.config)
     txt2img.set_progress_bar_config(disable=True)
+    # the engine's memory layout (channels_last): the same kernels, so the same float rounding
+    apply_speed_plan(txt2img, plan_for("cpu", torch.float32))
     common = dict(prompt=req.prompt, negative_prompt=req.negative_prompt, guidance_scale=5.0)
     in_latents = upscaler == "latent"
     first = txt2img(
@@ -133,30 +137,32 @@ def test_hires_equals_the_two_passes_by_hand_in_diffusers(engine, control_models
     assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
 
 
-def test_hires_with_a_controlnet_unit_in_both_passes(engine, control_models, pictures):
+@pytest.mark.parametrize(("base", "name"), [("sd1", "controlnet-3"), ("sdxl", "controlnet-5")])
+def test_hires_with_a_controlnet_unit_in_both_passes(engine, control_models, pictures, base, name):
     unit = ControlUnit(
         image=str(pictures / "drawing.png"),
-        model=str(control_models["cn_sd1"]["folder"]),
+        model=str(control_models[f"cn_{base}"]["folder"]),
         preprocessor="canny",
     )
-    model = control_models["sd1"]
+    model = control_models[base]
     plain = run(engine, hires_request(model))
     steered = run(engine, hires_request(model, control=[unit]))
     off = run(engine, hires_request(model, control=[unit.replace(weight=0.0)]))
     assert steered.images[0].size == (128, 128)
-    assert steered.info["controlnets"] == ["controlnet-3"]
+    assert steered.info["controlnets"] == [name]
     assert np.abs(pixels(steered) - pixels(plain)).mean() > 2.0
     assert np.array_equal(pixels(off), pixels(plain))
     # the control image (64 px) was resized to the final size, and the user told
     assert any("resized to 128x128" in note for note in steered.info["notices"])
 
 
-def test_hires_with_a_region_at_both_sizes(engine, control_models, tmp_path):
+@pytest.mark.parametrize("base", ["sd1", "sdxl"])
+def test_hires_with_a_region_at_both_sizes(engine, control_models, tmp_path, base):
     mask = np.zeros((128, 128), np.uint8)
     mask[:, 64:] = 255
     Image.fromarray(mask).save(tmp_path / "right.png")
     region = Region(mask=str(tmp_path / "right.png"), prompt="a deep blue ocean with waves")
-    model = control_models["sd1"]
+    model = control_models[base]
     plain = run(engine, hires_request(model))
     steered = run(engine, hires_request(model, regions=[region]))
     off = run(engine, hires_request(model, regions=[region.replace(weight=0.0)]))
@@ -180,7 +186,7 @@ def test_hires_with_an_upscaler_model(engine, control_models, esrgan_file):
     final, progress = _events(engine, hires_request(control_models["sd1"], hires))
     assert isinstance(final, Result), getattr(final, "message", final)
     assert final.images[0].size == (128, 128)
-    lanczos = run(engine, hires_request(control_models["sd1"], hires.replace(upscaler="lanczos")))
+    lanczos = run(engine, hires_request(control_models["sd1"], hires.replace(upscaler="Lanczos")))
     assert not np.array_equal(pixels(final), pixels(lanczos))  # the model did the enlarging
     steps = [event.step for event in progress]
     assert steps == sorted(steps)
@@ -231,3 +237,72 @@ def test_hires_metadata_round_trips_through_the_png(engine, control_models, tmp_
     assert again.hires == hires and (again.width, again.height) == (128, 128)
     imported = parse_a1111(info["parameters"]).request
     assert imported.hires == hires and (imported.width, imported.height) == (128, 128)
+
+
+def test_a_lanczos_hires_reads_back_as_lanczos_from_the_a1111_text():
+    from engine.metadata.a1111 import parse_a1111
+    from engine.metadata.writer import a1111_parameters
+
+    hires = HiresFix(scale=1.5, strength=0.4, upscaler="lanczos")
+    data = {**make_request("/models/x.safetensors", width=96, height=96, hires=hires).to_dict()}
+    text = a1111_parameters(data)
+    assert "Hires upscaler: Lanczos" in text and "Size: 64x64" in text
+    imported = parse_a1111(text)
+    assert imported.request.hires == hires
+    assert not any("Lanczos" in note for note in imported.notes)
+
+
+def test_previews_come_from_both_passes(engine, control_models, monkeypatch):
+    from engine.context import JobContext
+    from engine.events import Preview
+
+    monkeypatch.setattr(JobContext, "PREVIEW_MIN_INTERVAL_S", 0.0)  # every step, not 4 a second
+    events: list = []
+    engine.subscribe(events.append)
+    try:
+        final = engine.run(hires_request(control_models["sd1"]), timeout=300)
+    finally:
+        engine.unsubscribe(events.append)
+    assert isinstance(final, Result)
+    sizes = [e.image.size for e in events if isinstance(e, Preview) and e.job_id == final.job_id]
+    first, second = sizes[0], sizes[-1]
+    assert len(sizes) == 4 and sizes == [first] * 3 + [second]  # 3 steps, then 1
+    assert second[0] == 2 * first[0]  # the second pass previews the enlarged latents
+
+
+def test_a_hires_batch_is_each_seed_on_its_own(engine, control_models):
+    model = control_models["sd1"]
+    batch = run(engine, hires_request(model, batch_size=2))
+    assert len(batch.images) == 2
+    second = run(engine, hires_request(model, seed=43))
+    # the same picture as seed 43 alone, up to float rounding of batched CPU kernels
+    difference = np.abs(pixels(batch, 1) - pixels(second))
+    assert difference.max() <= 3 and difference.mean() < 0.2, (difference.max(), difference.mean())
+    other = np.abs(pixels(batch, 0) - pixels(second)).mean()
+    assert other > 2.0  # image 0 is another seed's
+    assert batch.metadata[1]["seed"] == 43 and batch.metadata[1]["hires"]["scale"] == 2.0
+
+
+def test_the_gallery_hires_request_of_a_result_runs(engine, control_models):
+    from engine.variations import hires_request as gallery_hires
+
+    source = make_request(control_models["sd1"])
+    first = run(engine, source)
+    again = run(engine, gallery_hires(source, first.images[0].size, strength=0.4, entry_id=7))
+    assert again.images[0].size == (128, 128)
+    assert again.metadata[0]["extras"]["variation_of"]["kind"] == "hires"
+
+
+def test_hires_with_an_image_prompt_in_both_passes(engine, control_models, ip_models, references):
+    from engine.api_control import ImagePrompt
+
+    picture = ImagePrompt(
+        image=str(references / "warm.png"), weight=0.8, model=str(ip_models["ip_sd1"])
+    )
+    model = control_models["sd1"]
+    plain = run(engine, hires_request(model))
+    prompted = run(engine, hires_request(model, image_prompts=[picture]))
+    off = run(engine, hires_request(model, image_prompts=[picture.replace(weight=0.0)]))
+    assert prompted.images[0].size == (128, 128)
+    assert np.abs(pixels(prompted) - pixels(plain)).mean() > 1.0
+    assert np.array_equal(pixels(off), pixels(plain))

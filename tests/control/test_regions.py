@@ -197,3 +197,25 @@ def test_two_regions_and_a_batch(engine, control_models, masks, tmp_path):
         )
         assert diff.mean() > 0.5
     assert two.metadata[0]["regions"][1]["prompt"] == "a green forest"
+
+
+@pytest.mark.parametrize("base", ["sd1", "sdxl"])
+def test_regions_with_an_image_prompt(engine, control_models, ip_models, references, masks, base):
+    """The IP-Adapter's processors are the ones wrapped: a region's pass keeps the image tokens
+    (positive half) and its own scale."""
+    from engine.api_control import ImagePrompt
+
+    picture = ImagePrompt(
+        image=str(references / "warm.png"), weight=0.8, model=str(ip_models[f"ip_{base}"])
+    )
+    model = control_models[base]
+    prompted = run(engine, make_request(model, image_prompts=[picture]))
+    both = run(engine, make_request(model, image_prompts=[picture], regions=[region(masks)]))
+    off = run(
+        engine,
+        make_request(model, image_prompts=[picture], regions=[region(masks, weight=0.0)]),
+    )
+    assert np.abs(pixels(both) - pixels(prompted)).mean() > 0.5
+    assert np.array_equal(pixels(off), pixels(prompted))
+    again = run(engine, make_request(model, image_prompts=[picture]))
+    assert np.array_equal(pixels(again), pixels(prompted))  # adapter and regions both undone
