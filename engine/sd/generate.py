@@ -88,6 +88,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             seeds=seeds,
             overrides=few_step.scheduler_options if few_step else None,
         )
+        previewer = _preview_decoder(base_pipe, resolved, info, request, ctx)
         pipe = pipeline_for_mode(base_pipe, request.mode, info, scheduler)
         with (
             steering(ctx, request, pipe, info.base, control, device, dtype) as steered,
@@ -101,7 +102,12 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             kwargs = call_arguments(request, inputs, info, seeds)
             kwargs.update(embeds.as_kwargs())
             kwargs = steered.finish_kwargs(kwargs)
-            output = pipe(**kwargs, **_step_callback(ctx, info)).images
+            fast = request.runtime.fast_decode and previewer is not None
+            if fast:
+                kwargs["output_type"] = "latent"  # the tiny decoder makes the picture
+            output = pipe(**kwargs, **_step_callback(ctx, info, previewer)).images
+            if fast:
+                output = previewer.decode(output)
         finished = time.perf_counter()
     check_output(output, dtype)
     images = to_pil(output)
@@ -121,10 +127,23 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         "offload_reason": plan.why,
         **steered.info,
     }
+    if fast:
+        run["decoder"] = previewer.source
     if few_step is not None:
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
     return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+
+
+def _preview_decoder(base_pipe, resolved: ResolvedModel, info: ModelInfo, request, ctx):
+    """The tiny decoder for previews (and the final picture with `fast_decode`), or None.
+    With `fast_decode` one is distilled now if the model has none yet (once, then cached)."""
+    from engine.sd.tiny_decoder import preview_decoder_for
+
+    if base_pipe.vae.config.latent_channels != 4:
+        return None
+    build = request.runtime.fast_decode
+    return preview_decoder_for(base_pipe, resolved.cache_key, info.base, build=build, ctx=ctx)
 
 
 def make_room(cache, plan, device_type: str) -> None:
@@ -214,13 +233,17 @@ def call_arguments(
     return kwargs
 
 
-def _step_callback(ctx: JobContext, info: ModelInfo) -> dict[str, Any]:
-    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview."""
+def _step_callback(ctx: JobContext, info: ModelInfo, previewer=None) -> dict[str, Any]:
+    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview (the
+    tiny decoder's where there is one, else the linear projection)."""
 
     def on_step_end(pipe, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         ctx.check_cancelled()  # raises JobCancelled: the pipeline stops, nothing is decoded
         ctx.progress(step + 1, pipe.num_timesteps)
-        ctx.preview(latents_to_preview(tensors["latents"], info.base))
+        if previewer is not None and ctx.preview_due():
+            ctx.preview(previewer.preview(tensors["latents"]))
+        elif previewer is None:
+            ctx.preview(latents_to_preview(tensors["latents"], info.base))
         return {}
 
     return {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}
