@@ -8,8 +8,9 @@ Then, each in a fresh subprocess (RSS never goes down within a process), alterna
 - "engine": the Engine loads the file through the library code users hit (probe, bundled
   config, `from_single_file`, the engine's dtype: bf16 where the CPU has it) and makes one
   `--size` px text-to-image picture with `--steps` steps and CFG;
-- "plain": diffusers' `StableDiffusionPipeline.from_single_file` with the same bundled config
-  and its defaults (fp32), the same request.
+- "plain": diffusers' `from_single_file` with its default dtype (fp32; the bundled config and
+  offline options of the library loader, plain diffusers would go online), the same request
+  through a plain pipeline call.
 Peak RSS is `ru_maxrss` of the child. Target (issue 15): engine at most 3.7 GB.
 """
 
@@ -82,15 +83,14 @@ def child(kind: str, model: Path, size: int, steps: int, threads: int) -> None:
             engine.shutdown()
     else:
         import torch
-        from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+        from diffusers import EulerDiscreteScheduler
 
-        from engine.library.single_file import choose_config
+        from engine.library.single_file import load_single_file_pipeline
 
         torch.set_num_threads(threads)
-        config, _ = choose_config(model)
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(model), config=str(config), local_files_only=True
-        )
+        # diffusers' from_single_file with its default dtype (fp32); the bundled config and
+        # offline options come from the library loader (plain diffusers would go online)
+        pipe = load_single_file_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
         pipe(
@@ -115,14 +115,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--child", choices=["engine", "plain"], default=None)
-    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="reuse (or write) this file")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.model, args.size, args.steps, args.threads)
         return
     results: dict = {"size": args.size, "steps": args.steps, "threads": args.threads}
     with tempfile.TemporaryDirectory(prefix="easel-rss-file-") as tmp:
-        model = write_single_file(Path(tmp) / "sd15-random.safetensors")
+        model = args.model or Path(tmp) / "sd15-random.safetensors"
+        if not model.is_file():
+            write_single_file(model)
         results["file_gb"] = round(model.stat().st_size / 1e9, 2)
         runs: dict[str, list[dict]] = {"engine": [], "plain": []}
         for index in range(args.repeats):
@@ -131,9 +133,11 @@ def main() -> None:
                     [sys.executable, __file__, "--child", kind, "--model", str(model),
                      "--size", str(args.size), "--steps", str(args.steps),
                      "--threads", str(args.threads)],
-                    capture_output=True, text=True, check=True, cwd=REPO,
+                    capture_output=True, text=True, check=False, cwd=REPO,
                     env={**os.environ, "HF_HUB_OFFLINE": "1"},
                 )  # fmt: skip
+                if out.returncode:
+                    raise SystemExit(f"{kind} child failed:\n{out.stderr[-3000:]}")
                 runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(json.dumps({kind: runs[kind][-1]}), flush=True)
     for kind, items in runs.items():
