@@ -105,6 +105,7 @@ def distil_decoder(
     train_x, test_x = targets[:images], targets[images:]
     torch.manual_seed(seed)
     student = new_decoder(latents.shape[1], channels, TAESD_BLOCKS)
+    _fit_to_data(student, train_z, train_x)
     optimiser = torch.optim.Adam(student.parameters(), lr=2e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=2e-3, total_steps=steps)
     with torch.inference_mode(False), torch.enable_grad():
@@ -128,6 +129,7 @@ def distil_decoder(
     report = {
         "psnr_db": round(psnr, 2),
         "baseline_psnr_db": round(linear_baseline_psnr(train_z, train_x, test_z, test_x), 2),
+        "preview_factors_psnr_db": round(factors_psnr(test_z, test_x), 2),
         "steps": steps,
         "images": images,
         "size": size,
@@ -135,6 +137,17 @@ def distil_decoder(
         "seconds": round(time.perf_counter() - started, 1),
     }
     return student, report
+
+
+def _fit_to_data(student, latents: torch.Tensor, targets: torch.Tensor) -> None:
+    """Start from the data's scale: the first convolution sees latents of unit spread (scaled
+    latents of a given VAE can be far smaller or larger), the last one outputs the targets'
+    mean colour. Same layout and interface, only a better starting point."""
+    layers = student.layers
+    with torch.no_grad():
+        spread = float(latents.std()) or 1.0
+        layers[0].weight.mul_(1.0 / spread)
+        layers[-1].bias.copy_((targets.mean(dim=(0, 2, 3)) + 1.0) / 2.0)  # output is x*2-1
 
 
 def _crops(latents, targets, batch: int, crop: int, generator: torch.Generator):
@@ -175,6 +188,17 @@ def linear_baseline_psnr(train_z, train_x, test_z, test_x) -> float:
     weights = torch.linalg.lstsq(a, b).solution
     test_design = torch.cat([test_z, torch.ones_like(test_z[:, :1])], 1)
     rgb = torch.einsum("bchw,cr->brhw", test_design, weights)
+    upsampled = F.interpolate(rgb, scale_factor=factor, mode="bilinear", align_corners=False)
+    return psnr_db(upsampled.clamp(-1, 1), test_x)
+
+
+def factors_psnr(test_z, test_x) -> float:
+    """PSNR of the fixed SD 1.x latent->RGB factors (engine/sd/preview.py), upsampled."""
+    from engine.sd.preview import LATENT_RGB_FACTORS
+
+    factors = torch.tensor(LATENT_RGB_FACTORS["sd1"], dtype=torch.float32)
+    rgb = torch.einsum("bchw,cr->brhw", test_z[:, :4], factors)
+    factor = test_x.shape[-1] // test_z.shape[-1]
     upsampled = F.interpolate(rgb, scale_factor=factor, mode="bilinear", align_corners=False)
     return psnr_db(upsampled.clamp(-1, 1), test_x)
 

@@ -38,3 +38,24 @@ def test_a_truncated_file_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(Exception, match="truncated|past the end|larger"):
         read_checkpoint(path, torch.float32)
+
+
+def test_a_single_file_loads_in_the_compute_dtype_with_every_weight(tmp_path):
+    from engine.library.single_file import load_single_file_pipeline
+
+    from .builders import save_config_folder, tiny_sd_pipeline
+    from .ldm_layout import pipeline_to_ldm
+
+    torch.set_num_threads(1)
+    original = tiny_sd_pipeline(xl=False)
+    checkpoint = tmp_path / "model.safetensors"
+    save_file(pipeline_to_ldm(original), str(checkpoint))
+    config = save_config_folder(original, tmp_path / "config")
+    loaded = load_single_file_pipeline(checkpoint, torch_dtype=torch.bfloat16, config=config)
+    for name in ("unet", "vae", "text_encoder"):
+        want = getattr(original, name).state_dict()
+        got = getattr(loaded, name).state_dict()
+        for key, tensor in want.items():
+            if tensor.is_floating_point():
+                assert got[key].dtype == torch.bfloat16, f"{name}.{key}"
+                assert torch.equal(got[key], tensor.to(torch.bfloat16)), f"{name}.{key}"
