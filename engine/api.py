@@ -103,6 +103,10 @@ class RuntimeOptions(Serialisable):
     offload: Offload = Offload.AUTO
     #: SD3: leave the optional T5 text encoder out (about 9.5 GB less; prompts follow less well)
     skip_t5: bool = False
+    #: SD 1.x/2.x/SDXL: decode the final picture with the tiny preview decoder (TAESD from the
+    #: library, else one distilled from the model's VAE once): about ten times cheaper than the
+    #: VAE, a little softer. Live painting turns it on.
+    fast_decode: bool = False
 
     _decoders: ClassVar[dict] = {
         "device": DeviceChoice,

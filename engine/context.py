@@ -78,6 +78,11 @@ class JobContext:
             return None
         return (now - first_time) / (step - first_step) * (total - step)
 
+    def preview_due(self) -> bool:
+        """Whether a preview made now would be shown (not throttled away): lets a job skip
+        making one that costs more than a matmul (the tiny decoder)."""
+        return time.perf_counter() - self._last_preview >= self.PREVIEW_MIN_INTERVAL_S
+
     def preview(self, image: Any, *, force: bool = False) -> None:
         now = time.perf_counter()
         if not force and now - self._last_preview < self.PREVIEW_MIN_INTERVAL_S:

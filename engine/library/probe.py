@@ -213,6 +213,9 @@ def classify(
             return classifier()
     if _text_encoder_only(keys):
         return probe_parts.classify_text_encoder(shapes, dtypes)
+    taesd = classify_taesd(shapes)
+    if taesd is not None:
+        return taesd
     if "conv_in.weight" in shapes and any(k.startswith("down_blocks.") for k in keys):
         return unknown(
             "this is a single diffusers component (a UNet), not a whole model: "
@@ -510,6 +513,42 @@ def _classify_embedding(shapes: Shapes) -> ProbeResult:
         return ProbeResult(kind="embedding", base="sdxl")
     width = next(iter(shapes.values()))[-1]
     return ProbeResult(kind="embedding", base={768: "sd1", 1024: "sd2"}.get(width, ""))
+
+
+# ----------------------------------------------------------------------------- TAESD
+#: a TAESD decoder's first convolution: original layout (after a parameter-free Clamp at 0),
+#: diffusers' DecoderTiny alone, or inside an AutoencoderTiny file
+_TAESD_FIRST_CONVS = ("1.weight", "layers.0.weight", "decoder.layers.0.weight")
+
+
+def classify_taesd(shapes: Shapes) -> ProbeResult | None:
+    """A tiny preview decoder (TAESD layout: 64-channel 3x3 convolutions, blocks of three
+    convs named `N.conv.0/2/4`), or None. A TAESD encoder alone is named as such."""
+    for first in _TAESD_FIRST_CONVS:
+        prefix = first[: -len("0.weight")] if first != "1.weight" else ""
+        shape = shapes.get(first)
+        block = prefix + ("3.conv.0.weight" if first == "1.weight" else "2.conv.0.weight")
+        if shape is None or len(shape) != 4 or block not in shapes:
+            continue
+        latent_channels = int(shape[1])
+        details = {"latent_channels": latent_channels, "part": "decoder"}
+        if latent_channels != 4:
+            return ProbeResult(
+                kind="taesd",
+                status="unsupported",
+                reason=f"a tiny decoder for {latent_channels}-channel latents (SD3/FLUX)",
+                details=details,
+            )
+        # TAESD (SD 1.x/2.x) and TAESDXL share one layout; nothing in the file says which
+        return ProbeResult(kind="taesd", base="", details={**details, "fits": "sd1, sd2, sdxl"})
+    encoder_first = shapes.get("0.weight")
+    if (
+        encoder_first is not None
+        and tuple(encoder_first)[1:] == (3, 3, 3)
+        and "1.conv.0.weight" in shapes
+    ):
+        return unknown("a TAESD encoder; previews need the decoder (taesd_decoder.safetensors)")
+    return None
 
 
 # ----------------------------------------------------------------------------- upscalers

@@ -86,6 +86,18 @@ def probe_config_folder(path: Path, config: dict) -> ProbeResult | None:
     or None when the config is neither."""
     name = str(config.get("_class_name") or "")
     architectures = config.get("architectures") or []
+    if name == "AutoencoderTiny":
+        latent_channels = int(config.get("latent_channels") or 4)
+        details = {"latent_channels": latent_channels, "part": "autoencoder"}
+        if latent_channels != 4:
+            return ProbeResult(
+                kind="taesd",
+                status="unsupported",
+                layout="diffusers",
+                reason=f"a tiny autoencoder for {latent_channels}-channel latents (SD3/FLUX)",
+                details=details,
+            )
+        return ProbeResult(kind="taesd", base="", layout="diffusers", details=details)
     if name in CONTROL_CLASSES:
         sdxl = config.get("addition_embed_type") == "text_time"
         width = int(config.get("cross_attention_dim") or 0)

@@ -115,7 +115,10 @@ def load_single_file_pipeline(
     try:
         # Every weight comes from the checkpoint: skip transformers' random initialisation of
         # the text encoders, which on the meta device still costs about 0.3 s per load.
-        with _no_init_weights():
+        from engine.library.checkpoint_stream import streamed_single_file
+
+        # tensor by tensor into the compute dtype: the fp16 file and a bf16 copy never coexist
+        with _no_init_weights(), streamed_single_file(torch_dtype):
             pipe = pipeline_class.from_single_file(
                 str(path),
                 config=str(config_dir),

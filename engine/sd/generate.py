@@ -96,6 +96,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
                 overrides=few_step.scheduler_options if few_step else None,
             )
 
+        previewer = _preview_decoder(base_pipe, resolved, info, request, ctx)
         pipe = pipeline_for_mode(base_pipe, request.mode, info, new_scheduler())
         with (
             steering(ctx, request, pipe, info.base, control, device, dtype) as steered,
@@ -107,14 +108,20 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
             )
             regional = encode_regions(pipe, request, regions)
             sampling = time.perf_counter()
+            # the tiny decoder makes the picture (live painting); a hires job decodes in full
+            fast = request.runtime.fast_decode and previewer is not None and not request.hires
+            callback = partial(_step_callback, ctx, info, previewer)
             with regional_attention(pipe.unet, regional):
                 if request.hires is None:
-                    output = _single_pass(ctx, request, inputs, info, seeds, steered, embeds)
+                    output = _single_pass(
+                        request, inputs, info, seeds, steered, embeds, callback, fast
+                    )
+                    output = previewer.decode(output) if fast else output
                 else:
                     job = HiresPass(ctx, request, base_pipe, steered, control, info, seeds)
                     job.prompt_kwargs, job.make_scheduler = embeds.as_kwargs(), new_scheduler
                     job.regional = regional
-                    output, hires_info = run_hires(job, partial(_step_callback, ctx, info))
+                    output, hires_info = run_hires(job, callback)
                     steered.info.update(hires_info)
         finished = time.perf_counter()
     check_output(output, dtype)
@@ -135,17 +142,33 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         "offload_reason": plan.why,
         **steered.info,
     }
+    if fast:
+        run["decoder"] = previewer.source
     if few_step is not None:
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
     return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
 
 
-def _single_pass(ctx, request, inputs, info, seeds, steered, embeds) -> torch.Tensor:
+def _single_pass(request, inputs, info, seeds, steered, embeds, callback, latents: bool):
+    """One sampling pass; `latents`: return the latents (for the tiny decoder), not pixels."""
     kwargs = call_arguments(request, inputs, info, seeds)
     kwargs.update(embeds.as_kwargs())
     kwargs = steered.finish_kwargs(kwargs)
-    return steered.pipe(**kwargs, **_step_callback(ctx, info)).images
+    if latents:
+        kwargs["output_type"] = "latent"
+    return steered.pipe(**kwargs, **callback()).images
+
+
+def _preview_decoder(base_pipe, resolved: ResolvedModel, info: ModelInfo, request, ctx):
+    """The tiny decoder for previews (and the final picture with `fast_decode`), or None.
+    With `fast_decode` one is distilled now if the model has none yet (once, then cached)."""
+    from engine.sd.tiny_decoder import preview_decoder_for
+
+    if base_pipe.vae.config.latent_channels != 4:
+        return None
+    build = request.runtime.fast_decode
+    return preview_decoder_for(base_pipe, resolved.cache_key, info.base, build=build, ctx=ctx)
 
 
 def make_room(cache, plan, device_type: str) -> None:
@@ -236,16 +259,25 @@ def call_arguments(
 
 
 def _step_callback(
-    ctx: JobContext, info: ModelInfo, *, offset: int = 0, total: int | None = None
+    ctx: JobContext,
+    info: ModelInfo,
+    previewer=None,
+    *,
+    offset: int = 0,
+    total: int | None = None,
 ) -> dict[str, Any]:
-    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview.
-    `offset`/`total`: where this pass's steps sit on a job's one progress bar (hires fix)."""
+    """diffusers' `callback_on_step_end`: cancel within one step, progress and a preview (the
+    tiny decoder's where there is one, else the linear projection). `offset`/`total`: where
+    this pass's steps sit on a job's one progress bar (hires fix)."""
 
     def on_step_end(pipe, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         ctx.check_cancelled()  # raises JobCancelled: the pipeline stops, nothing is decoded
         whole = total if total is not None else pipe.num_timesteps
         ctx.progress(min(offset + step + 1, whole), whole)
-        ctx.preview(latents_to_preview(tensors["latents"], info.base))
+        if previewer is not None and ctx.preview_due():
+            ctx.preview(previewer.preview(tensors["latents"]))
+        elif previewer is None:
+            ctx.preview(latents_to_preview(tensors["latents"], info.base))
         return {}
 
     return {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}

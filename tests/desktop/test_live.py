@@ -164,6 +164,7 @@ def test_ten_quick_strokes_give_at_most_two_generations(qtbot, window, fake):
     assert request.mode is Mode.IMG2IMG and request.prompt == "a yellow flower"
     assert (request.width, request.height, request.steps) == (64, 64, NATIVE_LIVE_STEPS)
     assert request.runtime.cpu_threads == 1 and request.seed == fake.requests[0].seed
+    assert request.runtime.fast_decode  # the tiny preview decoder makes live pictures
     assert window.gallery_panel.list.count() == 0  # live pictures are not kept by themselves
     assert not window.job.busy and not window.progress.isVisible()  # no progress bar either
     assert window.live.pane.isVisible() and window.live.pane.keep.isEnabled()
