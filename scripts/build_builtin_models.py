@@ -5,6 +5,7 @@
     python scripts/build_builtin_models.py embed           # MiniLM caption embeddings -> .npz
     python scripts/build_builtin_models.py ldm --minutes M # train the autoencoder + latent UNet
     python scripts/build_builtin_models.py dalle --steps N # VQ tokenizer + transformer (runner)
+    python scripts/build_builtin_models.py gallery --model DIR  # dalle: re-ranking gallery
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
 
 The rasterising step lives here, not in the engine, because it needs Qt (QtSvg) and the engine
@@ -224,8 +225,11 @@ def save_all(out, model, stepper, config, ae_steps, losses, start, logfile) -> N
     log(logfile, f"saved model at unet step {stepper.steps_done}")
 
 
-def prompt_grid(model: Path, prompts, *, seed: int, guidance: float, steps: int, scale: int = 2):
-    """One picture per prompt through the engine's own generation path, captioned, in a grid."""
+def prompt_grid(
+    model: Path, prompts, *, seed: int, guidance: float, steps: int, scale: int = 2, candidates=1
+):
+    """One picture per prompt through the engine's own generation path, captioned, in a grid
+    (`candidates` > 1: the dalle family's best of that many, re-ranked)."""
     from PIL import Image, ImageDraw
 
     from engine.api import GenerationRequest, RuntimeOptions
@@ -246,6 +250,7 @@ def prompt_grid(model: Path, prompts, *, seed: int, guidance: float, steps: int,
             steps=steps,
             sampler="DDIM",
             guidance_scale=guidance,
+            extras={"candidates": candidates} if candidates > 1 else {},
             runtime=RuntimeOptions(cpu_threads=torch.get_num_threads()),
         )
         image = run_generation(request, ctx).images[0].resize((cell, cell), Image.NEAREST)
@@ -259,7 +264,12 @@ def cmd_samples(args) -> None:
     torch.set_num_threads(args.threads)
     prompts = args.prompts or list(SAMPLE_PROMPTS)
     grid = prompt_grid(
-        args.model, prompts, seed=args.seed, guidance=args.guidance, steps=args.steps
+        args.model,
+        prompts,
+        seed=args.seed,
+        guidance=args.guidance,
+        steps=args.steps,
+        candidates=args.candidates,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.output)
@@ -346,6 +356,11 @@ def add_gallery(folder: Path, cache: Path | None) -> int:
     state["gallery_captions"] = MiniLMEncoder().encode(captions).half()
     save_model(folder, state, {**config, "rerank_gallery": len(captions)})
     return len(captions)
+
+
+def cmd_gallery(args) -> None:
+    count = add_gallery(args.model, args.cache)
+    print(f"{args.model}: re-ranking gallery of {count} training emoji stored")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,6 +467,7 @@ def main(argv=None) -> int:
     samples.add_argument("--guidance", type=float, default=3.0)
     samples.add_argument("--steps", type=int, default=20)
     samples.add_argument("--threads", type=int, default=1)
+    samples.add_argument("--candidates", type=int, default=1, help="dalle: re-rank N per prompt")
     samples.set_defaults(run=cmd_samples)
     dalle = sub.add_parser("dalle", help="train the DALL-E-style model (tokenizer + transformer)")
     dalle.add_argument("--out", type=Path, default=Path("build/emoji-dalle"))
@@ -471,6 +487,9 @@ def main(argv=None) -> int:
         help="a config setting, e.g. --set 'tokenizer={\"channels\": [64, 128]}' (repeatable)",
     )
     dalle.set_defaults(run=cmd_dalle)
+    gallery = sub.add_parser("gallery", help="store the re-ranking gallery in a dalle folder")
+    gallery.add_argument("--model", type=Path, required=True)
+    gallery.set_defaults(run=cmd_gallery)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
     ship.add_argument("--family", required=True, choices=("ldm", "dalle", "dcgan", "beta-vae"))

@@ -82,8 +82,11 @@ class Attention(nn.Module):
             cache.values[layer][:, :, start : start + t] = v
             keys = cache.keys[layer][:, :, : start + t]
             values = cache.values[layer][:, :, : start + t]
-            # new positions see every cached one and the earlier new ones (causal within)
-            mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(start)
+            # new positions see every cached one and the earlier new ones (causal within); one
+            # new position (every sampling step after the prefix) sees all: no mask to build
+            mask = None
+            if t > 1:
+                mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(start)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, c))
 

@@ -17,7 +17,13 @@ from engine.library.builtin_choice import best_builtin, default_model
 from engine.library.resolve import resolve_model
 from engine.paths import resource
 
-BUILTINS = {"emoji-ldm": "ldm", "emoji-dcgan": "dcgan", "emoji-beta-vae": "beta-vae"}
+BUILTINS = {
+    "emoji-ldm": "ldm",
+    "emoji-dalle": "dalle",
+    "emoji-dcgan": "dcgan",
+    "emoji-beta-vae": "beta-vae",
+}
+TEXT_MODELS = ("emoji-ldm", "emoji-dalle")
 #: a picture whose pixels vary less than this (std of 0..255 values) counts as constant
 VARIATION_FLOOR = 8.0
 
@@ -56,7 +62,7 @@ def test_the_default_model_is_the_built_in_that_measures_best():
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_builtin_generates_deterministically_and_not_constant(engine, name):
-    prompt = "a red apple" if name == "emoji-ldm" else ""
+    prompt = "a red apple" if name in TEXT_MODELS else ""
     first = engine.run(request(name, prompt=prompt, seed=11, batch_size=2), timeout=120)
     again = engine.run(request(name, prompt=prompt, seed=11, batch_size=2), timeout=120)
     other = engine.run(request(name, prompt=prompt, seed=12), timeout=120)
@@ -93,4 +99,4 @@ def test_model_cards_name_licence_source_and_reproduction(name):
 
 def test_shipped_weights_stay_small():
     total = sum(resource("models", n, "model.safetensors").stat().st_size for n in BUILTINS)
-    assert total < 50 * 1024 * 1024
+    assert total < 60 * 1024 * 1024  # issue 14: all shipped weights under 60 MB
