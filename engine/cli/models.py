@@ -6,6 +6,7 @@ easel models add-folder PATH        scan another folder too (it is only read)
 easel models import FILE [--name N] [--link] [--convert]
 easel models probe FILE             say what a file or folder is, without importing it
 easel models download OWNER/NAME    fetch a Hugging Face repo (the only network use; opt-in)
+easel models distil-preview MODEL   build the fast preview decoder live painting uses (once)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import json
 import sys
 
-from engine.errors import EaselError
+from engine.errors import EaselError, InputError
 
 EXIT_OK = 0
 
@@ -46,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "file", help="a path, or a model's name or hash as `easel models list` shows"
     )
     probe.add_argument("--json", action="store_true", help="machine-readable output")
+    distil = sub.add_parser(
+        "distil-preview", help="build a model's fast preview decoder (live painting, previews)"
+    )
+    distil.add_argument("model", help="a path, or a model's name or hash")
+    distil.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    distil.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,7 +163,26 @@ def _download(args) -> int:
     return EXIT_OK
 
 
+def _distil_preview(args) -> int:
+    from engine.api import RuntimeOptions
+    from engine.sd.tiny_decoder import distil_for_model
+
+    if args.steps < 1:
+        raise InputError("--steps must be at least 1.")
+
+    def progress(step: int, total: int) -> None:
+        if step % 25 == 0 or step == total:
+            print(f"step {step}/{total}", file=sys.stderr, flush=True)
+
+    runtime = RuntimeOptions(cpu_threads=args.threads)
+    report = distil_for_model(args.model, runtime=runtime, steps=args.steps, progress=progress)
+    psnr = report["psnr_db"]
+    print(f"preview decoder: {psnr:.2f} dB against the full decode, saved to {report['path']}")
+    return EXIT_OK
+
+
 ACTIONS = {
+    "distil-preview": _distil_preview,
     "download": _download,
     "scan": _scan,
     "list": _list,

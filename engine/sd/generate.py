@@ -161,14 +161,22 @@ def _single_pass(request, inputs, info, seeds, steered, embeds, callback, latent
 
 
 def _preview_decoder(base_pipe, resolved: ResolvedModel, info: ModelInfo, request, ctx):
-    """The tiny decoder for previews (and the final picture with `fast_decode`), or None.
-    With `fast_decode` one is distilled now if the model has none yet (once, then cached)."""
+    """The tiny decoder for previews (and the final picture with `fast_decode`), or None: the
+    library's TAESD weights or one distilled earlier (`easel models distil-preview`). A job
+    never distils one itself: live painting cancels a job at every stroke, and minutes of
+    distillation inside it would never finish; without one the full VAE decodes (with a note)."""
     from engine.sd.tiny_decoder import preview_decoder_for
 
     if base_pipe.vae.config.latent_channels != 4:
         return None
-    build = request.runtime.fast_decode
-    return preview_decoder_for(base_pipe, resolved.cache_key, info.base, build=build, ctx=ctx)
+    found = preview_decoder_for(base_pipe, resolved.cache_key, info.base)
+    if found is None and request.runtime.fast_decode:
+        ctx.notice(
+            "No fast preview decoder for this model: the full VAE decodes each picture. Put "
+            "TAESD weights (taesd_decoder.safetensors) in the model library, or build one with "
+            "`easel models distil-preview MODEL` (once per model)."
+        )
+    return found
 
 
 def make_room(cache, plan, device_type: str) -> None:

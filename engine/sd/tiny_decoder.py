@@ -150,16 +150,14 @@ def cache_path(model_key: str, vae) -> Path:
     return user_data_dir() / "cache" / "preview-decoders" / f"{digest}.safetensors"
 
 
-def preview_decoder_for(pipe, model_key: str, base: str, *, build: bool = False, ctx=None):
-    """The tiny decoder for a loaded pipeline, or None (linear previews). Kept on the pipeline,
-    so a model loads or distils it once; `build` distils one when none exists yet."""
+def preview_decoder_for(pipe, model_key: str, base: str):
+    """The tiny decoder for a loaded pipeline, or None (linear previews). Kept on the pipeline
+    once found; while there is none, each job looks again (a decoder distilled by `easel models
+    distil-preview` in another process, TAESD weights added to the library)."""
     found = getattr(pipe, "_easel_preview_decoder", None)
-    if found is not None or (getattr(pipe, "_easel_preview_checked", False) and not build):
+    if found is not None:
         return found
     found = _from_library(base) or _from_cache(pipe, model_key)
-    if found is None and build:
-        found = _distil_now(pipe, model_key, ctx)
-    pipe._easel_preview_checked = True
     if found is not None:
         dtype = pipe.vae.dtype
         found.decoder.to(pipe.vae.device, dtype)
@@ -185,14 +183,28 @@ def _from_cache(pipe, model_key: str) -> PreviewDecoder | None:
     return load_distilled(path) if path.is_file() else None
 
 
-def _distil_now(pipe, model_key: str, ctx) -> PreviewDecoder:
+def distil_for_model(reference: str, *, runtime=None, steps: int = 300, progress=None) -> dict:
+    """Distil and cache the preview decoder of an SD 1.x/2.x/SDXL model (what `easel models
+    distil-preview` runs): later jobs, live painting first, find it in the cache. Returns the
+    distillation report with the cache file's path."""
+    from engine import devices
+    from engine.api import RuntimeOptions
+    from engine.errors import InputError
+    from engine.library.resolve import resolve_model
     from engine.sd.distil_decoder import distil_decoder, save_distilled
+    from engine.sd.loading import load_base_pipeline
 
-    def progress(step: int, total: int) -> None:
-        if ctx is not None:
-            ctx.check_cancelled()
-            ctx.progress(step, total, stage="building the fast preview decoder (once per model)")
-
-    decoder, report = distil_decoder(pipe.vae, progress=progress)
-    save_distilled(cache_path(model_key, pipe.vae), decoder, report)
-    return PreviewDecoder(decoder, source="distilled", psnr_db=report["psnr_db"])
+    runtime = runtime or RuntimeOptions()
+    resolved = resolve_model(reference)
+    device, dtype = devices.prepare(runtime)
+    pipe = load_base_pipeline(resolved, device, dtype, runtime)
+    vae = getattr(pipe, "vae", None)
+    if vae is None or vae.config.latent_channels != 4:
+        raise InputError(
+            f"'{reference}' has no 4-channel SD VAE; a preview decoder is built for SD 1.x, "
+            "2.x and SDXL models."
+        )
+    decoder, report = distil_decoder(vae, steps=steps, progress=progress)
+    path = cache_path(resolved.cache_key, vae)
+    save_distilled(path, decoder, report)
+    return {**report, "path": str(path)}

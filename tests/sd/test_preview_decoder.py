@@ -148,7 +148,13 @@ def test_fast_decode_and_previews_use_the_librarys_taesd(tiny_models):
     assert previews and all(p.size == (64, 64) for p in previews)  # full size, not 8x8
 
 
-def test_fast_decode_without_taesd_distils_once_and_reuses_the_cache(tiny_models, monkeypatch):
+def test_fast_decode_without_a_decoder_says_so_then_uses_the_distilled_one(
+    tiny_models, monkeypatch, capsys
+):
+    """A live (fast_decode) job never distils inline: it decodes with the VAE and says how to
+    get a fast decoder; `easel models distil-preview` builds one, and the next engine (a new
+    app session) uses it from the cache."""
+    from engine.cli import main
     from engine.sd import distil_decoder as distil_module
     from engine.services import Services
     from engine.worker import Engine
@@ -158,16 +164,28 @@ def test_fast_decode_without_taesd_distils_once_and_reuses_the_cache(tiny_models
 
     def short_distil(vae, **options):
         calls.append(1)  # the real training, kept short for one shared core
+        options.pop("steps", None)
         return real(vae, steps=20, images=8, held_out=2, channels=(16,) * 4, **options)
 
     monkeypatch.setattr(distil_module, "distil_decoder", short_distil)
-    for _ in range(2):  # the second engine (a new app session) loads the cached decoder
+
+    def fast_job():
         engine = Engine(services=Services())
         try:
-            result = engine.run(fast_request(tiny_models["sd1"], fast_decode=True), timeout=300)
+            return engine.run(fast_request(tiny_models["sd1"], fast_decode=True), timeout=300)
         finally:
             assert engine.shutdown(timeout=60)
-        assert isinstance(result, Result), result
-        assert result.metadata[0]["decoder"] == "distilled"
-        assert result.images[0].size == (64, 64)
+
+    before = fast_job()
+    assert isinstance(before, Result), before
+    assert "decoder" not in before.metadata[0] and not calls  # the VAE decoded it
+    assert any("distil-preview" in n for n in before.info.get("notices", []))
+    model = str(tiny_models["sd1"])
+    assert main(["models", "distil-preview", model, "--steps", "20", "--threads", "1"]) == 0
+    assert "dB against the full decode" in capsys.readouterr().out
+    after = fast_job()
+    assert isinstance(after, Result), after
+    assert after.metadata[0]["decoder"] == "distilled"
+    assert after.images[0].size == (64, 64)
     assert len(calls) == 1
+    assert main(["models", "distil-preview", model, "--steps", "0"]) != 0  # refused, one line
