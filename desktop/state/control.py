@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter
 
 from desktop.state.document import CanvasDocument
@@ -33,6 +33,9 @@ from engine.api_control import (
 )
 from engine.errors import InputError
 from engine.paths import user_data_dir
+
+#: the control-map thumbnail is computed at this size (the thumbnail itself is 96 px)
+MAP_PREVIEW_SIDE = 128
 
 SOURCE_SKETCH, SOURCE_CANVAS, SOURCE_FILE = "sketch", "canvas", "file"
 SOURCES = (SOURCE_SKETCH, SOURCE_CANVAS, SOURCE_FILE)
@@ -228,6 +231,29 @@ class ControlState(QObject):
             image = QImage(unit.image_path)
             return None if image.isNull() else image
         return None
+
+    def map_preview(self, unit: UnitState, side: int = MAP_PREVIEW_SIDE) -> tuple:
+        """(thumbnail image or None, note): the unit's control map as its ControlNet will read
+        it, made from a `side`-pixel copy of the control image (a few ms: the numpy
+        preprocessors, never a model), so the thumbnail shows edges, lines or strokes rather
+        than the source; the note says when that map is empty. Depth needs a model: the engine
+        makes that map, and the thumbnail keeps the source picture."""
+        image = self.control_image(unit)
+        if image is None or unit.preprocessor in ("none", "depth"):
+            return image, ""
+        import numpy as np
+
+        from desktop.images import pil_to_qimage, qimage_to_pil
+        from engine.sd.preprocess import run_preprocessor
+
+        small = image.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio)
+        try:
+            result = run_preprocessor(unit.preprocessor, qimage_to_pil(small), unit.options)
+        except InputError:  # bad thresholds: the request says so at Generate
+            return image, ""
+        empty = int(np.asarray(result.convert("L")).max()) < 32
+        note = f"The {unit.preprocessor} map of this picture is empty." if empty else ""
+        return pil_to_qimage(result), note
 
     def steering(self) -> Steering:
         """Build the request fields (raises InputError naming the unit and the fix). Writes

@@ -231,7 +231,7 @@ class UnitCard(QFrame):
 
     def show_image(self) -> None:
         unit = self.unit
-        image = self.panel.control.control_image(unit)
+        image, map_note = self.panel.control.map_preview(unit)  # the map the ControlNet reads
         notes = {
             "sketch": "Draw on the canvas with the Sketch tool (K): white strokes on black.",
             "canvas": "The picture on the canvas, as it is when you press Generate.",
@@ -242,7 +242,7 @@ class UnitCard(QFrame):
             "canvas": "The canvas is empty",
             "file": "Choose a file or drop one here",
         }
-        self.source_note.setText(notes[unit.source])
+        self.source_note.setText(f"{notes[unit.source]} {map_note}".strip())
         self.thumbnail.show_image(image, empty[unit.source] if image is None else "")
 
 

@@ -250,6 +250,7 @@ def test_a_file_dropped_on_the_thumbnail_becomes_the_control_image(qtbot, sd_win
     unit = sd_window.control.units[0]
     assert (unit.source, unit.image_path) == (SOURCE_FILE, str(image_file))
     assert card.source.currentData() == SOURCE_FILE and card.source_note.text() == "photo.png"
+    sd_window.control.set_unit(0, preprocessor="none")  # the picture is the map: shown as is
     thumb = card.thumbnail.pixmap().toImage()
     assert thumb.pixelColor(thumb.width() // 2, thumb.height() // 2).blue() == 120  # the photo
     notes = image_file.with_suffix(".txt")
@@ -278,3 +279,29 @@ def test_controlnets_in_the_library_are_the_only_choices(qtbot, sd_window, monke
     assert panel.empty_note.isVisibleTo(panel)
     choices = [card.model.itemData(i) for i in range(card.model.count())]
     assert "/lib/sd15.safetensors" in choices and "builtin:emoji-ldm" not in choices
+
+
+@pytest.mark.parametrize("preprocessor", ["canny", "softedge", "lineart"])
+def test_the_thumbnail_shows_the_control_map_the_controlnet_reads(
+    qtbot, sd_window, tmp_path, preprocessor
+):
+    """A black square on white: the edge preprocessors' thumbnails are light on the square's
+    outline and dark inside and around it (the map, not the source picture)."""
+    from PIL import ImageDraw
+
+    source = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(source).rectangle((32, 32, 95, 95), fill="black")
+    path = tmp_path / "square.png"
+    source.save(path)
+    sd_window.control.add_unit(SOURCE_FILE, model=CONTROLNET)
+    sd_window.control.use_file(0, str(path))
+    sd_window.control.set_unit(0, preprocessor=preprocessor)
+    card = sd_window.control_panel.cards[0]
+    thumb = card.thumbnail.pixmap().toImage()
+    grey = np.array(
+        [[thumb.pixelColor(x, y).value() for x in range(thumb.width())] for y in range(96)]
+    )
+    # the square spans 24..71 of the 96 px thumbnail: outline band vs its middle and the margin
+    outline = np.concatenate([grey[24:72, 22:27].ravel(), grey[24:72, 69:74].ravel()])
+    assert outline.max() > 120
+    assert grey[40:56, 40:56].mean() < 40 and grey[2:12, 2:12].mean() < 40
