@@ -4,8 +4,9 @@ A ControlNet comes as a diffusers folder (`config.json` + weights) or one `.safe
 A single file in diffusers' key layout gets its config by matching tensor shapes against the
 configs bundled in `resources/configs/controlnet-*` and the config derived from the loaded
 model's own UNet (a ControlNet is a copy of its UNet's encoder, so one trained on a custom
-UNet matches that); a file in the original (lllyasviel) layout goes through diffusers'
-`from_single_file` with the bundled config of its base. Nothing touches the network.
+UNet matches that); a file in the original (lllyasviel) layout is renamed by diffusers'
+converter and matched the same way (else `from_single_file` with the bundled config of its
+base). Nothing touches the network.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def load_controlnet(ref: ControlModelRef, unet, dtype: torch.dtype, device: torc
         elif ref.probe.details.get("weights") == "diffusers":
             model = _load_diffusers_file(ref, unet, dtype)
         else:
-            model = _load_original_file(ref, dtype)
+            model = _load_original_file(ref, unet, dtype)
     except (InputError, ModelError, MemoryError):
         raise
     except Exception as exc:  # diffusers raises OSError, ValueError, RuntimeError, ... here
@@ -176,15 +177,36 @@ def _expected_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def _load_original_file(ref: ControlModelRef, dtype: torch.dtype):
+def _load_original_file(ref: ControlModelRef, unet, dtype: torch.dtype):
+    """An original-layout (lllyasviel) file: its weights renamed by diffusers' own converter
+    for each config Easel knows (the bundled ones of its base, then the one the model's UNet
+    implies) until the names and shapes fit exactly; loaded strictly, so nothing is guessed."""
     from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
+    from engine.library.pickles import load_state_dict
+
+    checkpoint = load_state_dict(ref.path)  # safetensors, or a pickle with weights_only
+    for origin, config in _candidate_configs(ref.probe.base, unet.config):
+        try:
+            converted = convert_controlnet_checkpoint(checkpoint, config)
+        except (KeyError, IndexError, TypeError):  # the layout of another config
+            continue
+        expected = _expected_shapes(config)
+        converted = {k: v for k, v in converted.items() if v is not None}
+        if {k: tuple(v.shape) for k, v in converted.items()} == expected:
+            log.info("ControlNet %s (original layout): config from %s", ref.name, origin)
+            model = ControlNetModel.from_config(config)
+            model.load_state_dict(converted, strict=True)
+            return model.to(dtype)
     folder = BUNDLED_CONTROL_CONFIGS.get(ref.probe.base)
     if folder is None:
         raise ModelError(
-            f"'{ref.name}' is a ControlNet in the original layout whose base model could not be "
-            "told from its tensors; use it as a diffusers folder with its config.json."
+            f"'{ref.name}' is a ControlNet in the original layout that fits no ControlNet config "
+            "Easel knows for this model. Use it as a diffusers folder with its config.json."
         )
+    # diffusers' full single-file path knows layouts the plain converter does not (SDXL's
+    # label embedding): the bundled config of the file's base
     return ControlNetModel.from_single_file(
         str(ref.path),
         config=str(resource("configs", folder)),

@@ -182,3 +182,20 @@ def test_controlnets_are_cached(engine, control_models, pictures, services):
     run(engine, make_request(control_models["sd1"], seed=7, control=[unit(pictures, cn)]))
     assert services.cache.loads == loads
     assert any(key.startswith(f"controlnet:{cn}") for key in services.cache.keys())
+
+
+def test_an_original_layout_file_loads_and_steers_like_its_diffusers_folder(
+    engine, control_models, pictures, tmp_path
+):
+    """lllyasviel's layout (`control_model.input_blocks...`), probed and loaded offline: the
+    same pixels as the diffusers folder it was written from."""
+    from engine.library.probe import probe_path
+    from tests.helpers.tiny_control import save_original_layout
+
+    folder = control_models["cn_sd1"]["folder"]
+    original = save_original_layout(folder, tmp_path / "control_tiny_sd15_canny.safetensors")
+    probe = probe_path(original)
+    assert probe.kind == "controlnet" and probe.details.get("weights") != "diffusers"
+    from_folder = run(engine, make_request(control_models["sd1"], control=[unit(pictures, folder)]))
+    from_file = run(engine, make_request(control_models["sd1"], control=[unit(pictures, original)]))
+    assert np.array_equal(pixels(from_file), pixels(from_folder))
