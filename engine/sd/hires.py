@@ -221,6 +221,10 @@ def second_pass_pipeline(job: HiresPass, scheduler):
     return pipe
 
 
+#: what an IP-Adapter adds to a pipeline besides the UNet's processors (engine/sd/image_prompts)
+_IMAGE_PROMPT_MODULES = ("image_encoder", "feature_extractor")
+
+
 def _second_pass(job: HiresPass, enlarged, scheduler, steps: int, callback: dict):
     from engine.sd.control import control_arguments
 
@@ -247,4 +251,11 @@ def _second_pass(job: HiresPass, enlarged, scheduler, steps: int, callback: dict
         kwargs.update(control_arguments(pipe, job.control.units, job.ctx))
     kwargs.update(job.prompt_kwargs)
     _set_regions_size(job, request.width, request.height)
-    return pipe(**kwargs, **callback).images
+    # an image prompt's encoder was registered on the first pass's pipeline only: lend it to
+    # this one for the call (from_pipe built it from the model's own modules, without it)
+    saved = {name: getattr(pipe, name, None) for name in _IMAGE_PROMPT_MODULES}
+    pipe.register_modules(**{n: getattr(job.pipe, n, None) for n in _IMAGE_PROMPT_MODULES})
+    try:
+        return pipe(**kwargs, **callback).images
+    finally:
+        pipe.register_modules(**saved)

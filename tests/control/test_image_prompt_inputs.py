@@ -308,3 +308,23 @@ def test_an_incomplete_adapter_is_one_clear_message_and_leaves_the_model_clean(
         assert message.startswith(f"The IP-Adapter '{name}' could not be loaded"), message
         assert "incomplete, damaged" in message
         assert np.array_equal(pixels(run(engine, make_request(model))), pixels(plain))
+
+
+def test_cli_control_ip_adapter_and_hires_together(control_models, ip_models, references, tmp_path):
+    """The issue's own command line: a canny unit, an image prompt and the hires fix in one
+    job, all three written into the PNG's settings."""
+    from desktop.cli import main
+    from engine.metadata.detect import read_image_settings
+
+    out = tmp_path / "all.png"
+    args = cli_args(control_models, out, "--width", "128", "--height", "128")
+    args += ["--control", f"canny:{references / 'warm.png'}:0.8"]
+    args += ["--control-model", str(ip_models["cn_sd1_gentle"])]
+    args += ["--ip-adapter", f"{references / 'warm.png'}:0.6"]
+    args += ["--ip-adapter-model", str(ip_models["ip_sd1"]), "--hires", "2x"]
+    assert main(args) == 0
+    assert Image.open(out).size == (128, 128)
+    request = read_image_settings(out).request
+    assert request.control[0].preprocessor == "canny" and request.control[0].weight == 0.8
+    assert request.image_prompts[0].weight == 0.6
+    assert request.hires is not None and request.hires.scale == 2.0
