@@ -8,6 +8,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from engine.api import GenerationRequest, RuntimeOptions
+from engine.api_control import ImagePrompt
+from engine.events import Result
 
 RUNTIME = RuntimeOptions(device="cpu", precision="fp32", cpu_threads=1)
 
@@ -69,6 +71,21 @@ def engine(services):
     eng = Engine(services=services)
     yield eng
     assert eng.shutdown(timeout=60), "engine worker did not stop"
+
+
+def run(engine, req) -> Result:
+    """Run `req` on `engine` and insist on a Result (the failure's message otherwise)."""
+    final = engine.run(req, timeout=300)
+    assert isinstance(final, Result), getattr(final, "message", final)
+    return final
+
+
+def pixels(result: Result, index: int = 0) -> np.ndarray:
+    return np.asarray(result.images[index]).astype(np.int16)
+
+
+def image_prompt(references, adapter, name="warm.png", weight=0.8) -> ImagePrompt:
+    return ImagePrompt(image=str(references / name), weight=weight, model=str(adapter))
 
 
 def make_request(model, **changes) -> GenerationRequest:

@@ -8,18 +8,8 @@ import pytest
 import torch
 
 from engine.api_control import ControlUnit
-from engine.events import Failed, Result
-from tests.control.conftest import make_request
-
-
-def run(engine, req) -> Result:
-    final = engine.run(req, timeout=300)
-    assert isinstance(final, Result), getattr(final, "message", final)
-    return final
-
-
-def pixels(result: Result, index: int = 0) -> np.ndarray:
-    return np.asarray(result.images[index]).astype(np.int16)
+from engine.events import Failed
+from tests.control.conftest import make_request, pixels, run
 
 
 def unit(pictures, model, **changes) -> ControlUnit:

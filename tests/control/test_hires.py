@@ -10,19 +10,9 @@ from PIL import Image
 
 from engine.api_control import ControlUnit, HiresFix, Region
 from engine.events import Cancelled, Failed, Progress, Result
-from tests.control.conftest import make_request
+from tests.control.conftest import make_request, pixels, run
 
 FINAL = {"width": 128, "height": 128}
-
-
-def run(engine, req) -> Result:
-    final = engine.run(req, timeout=300)
-    assert isinstance(final, Result), getattr(final, "message", final)
-    return final
-
-
-def pixels(result: Result, index: int = 0) -> np.ndarray:
-    return np.asarray(result.images[index]).astype(np.int16)
 
 
 def hires_request(model, hires=None, **changes):

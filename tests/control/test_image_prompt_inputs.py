@@ -12,28 +12,15 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from engine.api_control import ImagePrompt
-from engine.events import Failed, Result
-from tests.control.conftest import RUNTIME, make_request
-
-
-def run(engine, req) -> Result:
-    final = engine.run(req, timeout=300)
-    assert isinstance(final, Result), getattr(final, "message", final)
-    return final
+from engine.events import Failed
+from tests.control.conftest import RUNTIME, make_request, pixels, run
+from tests.control.conftest import image_prompt as prompt
 
 
 def refused(engine, req) -> str:
     final = engine.run(req, timeout=300)
     assert isinstance(final, Failed), final
     return final.message
-
-
-def pixels(result: Result) -> np.ndarray:
-    return np.asarray(result.images[0]).astype(np.int16)
-
-
-def prompt(references, adapter, name="warm.png", weight=0.8) -> ImagePrompt:
-    return ImagePrompt(image=str(references / name), weight=weight, model=str(adapter))
 
 
 def full_width_adapter(path, width: int, layers: int, embed: int = 1024):

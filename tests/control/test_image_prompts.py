@@ -8,23 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.api_control import ControlUnit, ImagePrompt
-from engine.events import Result
-from tests.control.conftest import make_request
-
-
-def run(engine, req) -> Result:
-    final = engine.run(req, timeout=300)
-    assert isinstance(final, Result), getattr(final, "message", final)
-    return final
-
-
-def pixels(result: Result, index: int = 0) -> np.ndarray:
-    return np.asarray(result.images[index]).astype(np.int16)
-
-
-def prompt(references, adapter, name="warm.png", weight=0.8) -> ImagePrompt:
-    return ImagePrompt(image=str(references / name), weight=weight, model=str(adapter))
+from engine.api_control import ControlUnit
+from tests.control.conftest import image_prompt as prompt
+from tests.control.conftest import make_request, pixels, run
 
 
 @pytest.mark.parametrize("base", ["sd1", "sdxl"])
@@ -59,21 +45,7 @@ def test_ip_adapter_plus_runs_and_equals_diffusers(
     assert np.array_equal(
         pixels(run(engine, make_request(model, guidance_scale=5.0))), pixels(plain)
     )
-    pipe = _diffusers_pipeline(control_models, ip_models, base)
-    pipe.load_ip_adapter(
-        str(adapter.parent), subfolder="", weight_name=adapter.name, local_files_only=True
-    )
-    pipe.set_ip_adapter_scale(0.9)
-    theirs = pipe(
-        prompt=req.prompt,
-        negative_prompt=req.negative_prompt,
-        ip_adapter_image=Image.open(references / "warm.png").convert("RGB"),
-        num_inference_steps=3,
-        guidance_scale=5.0,
-        height=64,
-        width=64,
-        generator=[torch.Generator("cpu").manual_seed(42)],
-    ).images[0]
+    theirs = _diffusers_ip_adapter_call(control_models, ip_models, base, adapter, req, 0.9)
     assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
 
 
@@ -111,6 +83,25 @@ def _diffusers_pipeline(control_models, ip_models, base):
     return pipe
 
 
+def _diffusers_ip_adapter_call(control_models, ip_models, base, adapter, req, scale: float):
+    """diffusers' own IP-Adapter path for `req` (the warm reference picture at `scale`)."""
+    pipe = _diffusers_pipeline(control_models, ip_models, base)
+    pipe.load_ip_adapter(
+        str(adapter.parent), subfolder="", weight_name=adapter.name, local_files_only=True
+    )
+    pipe.set_ip_adapter_scale(scale)
+    return pipe(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        ip_adapter_image=Image.open(req.image_prompts[0].image).convert("RGB"),
+        num_inference_steps=req.steps,
+        guidance_scale=req.guidance_scale,
+        height=req.height,
+        width=req.width,
+        generator=[torch.Generator("cpu").manual_seed(req.seed)],
+    ).images[0]
+
+
 @pytest.mark.parametrize("base", ["sd1", "sdxl"])
 def test_engine_equals_a_plain_diffusers_ip_adapter_call(
     engine, control_models, ip_models, references, base
@@ -122,21 +113,7 @@ def test_engine_equals_a_plain_diffusers_ip_adapter_call(
         image_prompts=[prompt(references, adapter, weight=0.7)],
     )
     ours = run(engine, req)
-    pipe = _diffusers_pipeline(control_models, ip_models, base)
-    pipe.load_ip_adapter(
-        str(adapter.parent), subfolder="", weight_name=adapter.name, local_files_only=True
-    )
-    pipe.set_ip_adapter_scale(0.7)
-    theirs = pipe(
-        prompt=req.prompt,
-        negative_prompt=req.negative_prompt,
-        ip_adapter_image=Image.open(references / "warm.png").convert("RGB"),
-        num_inference_steps=3,
-        guidance_scale=5.0,
-        height=64,
-        width=64,
-        generator=[torch.Generator("cpu").manual_seed(42)],
-    ).images[0]
+    theirs = _diffusers_ip_adapter_call(control_models, ip_models, base, adapter, req, 0.7)
     assert np.array_equal(pixels(ours), np.asarray(theirs).astype(np.int16))
 
 

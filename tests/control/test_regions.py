@@ -9,21 +9,10 @@ import torch
 from PIL import Image
 
 from engine.api_control import ControlUnit, Region
-from engine.events import Result
 from engine.sd.regions import RegionalAttention, RegionalPrompts, layer_size, regional_attention
-from tests.control.conftest import make_request
+from tests.control.conftest import make_request, pixels, run
 
 OCEAN = "a deep blue ocean with white waves"
-
-
-def run(engine, req) -> Result:
-    final = engine.run(req, timeout=300)
-    assert isinstance(final, Result), getattr(final, "message", final)
-    return final
-
-
-def pixels(result: Result) -> np.ndarray:
-    return np.asarray(result.images[0]).astype(np.int16)
 
 
 @pytest.fixture(scope="module")

@@ -166,59 +166,29 @@ def build_ip_adapter(
     return out_file
 
 
-_RESNET_NAMES = (  # diffusers -> original (ldm) names inside a resnet
-    ("norm1", "in_layers.0"),
-    ("conv1", "in_layers.2"),
-    ("norm2", "out_layers.0"),
-    ("conv2", "out_layers.3"),
-    ("time_emb_proj", "emb_layers.1"),
-    ("conv_shortcut", "skip_connection"),
-)
-_FIXED = {
-    "time_embedding.linear_1": "time_embed.0",
-    "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0",
+_CONTROLNET_FIXED = {  # what a ControlNet has beyond its UNet encoder copy
     "controlnet_cond_embedding.conv_in": "input_hint_block.0",
     "controlnet_cond_embedding.conv_out": "input_hint_block.14",
     "controlnet_mid_block": "middle_block_out.0",
 }
 
 
-def _resnet_part(rest: str) -> str:
-    for new, old in _RESNET_NAMES:
-        if rest.startswith(new + "."):
-            return old + rest[len(new) :]
-    return rest
-
-
 def original_layout_key(key: str, layers_per_block: int) -> str:
     """A diffusers ControlNet key in lllyasviel's original layout (what ControlNet 1.1 files
-    hold), the inverse of diffusers' `convert_controlnet_checkpoint`."""
+    hold), the inverse of diffusers' `convert_controlnet_checkpoint`: the encoder half is
+    named as in a UNet (tests/library/ldm_layout.py), the control parts here."""
     import re
 
-    step = layers_per_block + 1
+    from tests.library.ldm_layout import unet_key
+
     module, _, param = key.rpartition(".")
-    if module in _FIXED:
-        return f"{_FIXED[module]}.{param}"
-    rules = (
-        (r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)",
-         lambda b, j, r: f"input_blocks.{int(b) * step + int(j) + 1}.0.{_resnet_part(r)}"),
-        (r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)",
-         lambda b, j, r: f"input_blocks.{int(b) * step + int(j) + 1}.1.{r}"),
-        (r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)",
-         lambda b, r: f"input_blocks.{(int(b) + 1) * step}.0.op.{r}"),
-        (r"mid_block\.resnets\.(\d+)\.(.+)",
-         lambda j, r: f"middle_block.{2 * int(j)}.{_resnet_part(r)}"),
-        (r"mid_block\.attentions\.0\.(.+)", lambda r: f"middle_block.1.{r}"),
-        (r"controlnet_down_blocks\.(\d+)\.(.+)", lambda i, r: f"zero_convs.{i}.0.{r}"),
-        (r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)",
-         lambda k, r: f"input_hint_block.{2 * (int(k) + 1)}.{r}"),
-    )  # fmt: skip
-    for pattern, build in rules:
-        found = re.fullmatch(pattern, key)
-        if found:
-            return build(*found.groups())
-    raise KeyError(f"no original-layout name for {key}")
+    if module in _CONTROLNET_FIXED:
+        return f"{_CONTROLNET_FIXED[module]}.{param}"
+    if found := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(.+)", key):
+        return f"zero_convs.{found[1]}.0.{found[2]}"
+    if found := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)", key):
+        return f"input_hint_block.{2 * (int(found[1]) + 1)}.{found[2]}"
+    return unet_key(key, layers_per_block + 1, up_has_attention=[])
 
 
 def save_original_layout(controlnet_folder: str | Path, out_file: str | Path) -> Path:

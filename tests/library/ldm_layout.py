@@ -42,11 +42,12 @@ def unet_to_ldm(state: dict, config) -> dict:
     up_has_attention = ["CrossAttn" in t for t in config.up_block_types]
     out = {}
     for key, value in state.items():
-        out["model.diffusion_model." + _unet_key(key, per_block, up_has_attention)] = value
+        out["model.diffusion_model." + unet_key(key, per_block, up_has_attention)] = value
     return out
 
 
-def _unet_key(key: str, per_block: int, up_has_attention: list[bool]) -> str:
+def unet_key(key: str, per_block: int, up_has_attention: list[bool]) -> str:
+    """One diffusers UNet key in the LDM layout (a ControlNet's encoder half too)."""
     head, _, param = key.rpartition(".")
     if head in UNET_FIXED:
         return f"{UNET_FIXED[head]}.{param}"
