@@ -25,44 +25,45 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 
-def build_models(root: Path) -> tuple[Path, Path]:
-    """SD 1.5 and its ControlNet with random weights, saved in fp16 (half the disk)."""
-    from diffusers import (
-        AutoencoderKL,
-        ControlNetModel,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+def build_sd15(root: Path) -> Path:
+    """SD 1.5 with random weights from the bundled configs, saved in fp16 (half the disk)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from diffusers import UNet2DConditionModel as UNet
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from engine.paths import resource
 
     configs = resource("configs")
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "sd1/unet"))
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "sd1/vae"))
-    text = CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "sd1/text_encoder"))
-    scheduler = PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "sd1/scheduler"))
     pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text,
+        unet=UNet.from_config(UNet.load_config(configs / "sd1/unet")),
+        vae=AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "sd1/vae")),
+        text_encoder=CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "sd1/text_encoder")),
         tokenizer=CLIPTokenizer.from_pretrained(str(resource("tokenizers", "clip"))),
-        scheduler=scheduler,
+        scheduler=PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "sd1/scheduler")),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.to(torch.float16).save_pretrained(str(root / "sd15"))
-    config = json.loads((configs / "controlnet-sd1" / "config.json").read_text())
-    controlnet = ControlNetModel.from_config(config)
+    return root / "sd15"
+
+
+def build_models(root: Path) -> tuple[Path, Path]:
+    """SD 1.5 and its ControlNet with random weights, saved in fp16 (half the disk)."""
+    from diffusers import ControlNetModel
+
+    from engine.paths import resource
+
+    sd15 = build_sd15(root)
+    config = json.loads((resource("configs") / "controlnet-sd1" / "config.json").read_text())
+    controlnet = ControlNetModel.from_config(config)  # random weights after the pipeline's
     with torch.no_grad():
         for name, param in controlnet.named_parameters():
             if "controlnet_" in name:
                 param.normal_(std=0.02)  # zero in training; non-zero so the unit acts
     controlnet.to(torch.float16).save_pretrained(str(root / "controlnet"))
-    return root / "sd15", root / "controlnet"
+    return sd15, root / "controlnet"
 
 
 def control_map(size: int, path: Path) -> Path:

@@ -18,34 +18,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench scripts beside this one
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from control_overhead import build_sd15  # noqa: E402
 from PIL import Image  # noqa: E402
-
-
-def build_sd15(root: Path) -> Path:
-    """SD 1.5 with random weights from the bundled configs, saved in fp16 (half the disk)."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
-    from diffusers import UNet2DConditionModel as UNet
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from engine.paths import resource
-
-    configs = resource("configs")
-    torch.manual_seed(0)
-    pipe = StableDiffusionPipeline(
-        unet=UNet.from_config(UNet.load_config(configs / "sd1/unet")),
-        vae=AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "sd1/vae")),
-        text_encoder=CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "sd1/text_encoder")),
-        tokenizer=CLIPTokenizer.from_pretrained(str(resource("tokenizers", "clip"))),
-        scheduler=PNDMScheduler.from_config(PNDMScheduler.load_config(configs / "sd1/scheduler")),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.to(torch.float16).save_pretrained(str(root / "sd15"))
-    return root / "sd15"
 
 
 def masks(size: int, root: Path) -> list[Path]:
