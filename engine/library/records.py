@@ -87,6 +87,8 @@ class ModelRecord:
         return asdict(self)
 
 
+#: SQLite's largest INTEGER: row ids never exceed it
+_MAX_ROW_ID = 2**63 - 1
 _COLUMNS = [f.name for f in fields(ModelRecord)]
 #: a hash reference: A1111's 10-digit short hash up to the full SHA-256
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{10,64}")
@@ -178,7 +180,7 @@ class ModelLibrary:
         if not reference:
             return None
         digits = reference[3:] if reference.lower().startswith("id:") else reference
-        if digits.isdigit():
+        if digits.isdigit() and int(digits) <= _MAX_ROW_ID:  # a longer number is a name
             found = self.get(int(digits))
             if found:
                 return found

@@ -53,3 +53,15 @@ def test_a_record_by_name_short_hash_and_hash_prefix(tmp_path, capsys, monkeypat
     assert "checkpoint" in capsys.readouterr().out
     with pytest.raises(ModelError, match="Model not found"):
         model_path("0000000000")
+
+
+def test_a_number_too_large_for_a_row_id_is_looked_up_as_a_name(tmp_path):
+    # found by the metadata fuzz test: 2**63 as a model reference crashed SQLite's INTEGER
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    write_stripped(folder / "dreamy-v1.safetensors", sd1_shapes())
+    library = ModelLibrary()
+    library.add_folder(folder)
+    scan_library(library)
+    assert library.find(str(2**63)) is None
+    assert library.find("id:" + "9" * 30) is None
