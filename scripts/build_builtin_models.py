@@ -150,6 +150,8 @@ def cmd_ldm(args) -> None:
     ae_file = out / "autoencoder.pt.safetensors"
     from safetensors.torch import load_file, save_file
 
+    if args.init_from is not None and not ae_file.is_file():
+        init_autoencoder_from(model, args.init_from, ae_file, out)
     if ae_file.is_file():
         model.autoencoder.load_state_dict(load_file(str(ae_file)))
         ae_steps = int(json.loads((out / "ae.json").read_text())["steps"])
@@ -162,6 +164,8 @@ def cmd_ldm(args) -> None:
     model.autoencoder.requires_grad_(False).eval()
     latents = encode_latents(model.autoencoder, images)
     scale = float(1.0 / latents.std())
+    if args.init_from is not None:  # the UNet learnt latents at the shipped scale
+        scale = float(json.loads((args.init_from / "config.json").read_text())["latent_scale"])
     config["latent_scale"] = model.latent_scale = scale
     latents = latents * scale
     log(logfile, f"latents {tuple(latents.shape)} scale {scale:.4f}")
@@ -179,6 +183,9 @@ def cmd_ldm(args) -> None:
     if resume_state.is_file():
         load_stepper(stepper, load_file(str(resume_state)))
         log(logfile, f"resumed at unet step {stepper.steps_done}")
+    elif args.init_from is not None:
+        init_unet_from(stepper, args.init_from)
+        log(logfile, f"started from {args.init_from} at unet step {stepper.steps_done}")
     gen = torch.Generator().manual_seed(args.seed + stepper.steps_done)
     start = last_save = time.perf_counter()
     losses = []
@@ -194,6 +201,32 @@ def cmd_ldm(args) -> None:
             save_all(out, model, stepper, config, ae_steps, losses, start, logfile)
             last_save = time.perf_counter()
     save_all(out, model, stepper, config, ae_steps, losses, start, logfile)
+
+
+def init_autoencoder_from(model, folder: Path, ae_file: Path, out: Path) -> None:
+    """Take a shipped model's autoencoder as this run's (its latents are what the UNet knows)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    prefix = "autoencoder."
+    ae = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    model.autoencoder.load_state_dict(ae)
+    save_file(model.autoencoder.state_dict(), str(ae_file))
+    trained = json.loads((folder / "config.json").read_text())["training"]
+    (out / "ae.json").write_text(json.dumps({"steps": trained["autoencoder_steps"]}))
+
+
+def init_unet_from(stepper, folder: Path) -> None:
+    """Continue from a shipped model's (EMA) UNet when its optimiser state is gone: the weights
+    seed both the trained copy and the EMA; Adam restarts (the warm-up steps cover that)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    unet = {k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")}
+    stepper.model.load_state_dict(unet)
+    stepper.ema.load_state_dict(unet)
+    trained = json.loads((folder / "config.json").read_text())["training"]
+    stepper.steps_done = stepper.warmup_from = int(trained["unet_steps"])
 
 
 def load_stepper(stepper, tensors) -> None:
@@ -458,6 +491,9 @@ def main(argv=None) -> int:
     )
     train.add_argument("--threads", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--init-from", type=Path, help="continue from a shipped model folder (weights only)"
+    )
     train.set_defaults(run=cmd_ldm)
     samples = sub.add_parser("samples", help="a captioned grid of prompts from a text model")
     samples.add_argument("--model", type=Path, default=ROOT / "resources" / "models" / "emoji-ldm")

@@ -72,6 +72,9 @@ class UNetStepper:
         )
         self.generator = torch.Generator().manual_seed(seed)
         self.steps_done = 0
+        #: the step the learning-rate warm-up counts from (a run continued with a fresh optimiser
+        #: warms up again: Adam's first steps are full-size whatever the gradient's scale)
+        self.warmup_from = 0
 
     def drop_conditions(self, cond: torch.Tensor | None) -> torch.Tensor | None:
         """Replace a random `cond_drop` share of rows by the null condition (kept trainable)."""
@@ -84,7 +87,9 @@ class UNetStepper:
         return torch.where(drop[:, None], null, cond)
 
     def step(self, x0: torch.Tensor, cond: torch.Tensor | None = None) -> dict:
-        warmup = min(1.0, (self.steps_done + 1) / max(1, self.optim.warmup_steps))
+        warmup = min(
+            1.0, (self.steps_done - self.warmup_from + 1) / max(1, self.optim.warmup_steps)
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = self.optim.lr * warmup
         loss = diffusion_loss(
