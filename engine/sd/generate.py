@@ -147,7 +147,14 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     if few_step is not None:
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
-    return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+    info = {**run, **timings}
+    if (
+        request.runtime.fast_decode
+        and previewer is None
+        and base_pipe.vae.config.latent_channels == 4
+    ):
+        info["preview_decoder"] = "missing"  # the GUI offers to build one (PreviewDecoderRequest)
+    return Result(ctx.job_id, images=images, metadata=metadata, info=info)
 
 
 def _single_pass(request, inputs, info, seeds, steered, embeds, callback, latents: bool):
