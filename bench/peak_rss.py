@@ -126,7 +126,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--child", choices=list(KINDS), default=None)
     parser.add_argument("--model", type=Path, default=None, help="reuse (or write) this file")
+    parser.add_argument("--write", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write:
+        write_single_file(args.write)
+        return
     if args.child:
         child(args.child, args.model, args.size, args.steps, args.threads)
         return
@@ -134,7 +138,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="easel-rss-file-") as tmp:
         model = args.model or Path(tmp) / "sd15-random.safetensors"
         if not model.is_file():
-            write_single_file(model)
+            # in its own process: Linux children inherit the parent's ru_maxrss across
+            # fork+exec, so building the 5.8 GB pipeline here would become every child's "peak"
+            subprocess.run([sys.executable, __file__, "--write", str(model)], check=True)
         results["file_gb"] = round(model.stat().st_size / 1e9, 2)
         runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         for index in range(args.repeats):
