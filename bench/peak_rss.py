@@ -11,6 +11,8 @@ Then, each in a fresh subprocess (RSS never goes down within a process), alterna
 - "plain": diffusers' `from_single_file` with its default dtype (fp32; the bundled config and
   offline options of the library loader, plain diffusers would go online), the same request
   through a plain pipeline call.
+- "engine_free_te": the same with the text encoder freed after encoding
+  (`EASEL_FREE_TEXT_ENCODER=1`, what the memory plan does when RAM is short).
 Peak RSS is `ru_maxrss` of the child. Target (issue 15): engine at most 3.7 GB.
 """
 
@@ -30,6 +32,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
+
+
+#: child kind -> the environment it runs with
+KINDS = {
+    "engine": {"EASEL_FREE_TEXT_ENCODER": "0"},
+    "engine_free_te": {"EASEL_FREE_TEXT_ENCODER": "1"},
+    "plain": {},
+}
 
 
 def write_single_file(path: Path) -> Path:
@@ -70,7 +80,7 @@ def child(kind: str, model: Path, size: int, steps: int, threads: int) -> None:
     started = time.perf_counter()
     req = request(model, size, steps, threads)
     info: dict = {}
-    if kind == "engine":
+    if kind.startswith("engine"):
         from engine.events import Result
         from engine.worker import Engine
 
@@ -114,7 +124,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--child", choices=["engine", "plain"], default=None)
+    parser.add_argument("--child", choices=list(KINDS), default=None)
     parser.add_argument("--model", type=Path, default=None, help="reuse (or write) this file")
     args = parser.parse_args()
     if args.child:
@@ -126,15 +136,15 @@ def main() -> None:
         if not model.is_file():
             write_single_file(model)
         results["file_gb"] = round(model.stat().st_size / 1e9, 2)
-        runs: dict[str, list[dict]] = {"engine": [], "plain": []}
+        runs: dict[str, list[dict]] = {kind: [] for kind in KINDS}
         for index in range(args.repeats):
-            for kind in ("engine", "plain") if index % 2 == 0 else ("plain", "engine"):
+            for kind in list(KINDS) if index % 2 == 0 else list(KINDS)[::-1]:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", kind, "--model", str(model),
                      "--size", str(args.size), "--steps", str(args.steps),
                      "--threads", str(args.threads)],
                     capture_output=True, text=True, check=False, cwd=REPO,
-                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                    env={**os.environ, "HF_HUB_OFFLINE": "1", **KINDS[kind]},
                 )  # fmt: skip
                 if out.returncode:
                     raise SystemExit(f"{kind} child failed:\n{out.stderr[-3000:]}")

@@ -186,6 +186,12 @@ def _live_shots(app, window, fake, shoot) -> None:
     fake.release()
     _wait(app, lambda: window.live.pane.final and window.live.queue.running is None)
     shoot(window, "live-painting")
+    # a model without a fast preview decoder: the pane offers to build one
+    missing = {"preview_decoder": "missing", "notices": []}
+    fake.default = Script(steps=2, colour=(120, 200, 140), extra_info=missing)
+    doc.clear_sketch()
+    _wait(app, lambda: not window.live.pane.build.isHidden())
+    shoot(window, "live-painting-build-preview")
     window.live_action.setChecked(False)
     fake.default = Script(steps=6, colour=(90, 150, 235))
 

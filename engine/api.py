@@ -550,3 +550,27 @@ class ScanLibraryRequest(Serialisable):
 
     hash_files: bool = False
     include_hf_cache: bool = True
+
+
+@register_request_type
+@dataclass(frozen=True)
+class PreviewDecoderRequest(Serialisable):
+    """Build (distil) the fast preview decoder of an SD 1.x/2.x/SDXL model from its own VAE and
+    cache it, so previews and live painting decode about ten times faster. A short training on
+    the worker (minutes on a CPU), cancellable; needed once per model."""
+
+    type_name: ClassVar[str] = "preview_decoder"
+
+    model: str = ""
+    steps: int = 300
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+
+    _decoders: ClassVar[dict] = {
+        "runtime": lambda v: _runtime(v),
+    }
+
+    def __post_init__(self):
+        if not self.model:
+            raise InputError("Choose the model to build a preview decoder for.")
+        if not 1 <= self.steps <= 5000:
+            raise InputError(f"Training steps must be between 1 and 5000 (got {self.steps}).")

@@ -27,6 +27,7 @@ HANDLERS: dict[str, Any] = {
     "DownloadRequest": "engine.library.download:run_download",
     "ScanLibraryRequest": "engine.library.scan:run_scan",
     "BatchRequest": "engine.batch.local:run_batch",
+    "PreviewDecoderRequest": "engine.sd.preview_job:run_preview_decoder",
 }
 
 

@@ -146,7 +146,13 @@ def faithfulness(images, prompt_names, ref) -> dict:
 
 
 def generate(
-    model: str, prompts: list[str], *, seed: int = 0, threads: int = 1, candidates: int = 0
+    model: str,
+    prompts: list[str],
+    *,
+    seed: int = 0,
+    threads: int = 1,
+    candidates: int = 0,
+    guidance: float = 3.0,
 ) -> list:
     """One picture per prompt (or per seed for unconditioned models) through the engine.
     `candidates` > 1: the DALL-E family makes that many and keeps the best (re-ranking)."""
@@ -163,7 +169,7 @@ def generate(
             seed=seed + i,
             steps=20,
             sampler="DDIM",
-            guidance_scale=3.0,
+            guidance_scale=guidance,
             extras={"candidates": candidates} if candidates > 1 else {},
             runtime=RuntimeOptions(cpu_threads=threads),
         )
@@ -442,6 +448,24 @@ def rescore_result(result: dict, ref) -> dict:
     return result
 
 
+def cmd_sweep(args) -> None:
+    """Faithfulness on a VALIDATION set of held-out names (the 20 after the card's 20 in the
+    same fixed order, so disjoint from them) for each guidance scale: how a model's default
+    guidance is chosen without looking at the numbers its card reports."""
+    torch.set_num_threads(args.threads)
+    ref = dict(np.load(reference_path(args.cache)))
+    names = held_out_prompts(ref, 2 * FAITHFUL_PROMPTS, seed=3)[FAITHFUL_PROMPTS:]
+    prompts = [emoji.caption(n) for n in names]
+    rows = []
+    for guidance in args.guidance:
+        pictures = generate(str(args.model), prompts, seed=200, guidance=guidance)
+        rate = faithfulness(pictures, names, ref)["rate"]
+        rows.append({"guidance": guidance, "validation_faithfulness": rate})
+        print(f"guidance {guidance}: validation faithfulness {rate:.0%}", flush=True)
+    out = Path(args.model) / "guidance-sweep.json"
+    out.write_text(json.dumps({"prompts": prompts, "rows": rows}, indent=2) + "\n")
+
+
 def cmd_card(args) -> None:
     folder = Path(args.model)
     training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
@@ -472,6 +496,10 @@ def main(argv=None) -> int:
         "--candidates", type=int, default=0, help="dalle: re-rank N candidates per picture"
     )
     evaluate.set_defaults(run=cmd_evaluate)
+    sweep = sub.add_parser("sweep", help="validation faithfulness per guidance scale")
+    sweep.add_argument("--model", type=Path, required=True)
+    sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
+    sweep.set_defaults(run=cmd_sweep)
     card = sub.add_parser("card", help="write README.md from training.json and quality.json")
     card.add_argument("--model", type=Path, required=True)
     card.set_defaults(run=cmd_card)

@@ -27,6 +27,7 @@ INFO_ONLY = {
     "ClipScoreRequest",
     "EvaluateRequest",
     "ScanLibraryRequest",
+    "PreviewDecoderRequest",
 }
 
 

@@ -70,6 +70,9 @@ class LivePainting(QObject):
         self.settings.changed.connect(self._setting_changed)
         self.bridge.live_event.connect(self._on_event)
         pane.keep_requested.connect(self.keep)
+        pane.build_requested.connect(self.build_preview_decoder)
+        #: the running "build fast preview" job (a live job: nothing of it is kept)
+        self.building: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -197,8 +200,49 @@ class LivePainting(QObject):
             painter.end()
         return picture
 
+    # -- the fast preview decoder ---------------------------------------------------------------
+    def build_preview_decoder(self) -> int | None:
+        """Distil the model's fast preview decoder on the worker (once per model). Live updates
+        asked meanwhile wait in the engine's queue behind it; the first after it uses it."""
+        if self.building is not None:
+            return self.building
+        from engine.api import PreviewDecoderRequest
+
+        model = self.settings.get("model")
+        try:
+            request = PreviewDecoderRequest(model=model, runtime=self.preferences.runtime())
+            self.building = self.bridge.submit(request, live=True)
+        except (EaselError, RuntimeError) as exc:
+            self.pane.set_status(str(exc), error=True)
+            return None
+        self.pane.offer_build(False)
+        self.pane.set_status("Building the fast preview decoder…")
+        return self.building
+
+    def _on_build_event(self, kind: str, payload) -> None:
+        if kind == "progress":
+            step, total = payload
+            self.pane.set_status(f"Building the fast preview decoder… step {step}/{total}")
+            return
+        if kind not in ("result", "failed", "cancelled"):
+            return
+        self.building = None
+        if kind == "result":
+            psnr = payload.info.get("psnr_db")
+            quality = f" ({psnr:.1f} dB against the full decode)" if psnr is not None else ""
+            self.pane.set_status(f"Fast preview decoder ready{quality}.")
+            self.message.emit(f"Fast preview decoder built{quality}.", "info")
+            self._changed(0)  # show the difference at once
+        else:
+            failed = payload if kind == "failed" else "Building the preview decoder was cancelled."
+            self.pane.set_status(failed or "Building the preview decoder failed.", error=True)
+            self.pane.offer_build(True)
+
     # -- engine events --------------------------------------------------------------------------
     def _on_event(self, job_id: int, kind: str, payload) -> None:
+        if job_id == self.building:
+            self._on_build_event(kind, payload)
+            return
         current = job_id == self.queue.running and not self.queue.pending
         if kind == "started" and current:
             self.pane.set_status("Painting…")
@@ -227,10 +271,15 @@ class LivePainting(QObject):
         self.pane.show_image(outcome.image, final=True)
         seconds = time.perf_counter() - self._asked_at.get(job_id, self._changed_at)
         self.last_latency_s = seconds
-        notices = " ".join(str(n) for n in outcome.info.get("notices", []))
+        notices = [str(n) for n in outcome.info.get("notices", [])]
+        missing = outcome.info.get("preview_decoder") == "missing" and self.building is None
+        if missing:  # the button below says what the engine's command-line hint says
+            notices = [n for n in notices if "distil-preview" not in n]
+            notices.append("Decoded by the full VAE: this model has no fast preview decoder yet.")
+        self.pane.offer_build(missing)
         plan = self.plan.summary if self.plan else ""
         status = f"{seconds:.2f} s after the change · {plan}" if current else "Updating…"
-        self.pane.set_status(f"{status}\n{notices}".strip())
+        self.pane.set_status("\n".join([status, *notices]).strip())
         self.updated.emit(job_id, seconds)
 
     # -- keep -----------------------------------------------------------------------------------

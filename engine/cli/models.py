@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from engine.errors import EaselError, InputError
+from engine.errors import EaselError
 
 EXIT_OK = 0
 
@@ -164,20 +164,22 @@ def _download(args) -> int:
 
 
 def _distil_preview(args) -> int:
-    from engine.api import RuntimeOptions
-    from engine.sd.tiny_decoder import distil_for_model
+    from engine.api import PreviewDecoderRequest, RuntimeOptions
+    from engine.context import JobContext
+    from engine.events import Progress
+    from engine.sd.preview_job import run_preview_decoder
 
-    if args.steps < 1:
-        raise InputError("--steps must be at least 1.")
+    request = PreviewDecoderRequest(
+        model=args.model, steps=args.steps, runtime=RuntimeOptions(cpu_threads=args.threads)
+    )
 
-    def progress(step: int, total: int) -> None:
-        if step % 25 == 0 or step == total:
-            print(f"step {step}/{total}", file=sys.stderr, flush=True)
+    def show(event) -> None:
+        if isinstance(event, Progress) and (event.step % 25 == 0 or event.step == event.total):
+            print(f"step {event.step}/{event.total}", file=sys.stderr, flush=True)
 
-    runtime = RuntimeOptions(cpu_threads=args.threads)
-    report = distil_for_model(args.model, runtime=runtime, steps=args.steps, progress=progress)
-    psnr = report["psnr_db"]
-    print(f"preview decoder: {psnr:.2f} dB against the full decode, saved to {report['path']}")
+    result = run_preview_decoder(request, JobContext(0, show))
+    psnr, path = result.info["psnr_db"], result.info["path"]
+    print(f"preview decoder: {psnr:.2f} dB against the full decode, saved to {path}")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ Two stages, called from engine/sd/generate.py:
    by its preprocessor; each ControlNet is found and its base checked against the model's.
 2. `steering(...)` (a context manager, with the base pipeline loaded): loads the ControlNets
    through the model cache, builds diffusers' ControlNet pipeline for the mode from the loaded
-   pipeline's own modules (`from_pipe`: no second UNet/VAE), attaches IP-Adapters and regional
+   pipeline's own modules (`share_pipeline`: no second UNet/VAE), attaches IP-Adapters and regional
    attention, and adds their call arguments. On leaving, the shared UNet is restored.
 """
 
@@ -34,6 +34,7 @@ from engine.sd.image_prompts import (
     image_prompt_info,
     load_image_prompts,
 )
+from engine.sd.sharing import share_pipeline
 
 _PIPELINES = {  # (sdxl, mode) -> diffusers class name
     (False, Mode.TXT2IMG): "StableDiffusionControlNetPipeline",
@@ -189,9 +190,7 @@ def controlnet_pipeline(pipe, mode: Mode, base: str, models: list):
     run_mode = Mode.INPAINT if inpaint_unet else mode
     cls = getattr(diffusers, _PIPELINES[(base == "sdxl", run_mode)])
     controlnet = models[0] if len(models) == 1 else MultiControlNetModel(models)
-    steered = cls.from_pipe(pipe, controlnet=controlnet)
-    steered.set_progress_bar_config(disable=True)
-    return steered
+    return share_pipeline(cls, pipe, controlnet=controlnet)
 
 
 def control_arguments(pipe, units: list[PreparedUnit], ctx: JobContext) -> dict[str, Any]:

@@ -73,7 +73,8 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     ctx.check_cancelled()
     plan = _memory_plan(resolved, device, dtype, request, ctx)
     key = cache_key(resolved, device, dtype, request.runtime, plan.offload)
-    if key not in ctx.cache:
+    fresh = key not in ctx.cache
+    if fresh:
         ctx.progress(0, request.steps, stage=plan.loading_stage(), offload=plan.describe())
         make_room(ctx.cache, plan, device.type)
 
@@ -84,6 +85,8 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
         loaded = time.perf_counter()
         ctx.check_cancelled()
         info = model_info(base_pipe)
+        if fresh:  # RAM is measured before a load only: the choice stays with the model
+            base_pipe._easel_free_text_encoder = plan.free_text_encoder
         apply_memory_options(base_pipe, request.runtime)
         request, few_step = _few_step_settings(request, base_pipe, resolved)
         seeds = batch_seeds(request)
@@ -107,6 +110,7 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
                 pipe, request.prompt, request.negative_prompt, clip_skip=request.clip_skip
             )
             regional = encode_regions(pipe, request, regions)
+            _free_text_encoders_if_short(base_pipe)
             sampling = time.perf_counter()
             # the tiny decoder makes the picture (live painting); a hires job decodes in full
             fast = request.runtime.fast_decode and previewer is not None and not request.hires
@@ -147,7 +151,14 @@ def generate_sd(request: GenerationRequest, ctx: JobContext, resolved: ResolvedM
     if few_step is not None:
         run.update(few_step=few_step.kind, few_step_source=few_step.source)
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]
-    return Result(ctx.job_id, images=images, metadata=metadata, info={**run, **timings})
+    info = {**run, **timings}
+    if (
+        request.runtime.fast_decode
+        and previewer is None
+        and base_pipe.vae.config.latent_channels == 4
+    ):
+        info["preview_decoder"] = "missing"  # the GUI offers to build one (PreviewDecoderRequest)
+    return Result(ctx.job_id, images=images, metadata=metadata, info=info)
 
 
 def _single_pass(request, inputs, info, seeds, steered, embeds, callback, latents: bool):
@@ -177,6 +188,14 @@ def _preview_decoder(base_pipe, resolved: ResolvedModel, info: ModelInfo, reques
             "`easel models distil-preview MODEL` (once per model)."
         )
     return found
+
+
+def _free_text_encoders_if_short(base_pipe) -> None:
+    # the embeddings exist now; a freed encoder reads its weights back on its next call
+    from engine.sd import text_encoder_release
+
+    if text_encoder_release.wanted(getattr(base_pipe, "_easel_free_text_encoder", False)):
+        text_encoder_release.release_text_encoders(base_pipe)
 
 
 def make_room(cache, plan, device_type: str) -> None:

@@ -10,11 +10,11 @@ user chose the scale for it). The first pass's result is enlarged to the final s
   x2/x4 finds one): the first pass is decoded, enlarged in pixels, resized to the final size.
 
 The second pass is diffusers' image-to-image pipeline (ControlNet img2img when the request has
-units) built with `from_pipe` from the loaded pipeline's own modules (no second UNet or VAE), at
-the hires strength, with the same seeds. One progress bar runs over both passes: its total is
-the first pass's steps plus the second pass's (the steps left after the strength cut), counted
-from the schedulers before sampling starts, so step and total only go up. Cancel is checked at
-every step of either pass and between the passes.
+units) built with `share_pipeline` from the loaded pipeline's own modules (no second UNet or
+VAE), at the hires strength, with the same seeds. One progress bar runs over both passes: its
+total is the first pass's steps plus the second pass's (the steps left after the strength cut),
+counted from the schedulers before sampling starts, so step and total only go up. Cancel is
+checked at every step of either pass and between the passes.
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _second_pass(job: HiresPass, enlarged, scheduler, steps: int, callback: dict
     kwargs.update(job.prompt_kwargs)
     _set_regions_size(job, request.width, request.height)
     # an image prompt's encoder was registered on the first pass's pipeline only: lend it to
-    # this one for the call (from_pipe built it from the model's own modules, without it)
+    # this one for the call (share_pipeline built it from the model's own modules, without it)
     saved = {name: getattr(pipe, name, None) for name in _IMAGE_PROMPT_MODULES}
     pipe.register_modules(**{n: getattr(job.pipe, n, None) for n in _IMAGE_PROMPT_MODULES})
     try:

@@ -1,9 +1,10 @@
 """Load Stable Diffusion pipelines from disk into the model cache, offline.
 
 One base pipeline (text-to-image class) is cached per model, device, dtype and offload mode;
-img2img and inpaint pipelines are built from it with `from_pipe`, which shares every module, so
-switching modes costs no memory and no load. Loading never touches the network
-(`local_files_only=True`; the CLI and app set HF_HUB_OFFLINE before huggingface_hub loads).
+img2img and inpaint pipelines are built from it with `share_pipeline` (engine/sd/sharing.py),
+which shares every module and casts none, so switching modes costs no memory and no load.
+Loading never touches the network (`local_files_only=True`; the CLI and app set HF_HUB_OFFLINE
+before huggingface_hub loads).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.api import Mode, Offload, RuntimeOptions
 from engine.devices import dtype_name
 from engine.errors import ModelError
 from engine.library.resolve import ResolvedModel
+from engine.sd.sharing import share_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def as_text_to_image(pipe, path: Path):
     """The text-to-image form of a loaded SD/SDXL pipeline (the cached base for every mode).
 
     A single file may load as an inpaint or img2img class; the modules are the same, so
-    `from_pipe` re-wraps them. An SDXL refiner (no first text encoder) cannot make images from
+    `share_pipeline` re-wraps them. An SDXL refiner (no first text encoder) cannot make images from
     text and is refused.
     """
     import diffusers
@@ -160,7 +162,7 @@ def as_text_to_image(pipe, path: Path):
     target = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
     if isinstance(pipe, target):
         return pipe
-    return target.from_pipe(pipe)
+    return share_pipeline(target, pipe)
 
 
 def read_model_index(path: Path) -> dict:
@@ -315,6 +317,4 @@ def pipeline_for_mode(base_pipe, mode: Mode, info: ModelInfo, scheduler):
             if sdxl
             else (diffusers.StableDiffusionInpaintPipeline)
         )
-    pipe = cls.from_pipe(base_pipe, scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return share_pipeline(cls, base_pipe, scheduler=scheduler)

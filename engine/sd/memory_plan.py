@@ -23,6 +23,9 @@ from engine.errors import ModelError
 GIB = 1024**3
 #: activations, the VAE decode and torch's own allocations beyond the weights
 HEADROOM = 1.2
+#: free RAM under this many times the weights counts as short: the text encoders are then freed
+#: after encoding (engine/sd/text_encoder_release.py), which lowers the UNet/VAE phase's peak
+SHORT_RAM = 2.0
 _DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 _FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 
@@ -33,6 +36,7 @@ class MemoryPlan:
     model_bytes: int  # all components in the compute dtype
     largest_bytes: int  # the largest component (what model offload keeps on the GPU)
     why: str  # shown to the user in the Result info and the status bar
+    free_text_encoder: bool = False  # RAM is short: drop the text encoders after encoding
 
     def describe(self) -> str:
         return f"{self.offload.value} ({self.why})"
@@ -59,7 +63,10 @@ def choose_offload(
         _check_fits(total, ram_bytes, "memory (RAM)")
         manual = requested in {Offload.MODEL, Offload.SEQUENTIAL}
         why = "offload only helps a GPU" if manual else f"{_gb(total)} on the {device_type}"
-        return MemoryPlan(Offload.NONE, total, largest, why)
+        short = ram_bytes is not None and total * SHORT_RAM > ram_bytes
+        if short:
+            why += f"; RAM is short ({_gb(ram_bytes)} free): text encoder freed after encoding"
+        return MemoryPlan(Offload.NONE, total, largest, why, free_text_encoder=short)
     if requested is not Offload.AUTO:
         if requested is not Offload.NONE:
             _check_fits(total, ram_bytes, "memory (RAM) to offload to")

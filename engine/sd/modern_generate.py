@@ -1,7 +1,7 @@
 """The SD3 / SD3.5, FLUX.1 and FLUX.2 job: txt2img, img2img and inpaint (FLUX Fill: inpaint).
 
 The same stages and guarantees as `engine.sd.generate` (inputs checked before loading, a cached
-base pipeline shared by every mode through `from_pipe`, per-image CPU generators, cancel within
+base pipeline shared by every mode through `share_pipeline`, per-image CPU generators, cancel within
 one step, NaN/black checks, the request that reproduces each image in its metadata). What
 differs is read from the family table (`modern_families`): the sampler is the model's own
 flow-matching Euler, guidance is classifier-free for SD3 and an input of the transformer for
@@ -42,6 +42,7 @@ from engine.sd.memory_plan import make_room, plan_for
 from engine.sd.model_defaults import apply_model_defaults
 from engine.sd.modern_families import FamilySpec, family_spec
 from engine.sd.modern_loading import base_pipeline_class, load_modern_pipeline
+from engine.sd.sharing import share_pipeline
 
 
 def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: ResolvedModel):
@@ -155,9 +156,7 @@ def pipeline_for_mode(base_pipe, mode: Mode, spec: FamilySpec):
     if name == base_pipeline_class(spec):
         base_pipe.scheduler = scheduler
         return base_pipe
-    pipe = getattr(diffusers, name).from_pipe(base_pipe, scheduler=scheduler)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return share_pipeline(getattr(diffusers, name), base_pipe, scheduler=scheduler)
 
 
 def call_arguments(

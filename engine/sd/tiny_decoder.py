@@ -6,8 +6,9 @@ Where it comes from, in order:
    AutoencoderTiny folder, or a `taesd_decoder.safetensors`-style file in the original key
    layout), for the model's base or of unknown base;
 2. Easel's own decoder distilled from the model's VAE (`engine.sd.distil_decoder`), cached per
-   model on disk: loaded when the cache holds one; built (a short training on the worker) only
-   when a job asks for the tiny decoder (`RuntimeOptions.fast_decode`, what live painting sets);
+   model on disk: loaded when the cache holds one; built by a `PreviewDecoderRequest`
+   (`engine.sd.preview_job`: the GUI's "Build fast preview", `easel models distil-preview`),
+   never inside a generation job (live painting cancels those at every stroke);
 3. otherwise previews stay the linear latent-to-RGB projection (`engine.sd.preview`).
 
 Every decoder here takes the latents the pipeline samples (already multiplied by the VAE's
@@ -181,30 +182,3 @@ def _from_cache(pipe, model_key: str) -> PreviewDecoder | None:
 
     path = cache_path(model_key, pipe.vae)
     return load_distilled(path) if path.is_file() else None
-
-
-def distil_for_model(reference: str, *, runtime=None, steps: int = 300, progress=None) -> dict:
-    """Distil and cache the preview decoder of an SD 1.x/2.x/SDXL model (what `easel models
-    distil-preview` runs): later jobs, live painting first, find it in the cache. Returns the
-    distillation report with the cache file's path."""
-    from engine import devices
-    from engine.api import RuntimeOptions
-    from engine.errors import InputError
-    from engine.library.resolve import resolve_model
-    from engine.sd.distil_decoder import distil_decoder, save_distilled
-    from engine.sd.loading import load_base_pipeline
-
-    runtime = runtime or RuntimeOptions()
-    resolved = resolve_model(reference)
-    device, dtype = devices.prepare(runtime)
-    pipe = load_base_pipeline(resolved, device, dtype, runtime)
-    vae = getattr(pipe, "vae", None)
-    if vae is None or vae.config.latent_channels != 4:
-        raise InputError(
-            f"'{reference}' has no 4-channel SD VAE; a preview decoder is built for SD 1.x, "
-            "2.x and SDXL models."
-        )
-    decoder, report = distil_decoder(vae, steps=steps, progress=progress)
-    path = cache_path(resolved.cache_key, vae)
-    save_distilled(path, decoder, report)
-    return {**report, "path": str(path)}

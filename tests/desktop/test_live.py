@@ -289,3 +289,39 @@ def test_bad_settings_give_one_message_and_live_goes_on(qtbot, window, fake):
     assert fake.requests == []
     window.settings.set("guidance_scale", 3.0)
     qtbot.waitUntil(lambda: window.live.latest is not None, timeout=3000)
+
+
+def test_a_model_without_a_fast_decoder_offers_to_build_one(qtbot, window, fake):
+    """The live result says the full VAE decoded it: the pane offers "Build fast preview", which
+    submits the model's PreviewDecoderRequest; when it is built the offer goes and a new live
+    update runs; a failed build offers it again."""
+    from engine.api import PreviewDecoderRequest
+
+    missing = {"preview_decoder": "missing", "notices": ["... `easel models distil-preview` ..."]}
+    fake.default = Script(steps=1, extra_info=missing)
+    _picture(window)
+    pane = window.live.pane
+    _live_on(qtbot, window, fake)
+    assert not pane.build.isHidden()
+    assert "no fast preview decoder" in pane.status.text()
+    assert "distil-preview" not in pane.status.text()  # the button, not a command line
+    fake.queue_script(steps=3, extra_info={"psnr_db": 24.5})  # the build job
+    fake.default = Script(steps=1)  # from now on the model has a decoder
+    messages = []
+    window.live.message.connect(lambda text, kind: messages.append(text))
+    qtbot.mouseClick(pane.build, Qt.MouseButton.LeftButton)
+    built = [r for r in fake.requests if isinstance(r, PreviewDecoderRequest)]
+    assert len(built) == 1 and built[0].model == window.settings.get("model")
+    assert pane.build.isHidden()
+    qtbot.waitUntil(lambda: window.live.building is None, timeout=5000)
+    assert messages == ["Fast preview decoder built (24.5 dB against the full decode)."]
+    qtbot.waitUntil(lambda: len(_live_requests(fake)) == 1, timeout=5000)  # the difference, at once
+    qtbot.waitUntil(lambda: "after the change" in pane.status.text(), timeout=5000)
+    assert pane.build.isHidden()
+    fake.default = Script(steps=1, extra_info=missing)
+    _stroke(window.document, 5)
+    qtbot.waitUntil(lambda: not pane.build.isHidden(), timeout=5000)
+    fake.queue_script(steps=2, outcome="failed", message="Not enough memory to build it.")
+    qtbot.mouseClick(pane.build, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.live.building is None, timeout=5000)
+    assert "Not enough memory" in pane.status.text() and not pane.build.isHidden()

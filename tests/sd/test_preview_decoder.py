@@ -180,12 +180,77 @@ def test_fast_decode_without_a_decoder_says_so_then_uses_the_distilled_one(
     assert isinstance(before, Result), before
     assert "decoder" not in before.metadata[0] and not calls  # the VAE decoded it
     assert any("distil-preview" in n for n in before.info.get("notices", []))
+    assert before.info["preview_decoder"] == "missing"  # the GUI offers "Build fast preview"
     model = str(tiny_models["sd1"])
     assert main(["models", "distil-preview", model, "--steps", "20", "--threads", "1"]) == 0
     assert "dB against the full decode" in capsys.readouterr().out
     after = fast_job()
     assert isinstance(after, Result), after
     assert after.metadata[0]["decoder"] == "distilled"
+    assert "preview_decoder" not in after.info
     assert after.images[0].size == (64, 64)
     assert len(calls) == 1
     assert main(["models", "distil-preview", model, "--steps", "0"]) != 0  # refused, one line
+
+
+def test_the_engine_builds_the_decoder_as_a_job_with_progress_and_cancel(tiny_models, monkeypatch):
+    """What the GUI's "Build fast preview" submits: progress per training step, a cancel stops
+    it with nothing saved and the engine keeps serving; a finished one is used by the next live
+    job in the same engine (the cached pipeline looks again)."""
+    import threading
+
+    from engine.api import PreviewDecoderRequest
+    from engine.events import Cancelled, Progress
+    from engine.paths import user_data_dir
+    from engine.sd import distil_decoder as distil_module
+    from engine.services import Services
+    from engine.worker import Engine
+
+    saved = user_data_dir() / "cache" / "preview-decoders"
+    real = distil_module.distil_decoder
+    gate = threading.Event()
+
+    def short_distil(vae, **options):
+        options.pop("steps", None)
+        return real(vae, steps=12, images=8, held_out=2, channels=(16,) * 4, **options)
+
+    monkeypatch.setattr(distil_module, "distil_decoder", short_distil)
+    events = []
+
+    def sink(event):
+        events.append(event)
+        if isinstance(event, Progress) and event.step == 3 and not gate.is_set():
+            gate.set()
+            engine.cancel(event.job_id)
+
+    engine = Engine(sink, services=Services())
+    model = str(tiny_models["sd1"])
+    try:
+        request = PreviewDecoderRequest(model=model, runtime=RUNTIME)
+        cancelled = engine.run(request, timeout=300)
+        assert isinstance(cancelled, Cancelled), cancelled
+        assert not list(saved.glob("*.safetensors"))  # a cancelled build leaves nothing
+        built = engine.run(request, timeout=300)
+        assert isinstance(built, Result), built
+        live = engine.run(fast_request(tiny_models["sd1"], fast_decode=True), timeout=300)
+    finally:
+        assert engine.shutdown(timeout=60)
+    stages = {e.info.get("stage") for e in events if isinstance(e, Progress)}
+    assert "building the preview decoder" in stages
+    assert built.info["psnr_db"] > 0 and built.info["path"].endswith(".safetensors")
+    assert isinstance(live, Result) and live.metadata[0]["decoder"] == "distilled"
+    assert "preview_decoder" not in live.info
+
+
+def test_a_preview_decoder_request_refuses_bad_input_and_native_models():
+    from engine.api import PreviewDecoderRequest
+    from engine.context import JobContext
+    from engine.errors import InputError
+    from engine.sd.preview_job import run_preview_decoder
+
+    with pytest.raises(InputError, match="between 1 and 5000"):
+        PreviewDecoderRequest(model="x", steps=0)
+    with pytest.raises(InputError, match="Choose the model"):
+        PreviewDecoderRequest(model="")
+    with pytest.raises(InputError, match="decode fast already"):
+        run_preview_decoder(PreviewDecoderRequest(model="emoji-ldm"), JobContext(0, print))
