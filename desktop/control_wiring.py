@@ -94,9 +94,10 @@ def add_steering(window, request: GenerationRequest) -> GenerationRequest:
     """The request with what the Control panel sets; nothing is added for a model that cannot
     be steered (the panel says so and keeps the settings)."""
     control: ControlState = window.control
-    if control.is_empty() or not window.library.capabilities(request.model).control:
+    caps = window.library.capabilities(request.model)
+    if control.is_empty() or not caps.control:
         return request
-    steering = control.steering()
+    steering = control.steering(caps.reads_control)
     for note in steering.notes:
         window.show_message(note, "info")
     return request.replace(

@@ -39,7 +39,8 @@ def _check_weight(what: str, value: float, top: float = 2.0) -> None:
 class ControlUnit(Serialisable):
     """One ControlNet: its control image (after `preprocessor`), model and how strongly and
     over which part of the steps it steers (A1111's 'Control Weight', 'Starting/Ending Control
-    Step', 'Guess Mode')."""
+    Step', 'Guess Mode'). `model` is empty for models that read the control image themselves
+    (FLUX.1 Canny / Depth); SD jobs require one."""
 
     image: str = ""
     model: str = ""
@@ -54,8 +55,6 @@ class ControlUnit(Serialisable):
     def __post_init__(self):
         if not self.image:
             raise InputError("A control unit needs a control image.")
-        if not self.model:
-            raise InputError("A control unit needs a ControlNet model.")
         if self.preprocessor not in PREPROCESSORS:
             raise InputError(
                 f"Unknown preprocessor '{self.preprocessor}'. Choose one of: "

@@ -53,6 +53,11 @@ class Capabilities:
     loras: bool = True
     #: ControlNet units, image prompts, regional prompts and the hires fix (SD 1.x/2.x/SDXL)
     control: bool = True
+    #: the family title when the model reads one control image itself (FLUX.1 Canny / Depth):
+    #: one control unit, required, without a ControlNet, weight or range
+    reads_control: str = ""
+    #: what to say to a request with steering this model cannot use (after "Remove them or")
+    steering_hint: str = "choose an SD 1.x or SDXL model"
     reads_prompt: bool = True
     guidance: bool = True
     steps: bool = True
@@ -106,6 +111,14 @@ def _modern(name: str, spec) -> Capabilities:
         notes.append(f"{spec.title} takes guidance as an input (distilled), not as CFG.")
     elif spec.guidance == "none":
         notes.append(f"{spec.title} is distilled to few steps: guidance is not used.")
+    if spec.control:
+        notes.append(f"{spec.title} reads one control image itself (no ControlNet, no weight).")
+    hint = "choose an SD 1.x or SDXL model"
+    if spec.base == "flux" and not spec.control:
+        hint = (
+            "choose a FLUX.1 Canny or Depth model (they read a control image themselves), or "
+            "an SD 1.x or SDXL model with a ControlNet"
+        )
     return Capabilities(
         name=name,
         family="sd",
@@ -115,7 +128,9 @@ def _modern(name: str, spec) -> Capabilities:
         default_sampler=spec.defaults.sampler,
         size_step=spec.size_multiple,
         loras=spec.lora,
-        control=False,
+        control=bool(spec.control),
+        reads_control=spec.title if spec.control else "",
+        steering_hint=hint,
         guidance=spec.guidance != "none",
         strength=not spec.reference_edit,
         suggestion="Choose an SD 1.x or SDXL model",
@@ -346,11 +361,16 @@ def _refuse_unsupported(request: GenerationRequest, caps: Capabilities) -> None:
             f"{caps.name} cannot use LoRAs ({names}): LoRAs adapt Stable Diffusion models. "
             "Remove them or choose a Stable Diffusion model."
         )
+    if caps.reads_control:
+        from engine.sd.flux_control import check_control_request
+
+        check_control_request(request, caps.reads_control)
+        return
     steering = _steering_parts(request)
     if steering and not caps.control:
         raise InputError(
             f"{caps.name} cannot use {' or '.join(steering)}: they steer SD 1.x and SDXL models. "
-            "Remove them or choose an SD 1.x or SDXL model."
+            f"Remove them or {caps.steering_hint}."
         )
 
 

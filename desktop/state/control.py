@@ -255,9 +255,12 @@ class ControlState(QObject):
         note = f"The {unit.preprocessor} map of this picture is empty." if empty else ""
         return pil_to_qimage(result), note
 
-    def steering(self) -> Steering:
+    def steering(self, reads_control: str = "") -> Steering:
         """Build the request fields (raises InputError naming the unit and the fix). Writes
-        the sketch, canvas and region masks to PNGs in `control_dir()`."""
+        the sketch, canvas and region masks to PNGs in `control_dir()`. `reads_control`: the
+        title of a model that reads one control image itself (FLUX.1 Canny / Depth)."""
+        if reads_control:
+            return self._own_control_steering(reads_control)
         notes: list[str] = []
         units = tuple(self._unit_request(i, unit) for i, unit in enumerate(self.units))
         prompts = tuple(self._image_prompt_request(i, p) for i, p in enumerate(self.image_prompts))
@@ -270,9 +273,34 @@ class ControlState(QObject):
             regions.append(Region(mask=str(path), prompt=region.prompt, weight=region.weight))
         return Steering(units, prompts, tuple(regions), self.hires.to_request(), tuple(notes))
 
-    def _unit_request(self, index: int, unit: UnitState) -> ControlUnit:
+    def _own_control_steering(self, title: str) -> Steering:
+        """The first unit's picture and preprocessor, at full strength over every step with no
+        ControlNet (what such a model reads); the rest stays in the panel, unsent, with a
+        note."""
+        units: tuple[ControlUnit, ...] = ()
+        if self.units:
+            unit = self._unit_request(0, self.units[0], needs_model=False)
+            whole = dict(model="", weight=1.0, start=0.0, end=1.0, guess_mode=False)
+            units = (unit.replace(**whole),)
+        notes = []
+        if len(self.units) > 1:
+            notes.append(f"{title} reads one control image: only unit 1 was sent.")
+        unused = [
+            name
+            for name, used in (
+                ("image prompts", self.image_prompts),
+                ("regional prompts", self.regions.regions),
+                ("the hires fix", self.hires.enabled),
+            )
+            if used
+        ]
+        if unused:
+            notes.append(f"{title} does not use {' or '.join(unused)}: not sent.")
+        return Steering(control=units, notes=tuple(notes))
+
+    def _unit_request(self, index: int, unit: UnitState, needs_model: bool = True) -> ControlUnit:
         name = f"Control unit {index + 1}"
-        if not unit.model:
+        if needs_model and not unit.model:
             raise InputError(f"{name} has no ControlNet model: choose one in the Control panel.")
         if unit.source == SOURCE_SKETCH:
             if not self.document.has_image():

@@ -175,7 +175,7 @@ class ModelLibrary(QObject):
         config = self.native_config(reference)
         if config:
             return native_capabilities(name, config)
-        return sd_capabilities(name, info.base if info else "")
+        return sd_capabilities(name, info.base if info else "", info.variant if info else "")
 
     def fixed_size(self, reference: str) -> int | None:
         """The side of the square pictures a native model always makes, or None for models that

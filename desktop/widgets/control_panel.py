@@ -124,8 +124,19 @@ class UnitCard(QFrame):
         self.guess.toggled.connect(lambda on: self._write(guess_mode=on))
         form.addRow("", self.guess)
         layout.addLayout(form)
+        self.form = form
         self.fill_models()
         self.show_unit()
+        self.show_own_control(panel.reads_control)
+
+    def show_own_control(self, title: str) -> None:
+        """For a model that reads the control image itself (`title`, else ""): only the image
+        and its preprocessor matter; no ControlNet, weight, range or guess mode to set."""
+        for field in (self.model, self.weight, self.start, self.guess):
+            row, _role = self.form.getWidgetPosition(
+                field if field in (self.weight, self.guess) else field.parentWidget()
+            )
+            self.form.setRowVisible(row, not title)
 
     def _image_row(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -260,6 +271,8 @@ class ControlPanel(QWidget):
         super().__init__(parent)
         self.control, self.library, self.settings = control, library, settings
         self.cards: list[UnitCard] = []
+        #: the chosen model's title when it reads one control image itself (FLUX.1 Canny)
+        self.reads_control = ""
         self.controlnets: tuple[list[ModelInfo], bool] = controlnet_models(library)
         self._build()
         self._thumbs = QTimer(self)  # a stroke repaints the sketch often: thumbnails follow
@@ -294,7 +307,8 @@ class ControlPanel(QWidget):
         body = QVBoxLayout(self.body)
         body.setContentsMargins(0, 0, 0, 0)
         body.setSpacing(8)
-        body.addWidget(section_label("ControlNet"))
+        self.units_label = section_label("ControlNet")
+        body.addWidget(self.units_label)
         self.empty_note = QLabel()
         self.empty_note.setObjectName("note")
         self.empty_note.setWordWrap(True)
@@ -341,11 +355,14 @@ class ControlPanel(QWidget):
         self.cards = [UnitCard(self, i) for i in range(len(self.control.units))]
         for card in self.cards:
             self.cards_box.addWidget(card)
-        full = len(self.control.units) >= MAX_CONTROL_UNITS
+        self._show_unit_limit()
+
+    def _show_unit_limit(self) -> None:
+        most = 1 if self.reads_control else MAX_CONTROL_UNITS
+        full = len(self.control.units) >= most
         self.add_unit.setEnabled(not full)
-        self.add_unit.setText(
-            f"At most {MAX_CONTROL_UNITS} control units" if full else "Add control unit"
-        )
+        text = f"At most {most} control units" if most > 1 else "One control image for this model"
+        self.add_unit.setText(text if full else "Add control unit")
 
     def _unit_changed(self, index: int) -> None:
         if 0 <= index < len(self.cards):
@@ -367,18 +384,37 @@ class ControlPanel(QWidget):
         """Enable the panel from the chosen model's declaration; say why when it is off."""
         caps = self.library.capabilities(self.settings.get("model"))
         self.body.setEnabled(caps.control)
-        self.disabled_note.setVisible(not caps.control)
+        self.disabled_note.setVisible(not caps.control or bool(caps.reads_control))
         if not caps.control:
             self.disabled_note.setText(
                 f"{caps.name} cannot be steered: ControlNet, image prompts, regional prompts "
-                "and the hires fix work with SD 1.x and SDXL models. Choose one in the "
-                "Generate panel; what you set here is kept and not sent."
+                "and the hires fix work with SD 1.x and SDXL models (FLUX.1 Canny / Depth dev "
+                "take one control image). Choose one in the Generate panel; what you set here "
+                "is kept and not sent."
             )
+        self._show_own_control(caps.reads_control)
         _models, are_controlnets = self.controlnets
-        self.empty_note.setVisible(not are_controlnets)
+        self.empty_note.setVisible(not are_controlnets and not caps.reads_control)
         # a long path has no spaces to wrap at: let it break after each separator
         self.empty_note.setText(empty_state_text().replace("/", "/\u200b"))
         self.empty_note.setToolTip(empty_state_text())
+
+    def _show_own_control(self, title: str) -> None:
+        """A FLUX.1 Canny / Depth model reads unit 1's picture itself, at full strength; image
+        prompts, regions and the hires fix are off (kept, not sent)."""
+        self.reads_control = title
+        self.units_label.setText("CONTROL IMAGE" if title else "CONTROLNET")
+        if title:
+            self.disabled_note.setText(
+                f"{title} reads one control image itself: unit 1's picture, through its "
+                "preprocessor, at full strength over every step (no ControlNet to choose). "
+                "Image prompts, regional prompts and the hires fix are not used with it."
+            )
+        for section in (self.image_prompts, self.region_section, self.hires_section):
+            section.setEnabled(not title)
+        for card in self.cards:
+            card.show_own_control(title)
+        self._show_unit_limit()
 
     @property
     def enabled_for_model(self) -> bool:

@@ -92,11 +92,19 @@ def family_summary(base: str, variant: str) -> str:
         return ""
     guidance = {"cfg": "CFG", "distilled": "distilled guidance", "none": "no guidance"}
     defaults = spec.defaults
-    return (
+    made_for = f"made for {defaults.steps} steps at guidance {defaults.guidance_scale:g}"
+    if spec.control == "any":  # Canny or Depth: the file does not say, the unit's map does
+        made_for = "Canny or Depth (the control unit's preprocessor says which: 50 steps at 30, "
+        made_for += "or 30 at 10)"
+    text = (
         f"{spec.title}: {', '.join(m.value for m in spec.modes)}; {guidance[spec.guidance]}; "
-        f"made for {defaults.steps} steps at guidance {defaults.guidance_scale:g}; sizes in "
-        f"multiples of {spec.size_multiple}; offload chosen from its size when it runs"
+        f"{made_for}; sizes in multiples of {spec.size_multiple}; offload chosen from its size "
+        "when it runs"
     )
+    if spec.control:
+        kind = f"a {spec.control} map" if spec.control != "any" else "an edge or depth map"
+        text += f". Needs a control image ({kind}, one control unit, no ControlNet)"
+    return text
 
 
 class _Filter(QSortFilterProxyModel):

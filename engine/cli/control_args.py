@@ -8,7 +8,8 @@
     --region mask.png:"a red hat":1 a prompt for the white area of a mask, weight (repeatable)
 
 Without --control-model / --ip-adapter-model the only suitable model in the library is used;
-none or several is said clearly.
+none or several is said clearly. A model that reads the control image itself (FLUX.1 Canny /
+Depth) takes `--control PRE:IMG` with no ControlNet.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from engine.errors import InputError
 
 
 def add_control_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("control (SD 1.x and SDXL)")
+    group = parser.add_argument_group("control (SD 1.x and SDXL; FLUX.1 Canny/Depth: --control)")
     group.add_argument(
         "--control",
         action="append",
@@ -52,11 +53,14 @@ def add_control_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def control_fields(args: argparse.Namespace, model_base: str) -> dict:
-    """The request fields the control flags give (empty when none is used)."""
+def control_fields(
+    args: argparse.Namespace, model_base: str, *, reads_control: bool = False
+) -> dict:
+    """The request fields the control flags give (empty when none is used); `reads_control`:
+    the model reads the control image itself, so units name no ControlNet."""
     fields: dict = {}
     if args.control:
-        fields["control"] = _units(args, model_base)
+        fields["control"] = _units(args, model_base, reads_control)
     if args.ip_adapter:
         fields["image_prompts"] = tuple(
             ImagePrompt(image=image, weight=weight, model=_ip_adapter_model(args, model_base))
@@ -103,7 +107,9 @@ def parse_region(text: str) -> Region:
     return Region(mask=path, prompt=prompt.strip(), weight=weight)
 
 
-def _units(args: argparse.Namespace, model_base: str) -> tuple[ControlUnit, ...]:
+def _units(
+    args: argparse.Namespace, model_base: str, reads_control: bool
+) -> tuple[ControlUnit, ...]:
     models = list(args.control_model)
     if len(models) not in (0, 1, len(args.control)):
         raise InputError(
@@ -121,10 +127,12 @@ def _units(args: argparse.Namespace, model_base: str) -> tuple[ControlUnit, ...]
             )
         image, weight = _image_and_weight(rest, 1.0)
         model = models[index] if len(models) > 1 else (models[0] if models else "")
+        if not (model or reads_control):
+            model = _only("controlnet", model_base, "--control-model")
         units.append(
             ControlUnit(
                 image=image,
-                model=model or _only("controlnet", model_base, "--control-model"),
+                model=model,
                 preprocessor=preprocessor,
                 weight=weight,
                 start=start,

@@ -137,9 +137,12 @@ def _control_fields(args: argparse.Namespace, settings: dict, given: dict) -> di
         or getattr(args, "region", None)
     ):
         return {}
+    from engine.generate import capabilities_of
     from engine.library.resolve import resolve_model
 
-    fields = control_fields(args, resolve_model(args.model).base)
+    model = resolve_model(args.model)
+    reads_control = bool(capabilities_of(model).reads_control)
+    fields = control_fields(args, model.base, reads_control=reads_control)
     hires = fields.get("hires")
     if hires is not None:
         for side in ("width", "height"):

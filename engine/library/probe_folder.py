@@ -29,6 +29,9 @@ MODERN_PIPELINES = {
     "FluxInpaintPipeline": "flux",
     "FluxFillPipeline": "flux",
     "FluxKontextPipeline": "flux",
+    "FluxControlPipeline": "flux",
+    "FluxControlImg2ImgPipeline": "flux",
+    "FluxControlInpaintPipeline": "flux",
     "Flux2Pipeline": "flux2",
     "Flux2KleinPipeline": "flux2",
     "Flux2KleinInpaintPipeline": "flux2",
@@ -130,8 +133,10 @@ def _probe_modern_folder(path: Path, class_name: str) -> ProbeResult:
         )
         if class_name == "FluxKontextPipeline":
             variant = "kontext"
+        # Canny and Depth dev folders hold the same configs: "control", the job trusts the
+        # unit's preprocessor for the kind
     status, reason = "ok", ""
-    if variant == "control" or variant.endswith("input channels"):
+    if variant.endswith("input channels"):
         status, reason = "unsupported", f"FLUX {variant} transformers are not run by Easel yet"
     return ProbeResult(
         kind="checkpoint",

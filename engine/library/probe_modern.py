@@ -15,7 +15,10 @@ Variant rules:
 - FLUX.1: a guidance embedder (`guidance_in` / `guidance_embedder`) means the guidance-distilled
   "dev" family (dev, Krea, Kontext); none means "schnell" (timestep-distilled, few steps). The
   image input width over the output width says the variant: 1x plain (64/64), 6x "fill"
-  (384: latents + masked image + mask), 2x "control" (depth/canny; not run yet).
+  (384: latents + masked image + mask), 2x "control" (FLUX.1 Canny dev / Depth dev: latents
+  and the control image's latents). Canny and Depth have the same tensors: metadata naming one
+  (`modelspec.title`, `.architecture`, `.description`) makes it "control-canny" /
+  "control-depth", else "control" (the job then trusts the unit's preprocessor).
 - FLUX.2 (modulation shared by all blocks: `single_stream_modulation`): a guidance embedder is
   "dev" (Mistral Small 3 text states, 15360 wide); none is "klein" (Qwen3 text states: 7680 for
   4B, 12288 for 9B). klein's 4-step release and its undistilled "base" have the same tensors:
@@ -78,7 +81,7 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
     if is_flux2(keys):
         base, variant, details = _flux2_variant(inner, metadata)
     elif is_flux(keys):
-        base, variant, details = _flux_variant(inner)
+        base, variant, details = _flux_variant(inner, metadata)
     else:
         base, variant, details = _sd3_variant(inner, metadata)
     details["key_layout"] = "diffusers" if _diffusers_keys(inner) else "original"
@@ -87,17 +90,6 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
     if quant:
         details["quant"] = quant
     variants = [v for v in (variant, quant) if v]
-    if variant == "control":
-        return ProbeResult(
-            kind="checkpoint",
-            base=base,
-            variant=",".join(variants),
-            layout="single_file",
-            status="unsupported",
-            reason="FLUX control (depth/canny) transformers need a control image, which Easel "
-            "does not take yet",
-            details=details,
-        )
     return ProbeResult(
         kind="checkpoint",
         base=base,
@@ -141,7 +133,7 @@ def _sd3_variant(inner: Shapes, metadata: dict) -> tuple[str, str, dict]:
     return "sd3", variant, {"depth": depth, "mmdit_x": mmdit_x, "dual_attention_layers": dual}
 
 
-def _flux_variant(inner: Shapes) -> tuple[str, str, dict]:
+def _flux_variant(inner: Shapes, metadata: dict) -> tuple[str, str, dict]:
     double = _block_count(inner, r"(?:double_blocks|transformer_blocks)\.(\d+)\.")
     single = _block_count(inner, r"(?:single_blocks|single_transformer_blocks)\.(\d+)\.")
     guidance = any(
@@ -150,11 +142,25 @@ def _flux_variant(inner: Shapes) -> tuple[str, str, dict]:
     image_in = inner.get("img_in.weight") or inner.get("x_embedder.weight") or (0, 0)
     image_out = inner.get("final_layer.linear.weight") or inner.get("proj_out.weight") or (0, 0)
     width = image_in[1] if len(image_in) == 2 else 0
-    kind = flux_input_kind(width, image_out[0] if len(image_out) == 2 else 0)
+    out_width = image_out[0] if len(image_out) == 2 else 0
+    kind = flux_input_kind(width, out_width)
     variant = kind or ("dev" if guidance else "schnell")
+    if variant == "control":
+        variant = control_kind(metadata)
     details = {"double_blocks": double, "single_blocks": single, "guidance_embeds": guidance}
-    details["image_in_channels"] = width
+    details.update(image_in_channels=width, image_out_channels=out_width)
     return "flux", variant, details
+
+
+#: metadata fields a FLUX.1 control file may name its kind in (never the file name)
+CONTROL_METADATA = ("modelspec.title", "modelspec.architecture", "modelspec.description")
+
+
+def control_kind(metadata: dict) -> str:
+    """'control-canny' or 'control-depth' when the metadata names exactly one, else 'control'."""
+    declared = " ".join(str(metadata.get(k, "")) for k in CONTROL_METADATA).lower()
+    named = [kind for kind in ("canny", "depth") if kind in declared]
+    return f"control-{named[0]}" if len(named) == 1 else "control"
 
 
 def _flux2_variant(inner: Shapes, metadata: dict) -> tuple[str, str, dict]:

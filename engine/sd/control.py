@@ -71,6 +71,8 @@ def load_control_inputs(
     """Control maps, reference pictures and region masks for `request` at output `size`."""
     inputs = ControlInputs()
     for index, unit in enumerate(request.control, start=1):
+        if not unit.model:
+            raise InputError(f"Control unit {index} needs a ControlNet model.")
         ref = find_controlnet(unit.model)
         _check_base(ref, model_base)
         image = _sized(

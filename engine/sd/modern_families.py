@@ -51,6 +51,10 @@ class FamilySpec:
     #: img2img is an edit guided by the picture as a reference (FLUX Kontext, FLUX.2), not a
     #: partial denoise from it: there is no strength
     reference_edit: bool = False
+    #: the control map the transformer itself reads (FLUX.1 Canny / Depth dev: its latents are
+    #: concatenated to the image latents): "canny", "depth", "any" (the kind is not known: the
+    #: unit's preprocessor says it) or "" (the model takes no control image)
+    control: str = ""
 
 
 _SD3_PIPELINES = {
@@ -76,6 +80,11 @@ SD3_COMPANIONS = (
 FLUX_COMPANIONS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae", "scheduler")
 #: FLUX.2 has one text encoder (Mistral Small 3 for dev, Qwen3 for klein)
 FLUX2_COMPANIONS = ("text_encoder", "tokenizer", "vae", "scheduler")
+_FLUX_CONTROL_PIPELINES = {
+    Mode.TXT2IMG: "FluxControlPipeline",
+    Mode.IMG2IMG: "FluxControlImg2ImgPipeline",
+    Mode.INPAINT: "FluxControlInpaintPipeline",
+}
 _KLEIN_PIPELINES = {
     Mode.TXT2IMG: "Flux2KleinPipeline",
     Mode.IMG2IMG: "Flux2KleinPipeline",
@@ -94,6 +103,25 @@ def _klein(variant: str, title: str, defaults: StepDefaults, guidance: str) -> F
         companions=FLUX2_COMPANIONS,
         reference_edit=True,
     )
+
+
+def _flux_control(variant: str, title: str, defaults: StepDefaults, control: str) -> FamilySpec:
+    return FamilySpec(
+        "flux",
+        variant,
+        title,
+        defaults,
+        "distilled",
+        pipelines=_FLUX_CONTROL_PIPELINES,
+        companions=FLUX_COMPANIONS,
+        control=control,
+    )
+
+
+#: what diffusers' docs and Black Forest Labs run the control models with: Canny dev 50 steps at
+#: guidance 30, Depth dev 30 steps at guidance 10
+CANNY_DEFAULTS = StepDefaults(50, 30.0)
+DEPTH_DEFAULTS = StepDefaults(30, 10.0)
 
 
 def _sd3(variant: str, title: str, steps: int, guidance: float) -> FamilySpec:
@@ -154,6 +182,15 @@ FAMILIES: dict[tuple[str, str], FamilySpec] = {
         companions=FLUX_COMPANIONS,
         reference_edit=True,
     ),
+    ("flux", "control-canny"): _flux_control(
+        "control-canny", "FLUX.1 Canny", CANNY_DEFAULTS, "canny"
+    ),
+    ("flux", "control-depth"): _flux_control(
+        "control-depth", "FLUX.1 Depth", DEPTH_DEFAULTS, "depth"
+    ),
+    # Canny or Depth, the file does not say: the job takes the kind from the unit's
+    # preprocessor (engine.sd.flux_control.spec_for_unit); these defaults are Canny's
+    ("flux", "control"): _flux_control("control", "FLUX.1 control", CANNY_DEFAULTS, "any"),
     # FLUX.2: the image-to-image mode edits with the picture as a reference (several can be
     # given to the pipeline; Easel sends the init picture)
     ("flux2", "dev"): FamilySpec(

@@ -7,6 +7,7 @@ differs is read from the family table (`modern_families`): the sampler is the mo
 flow-matching Euler, guidance is classifier-free for SD3 and an input of the transformer for
 FLUX dev (a negative prompt then needs `extras["true_cfg_scale"] > 1`), and sizes are multiples
 of 16. FLUX Kontext and FLUX.2 edit with the start picture as a reference (no strength).
+FLUX.1 Canny / Depth read the request's one control unit's map (engine.sd.flux_control).
 Prompts go to the pipeline as text: A1111 weighting syntax is not applied to T5.
 """
 
@@ -24,6 +25,7 @@ from engine.context import JobContext
 from engine.errors import InputError
 from engine.events import Result
 from engine.library.resolve import ResolvedModel
+from engine.sd import flux_control
 from engine.sd.generate import (
     JobInputs,
     batch_seeds,
@@ -46,10 +48,15 @@ from engine.sd.sharing import share_pipeline
 def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: ResolvedModel):
     started = time.perf_counter()
     spec = family_spec(resolved.base, resolved.variant)
+    control_notes: list[str] = []
+    if spec.control:
+        spec, control_notes = flux_control.prepare(request, spec, resolved.path)
     request = apply_model_defaults(request, spec.defaults)
     request, notes = fit_request(request, spec)
+    notes += control_notes
     check_lora_bases(request.loras, spec.base)
     inputs = load_job_inputs(request)
+    control_map = flux_control.control_image(request, ctx) if spec.control else None
     device, dtype = devices.prepare(request.runtime)
     ctx.check_cancelled()
     plan = plan_for(resolved, device, dtype, request.runtime, ctx.cache, cached=False)
@@ -74,6 +81,8 @@ def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: Resol
         pipe = pipeline_for_mode(base_pipe, request.mode, spec)
         sampling = time.perf_counter()
         kwargs = call_arguments(request, inputs, spec, seeds)
+        if control_map is not None:
+            kwargs["control_image"] = control_map
         with applied_loras(pipe, request.loras):
             if spec.base == "flux2":
                 encode_flux2_negative(pipe, kwargs)
@@ -96,6 +105,8 @@ def generate_modern(request: GenerationRequest, ctx: JobContext, resolved: Resol
         "offload_reason": plan.why,
         "guidance_kind": spec.guidance,
     }
+    if spec.control:
+        run["control_kind"] = spec.control
     if notes:
         run["notes"] = notes
     metadata = [image_metadata(request, i, seed, run, timings) for i, seed in enumerate(seeds)]

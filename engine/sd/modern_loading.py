@@ -252,6 +252,9 @@ def transformer_overrides(base: str, probe: ProbeResult) -> dict[str, Any]:
             "num_single_layers": details.get("single_blocks"),
             "guidance_embeds": details.get("guidance_embeds"),
             "in_channels": details.get("image_in_channels"),
+            # a Fill or control file's output is narrower than its input (the bundled config
+            # leaves out_channels to follow in_channels)
+            "out_channels": details.get("image_out_channels"),
         }
     else:
         out = {"num_layers": details.get("depth")}

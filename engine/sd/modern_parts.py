@@ -42,6 +42,9 @@ BUNDLED_CONFIGS = {
     ("flux", "dev"): "flux-dev",
     ("flux", "fill"): "flux-dev",
     ("flux", "kontext"): "flux-dev",
+    ("flux", "control"): "flux-dev",
+    ("flux", "control-canny"): "flux-dev",
+    ("flux", "control-depth"): "flux-dev",
     ("flux", "schnell"): "flux-schnell",
 }
 PART_FOLDERS = ("text_encoders", "clip", "vae")

@@ -218,6 +218,19 @@ def build_flux(folder: str | Path, *, seed: int = 0, guidance: bool = True) -> P
     return Path(folder)
 
 
+def build_flux_control(folder: str | Path, *, seed: int = 0) -> Path:
+    """A FLUX.1 Canny/Depth-layout folder (FluxControlPipeline): the tiny FLUX dev with its
+    image input twice the latent width (latents and the control image's latents)."""
+    from diffusers import FluxControlPipeline
+
+    build_flux(folder, seed=seed)
+    torch.manual_seed(seed + 1)
+    parts = FluxControlPipeline.from_pretrained(str(folder), local_files_only=True).components
+    parts["transformer"] = flux_transformer(in_channels=128)
+    FluxControlPipeline(**parts).save_pretrained(str(folder))
+    return Path(folder)
+
+
 def save_transformer_file(folder: str | Path, out_file: str | Path, *, fp8: bool = False) -> Path:
     """The pipeline's transformer alone as one safetensors file (diffusers key layout);
     `fp8` stores its weight matrices as float8_e4m3fn, as fp8 checkpoints do."""

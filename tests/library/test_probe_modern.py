@@ -80,8 +80,30 @@ def test_flux_dev_schnell_fill_and_control(tmp_path):
     fill = _probe(tmp_path, "f.safetensors", flux_shapes(image_in=384))
     assert (fill.variant, fill.status) == ("fill", "ok")
     control = _probe(tmp_path, "c.safetensors", flux_shapes(image_in=128))
-    assert (control.variant, control.status) == ("control", "unsupported")
-    assert "control image" in control.reason
+    # FLUX.1 Canny dev and Depth dev hold the same tensors: "control" unless metadata says
+    assert (control.variant, control.status) == ("control", "ok")
+    assert (control.details["image_in_channels"], control.details["image_out_channels"]) == (
+        128,
+        64,
+    )
+    assert control.describe() == "FLUX checkpoint (control)"
+
+
+def test_flux_control_kind_from_metadata_never_from_the_file_name(tmp_path):
+    def probe(name, metadata):
+        return _probe(tmp_path, name, flux_shapes(image_in=128), metadata=metadata)
+
+    canny = probe("x.safetensors", {"modelspec.title": "FLUX.1 Canny [dev]"})
+    assert (canny.variant, canny.status) == ("control-canny", "ok")
+    depth = probe("y.safetensors", {"modelspec.description": "Depth-conditioned FLUX.1 dev"})
+    assert depth.variant == "control-depth"
+    # both named (or neither): the kind stays open; the file name says nothing
+    both = probe("z.safetensors", {"modelspec.title": "canny and depth"})
+    assert both.variant == "control"
+    assert probe("flux1-depth-dev.safetensors", {}).variant == "control"
+    # a plain dev file's metadata naming canny does not make it a control model
+    plain = _probe(tmp_path, "p.safetensors", flux_shapes(), metadata={"modelspec.title": "canny"})
+    assert plain.variant == "dev"
 
 
 def test_flux_in_diffusers_key_layout_and_fp8(tmp_path):

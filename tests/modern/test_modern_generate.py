@@ -228,5 +228,6 @@ def test_family_spec_for_unknown_variants():
     assert model_variant("dev,Q4_K") == "dev"
     assert model_variant("large,fp8") == "large"
     assert family_spec("sd3", "7 blocks").title == "SD3"
+    assert family_spec("flux", "control,Q8_0").pipelines  # FLUX.1 Canny / Depth run now
     with pytest.raises(ModelError):
-        family_spec("flux", "control")
+        family_spec("flux", "256 input channels")
