@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from engine.native_memory import return_freed_memory
+
 
 def estimate_size_bytes(model: Any) -> int:
     """Bytes held by a torch module or a diffusers pipeline's components (0 if unknown)."""
@@ -108,6 +110,7 @@ class ModelCache:
             entry = self._entries.get(key)
             if entry is None:
                 model = loader()
+                return_freed_memory()  # what loading copied and dropped (channels_last, casts)
                 self.loads += 1
                 entry = _Entry(model, 0)
                 self._measure(entry)
@@ -123,6 +126,7 @@ class ModelCache:
                 if self._entries.get(key) is entry:
                     self._measure(entry)  # the job may have moved it to or from the GPU
                     self._evict(keep=key)
+            return_freed_memory()  # the job's activations, so an idle app is small again
 
     def make_room(self, ram_bytes: int, vram_bytes: int = 0) -> None:
         """Before loading a model of this size (read from its headers): drop least recently used
@@ -211,6 +215,7 @@ def _default_vram_budget() -> int | None:
 
 def _release_memory() -> None:
     gc.collect()
+    return_freed_memory()
     try:
         import torch
 

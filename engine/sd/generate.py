@@ -27,6 +27,7 @@ from engine.context import JobContext
 from engine.errors import InputError, OutputError
 from engine.events import Result
 from engine.library.resolve import ResolvedModel
+from engine.native_memory import return_freed_memory
 from engine.sd.control import load_control_inputs, steering
 from engine.sd.hires import HiresPass, check_hires, run_hires
 from engine.sd.loading import (
@@ -305,6 +306,10 @@ def _step_callback(
             ctx.preview(previewer.preview(tensors["latents"]))
         elif previewer is None:
             ctx.preview(latents_to_preview(tensors["latents"], info.base))
+        if step + 1 == pipe.num_timesteps:
+            # the VAE decode comes next, where a job's memory peaks: first hand back what the
+            # steps' freed activations left in the heap (engine.native_memory)
+            return_freed_memory()
         return {}
 
     return {"callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ["latents"]}

@@ -43,6 +43,9 @@ def release_text_encoders(pipe) -> int:
         if isinstance(encoder, torch.nn.Module):
             freed += _release(encoder)
     if freed:
+        from engine.native_memory import return_freed_memory
+
+        return_freed_memory()  # else glibc keeps the pages and the RSS does not fall
         log.info("text encoders freed after encoding: %.0f MB", freed / 2**20)
     return freed
 
