@@ -22,7 +22,7 @@ from tests.helpers.tiny_flux_original import (
     save_comfy_all_in_one,
     save_original_transformer,
 )
-from tests.modern.conftest import pixels, request
+from tests.modern.conftest import fresh_memory, fresh_module, pixels, request
 
 VARIANTS = {"dev": True, "schnell": False}  # variant -> guidance embedder
 
@@ -53,30 +53,10 @@ def flux(tmp_path_factory):
 
 
 def _run(pipe, seed=3):
-    _fresh_memory(pipe)
+    fresh_memory(pipe)
     generator = torch.Generator().manual_seed(seed)
     kwargs = dict(prompt="a photo of a cat", num_inference_steps=2, height=32, width=32)
     return pipe(generator=generator, output_type="np", **kwargs).images
-
-
-def _fresh_memory(pipe) -> None:
-    """Every weight copied to fresh (64-byte aligned) memory. CPU matmul kernels round
-    differently (by ~1e-7) for data at other alignments, and diffusers' from_pretrained leaves
-    weights where the file's header put them; with both sides' weights at the same alignment,
-    equal pictures mean equal weights, settings and code path."""
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            _fresh_module(component)
-
-
-def _fresh_module(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        for tensor in module._parameters.values():
-            if tensor is not None:
-                tensor.data = tensor.data.clone()
-        for name, tensor in list(module._buffers.items()):
-            if tensor is not None:
-                module._buffers[name] = tensor.clone()
 
 
 def _reference(model):
@@ -276,8 +256,8 @@ def test_a_fill_width_original_file_loads_with_its_input_width(flux, tmp_path):
         txt_ids=torch.zeros(8, 3),
         guidance=torch.tensor([3.5]),
     )
-    _fresh_module(loaded)
-    _fresh_module(fill)
+    fresh_module(loaded)
+    fresh_module(fill)
     with torch.no_grad():
         assert torch.equal(loaded(**inputs).sample, fill.eval()(**inputs).sample)
 
