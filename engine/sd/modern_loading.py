@@ -130,17 +130,15 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
     else:
         tokenizers = _shared_clip_tokenizers(companion)
         tokenizers.update(_t5_tokenizers(companion, skip))
-    parts = dict(skip)
     if cls.__name__.startswith("Flux") and _original_flux_file(path):
-        # diffusers' converter only splits full-width FLUX.1 transformers: convert it here
-        parts["transformer"] = _original_flux(path, companion, options["dtype"])
+        return _flux_all_in_one(cls, path, companion, options["dtype"])
     try:
         pipe = cls.from_single_file(
             str(path),
             config=str(companion),
             local_files_only=True,
             torch_dtype=options["dtype"],
-            **parts,
+            **skip,
             **tokenizers,
         )
     except MemoryError:
@@ -150,6 +148,41 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
             f"'{path.name}' could not be loaded with the settings of '{companion.name}': "
             f"{_first_line(exc)}."
         ) from exc
+    return _repair_single_file(pipe, path)
+
+
+#: where ComfyUI's FLUX.1 all-in-one files keep each part, by config slot architecture
+ALL_IN_ONE_PARTS = {
+    "clip": ("text_encoders.clip_l.transformer.",),
+    "t5": ("text_encoders.t5xxl.transformer.",),
+    "vae": ("vae.", "first_stage_model."),
+}
+
+
+def _flux_all_in_one(cls, path: Path, config_dir: Path, dtype: torch.dtype):
+    """ComfyUI's FLUX.1 all-in-one file: the transformer through Easel's converter (diffusers'
+    only splits full-width ones), the VAE and text encoders as separate parts read from their
+    prefixes of the same file. Each part reads only its own tensors, so the file is never in
+    memory whole beside the model built from it."""
+    from engine.library.header import read_header
+
+    names = read_header(path).names()  # a broken header was refused by the probe already
+    parts: dict[str, Any] = {}
+    for slot in modern_parts.config_slots(config_dir):
+        prefix = next(
+            (p for p in ALL_IN_ONE_PARTS[slot.architecture] if any(k.startswith(p) for k in names)),
+            None,
+        )
+        if prefix is None:
+            expected = ALL_IN_ONE_PARTS[slot.architecture][0]
+            raise ModelError(
+                f"'{path.name}' is an incomplete FLUX.1 all-in-one file: nothing is under "
+                f"'{expected}', where {slot.describe('flux')} belongs. Download it again, or "
+                "load its transformer with separate text encoder and VAE files."
+            )
+        parts[slot.component] = (path, prefix)
+    transformer = _original_flux(path, config_dir, dtype)
+    pipe = modern_parts.assemble_pipeline(cls, config_dir, transformer, parts, dtype)
     return _repair_single_file(pipe, path)
 
 

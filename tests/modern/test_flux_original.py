@@ -208,6 +208,28 @@ def test_a_comfyui_all_in_one_file_makes_the_folders_picture(flux, tmp_path, var
     assert np.array_equal(_run(pipe), _run(_reference(model)))
 
 
+def test_an_all_in_one_file_with_a_companion_folder_beside_it(flux, tmp_path, no_network):
+    """The companion supplies settings, scheduler and tokenizers; every weight is the file's."""
+    model = flux["schnell"]
+    companion = shutil.copytree(model["folder"], tmp_path / "tiny-flux-schnell")
+    for part in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        for weights in (companion / part).glob("*.safetensors"):
+            weights.unlink()  # settings only: the weights must come from the file
+    path = save_comfy_all_in_one(model["folder"], tmp_path / "flux1-schnell-aio.safetensors")
+    assert np.array_equal(_run(_load(path)), _run(_reference(model)))
+
+
+def test_an_all_in_one_file_without_its_t5_names_what_is_missing(flux, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = flux["dev"]
+    path = save_comfy_all_in_one(model["folder"], tmp_path / "flux1-dev-aio.safetensors")
+    state = load_file(str(path))
+    save_file({k: v for k, v in state.items() if ".t5xxl." not in k}, str(path))
+    with pytest.raises(ModelError, match=r"nothing is under 'text_encoders\.t5xxl\.transformer\.'"):
+        _load(path, model)
+
+
 def test_an_fp8_original_file_is_upcast_as_it_is_read(flux, tmp_path, no_network):
     from safetensors.torch import save_file
 
