@@ -307,24 +307,42 @@ def _check_rope(config: dict, geometry: FluxGeometry, shown: str) -> None:
         )
 
 
+#: the file is opened again after this many bytes: safetensors maps the whole file, and the
+#: pages already read stay in the process's memory until the mapping is closed
+REOPEN_BYTES = 256 << 20
+
+
 def _read_converted(path: Path, prefix: str, geometry, dtype, shown: str) -> dict:
     """The file's transformer tensors in diffusers' names, each cast to `dtype` as it is read."""
-    from safetensors import safe_open
-
     state = {}
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            for key in handle.keys():
-                if not key.startswith(prefix):
-                    continue  # the VAE and text encoders of an all-in-one file
-                tensor = handle.get_tensor(key)
-                if tensor.is_floating_point():
-                    tensor = tensor.to(dtype)
-                # split parts are views of the fused tensor: contiguous rows, no copy
-                state.update(_convert_named(key[len(prefix) :], tensor, geometry, shown))
+        for key, tensor in _tensors(path, prefix):
+            # a copy in the compute dtype, even where the dtype is already right: a tensor
+            # left in the file's mapping keeps the whole mapping (every page read) alive
+            tensor = tensor.to(dtype if tensor.is_floating_point() else tensor.dtype, copy=True)
+            # split parts are views of the fused tensor: contiguous rows, no copy
+            state.update(_convert_named(key[len(prefix) :], tensor, geometry, shown))
     except (OSError, ValueError, RuntimeError) as exc:  # a truncated file fails on read
         raise ModelError(f"{shown} cannot be read: {exc}. Download it again.") from exc
     return state
+
+
+def _tensors(path: Path, prefix: str):
+    """(name, tensor) for the tensors under `prefix` (not the VAE and text encoders of an
+    all-in-one file), the file opened again every REOPEN_BYTES read: an fp8 file's pages are
+    then not held beside the upcast weights for the whole load."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = [k for k in handle.keys() if k.startswith(prefix)]
+    while keys:
+        read = 0
+        with safe_open(str(path), framework="pt") as handle:
+            while keys and read < REOPEN_BYTES:
+                key = keys.pop(0)
+                tensor = handle.get_tensor(key)
+                read += tensor.numel() * tensor.element_size()
+                yield key, tensor
 
 
 def _check_fit(state: dict, expected: dict[str, tuple], shown: str) -> None:

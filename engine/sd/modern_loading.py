@@ -16,7 +16,8 @@
   under ComfyUI's `model.diffusion_model.`, and ComfyUI's all-in-one files) have their
   transformer converted by engine.sd.flux_convert (diffusers' own converter only splits the
   full-width model) with every size read from the tensors; an all-in-one file's VAE and text
-  encoders still come through diffusers' single-file loader.
+  encoders are read from their prefixes of the same file as separate parts (modern_parts), so
+  no part reads the others' tensors.
 - GGUF transformers load through diffusers' GGUFQuantizationConfig (weights stay quantised in
   memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype.
 """
