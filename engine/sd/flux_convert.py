@@ -125,16 +125,21 @@ def read_geometry(shapes: Mapping[str, tuple], shown: str = "the file") -> FluxG
     """The sizes from {stripped name: shape}; ModelError when a tensor the layout needs is
     missing or the sizes do not fit together."""
 
-    def shape(name: str) -> tuple:
+    def shape(name: str, dims: int = 2) -> tuple:
         if name not in shapes:
             raise ModelError(
                 f"{shown} is not a complete FLUX.1 transformer: it lacks '{name}'. The file "
                 "may be truncated or of another model; download it again."
             )
+        if len(shapes[name]) != dims:
+            raise ModelError(
+                f"{shown} does not fit the FLUX.1 layout: '{name}' has shape "
+                f"{tuple(shapes[name])}, where a {dims}-dimensional tensor belongs."
+            )
         return tuple(shapes[name])
 
     width, in_channels = shape("img_in.weight")
-    head_dim = shape("double_blocks.0.img_attn.norm.query_norm.scale")[0]
+    (head_dim,) = shape("double_blocks.0.img_attn.norm.query_norm.scale", dims=1)
     double = _count(shapes, r"double_blocks\.(\d+)\.")
     single = _count(shapes, r"single_blocks\.(\d+)\.")
     mlp_width = shape("single_blocks.0.linear1.weight")[0] - 3 * width if single else 0

@@ -13,7 +13,9 @@ no companion diffusers folder exists, Easel builds the pipeline from:
 - the tokenizers bundled in resources/tokenizers (named in the config's easel.json).
 
 Every part is loaded offline (`local_files_only`) with its bundled config; a part that cannot be
-found is named in the message with the usual file name and the folder to put it in.
+found is named in the message with the usual file name and the folder to put it in. A part may
+also be one prefix of a single file (ComfyUI's FLUX.1 all-in-one: `vae.`, `text_encoders.*`),
+read without the file's other tensors.
 """
 
 from __future__ import annotations
