@@ -284,6 +284,31 @@ def test_a_fill_width_original_file_loads_with_its_input_width(flux, tmp_path):
         assert torch.equal(loaded(**inputs).sample, fill.eval()(**inputs).sample)
 
 
+def test_the_heads_and_width_come_from_the_file_not_the_settings(flux, tmp_path):
+    """A 48-wide file (3 heads of 16) loaded with the 32-wide (2-head) tiny settings, in bf16:
+    every size from the tensors, every tensor cast as it is read."""
+    from diffusers import FluxTransformer2DModel
+    from safetensors.torch import save_file
+
+    from engine.sd.modern_families import family_spec
+    from engine.sd.modern_loading import load_transformer_file
+
+    torch.manual_seed(6)
+    config = dict(FluxTransformer2DModel.load_config(str(flux["dev"]["config"] / "transformer")))
+    wider = FluxTransformer2DModel.from_config({**config, "num_attention_heads": 3})
+    path = tmp_path / "flux1-wider.safetensors"
+    save_file({k: v.contiguous() for k, v in flux_to_original(wider.state_dict()).items()}, path)
+    loaded = load_transformer_file(
+        path, family_spec("flux", "dev"), probe_path(path), flux["dev"]["config"], torch.bfloat16
+    )
+    assert (loaded.config.num_attention_heads, loaded.inner_dim) == (3, 48)
+    expected = wider.to(torch.bfloat16).state_dict()
+    assert all(
+        v.dtype == torch.bfloat16 and torch.equal(v, expected[k])
+        for k, v in loaded.state_dict().items()
+    )
+
+
 # -- bad files -------------------------------------------------------------------------------
 def test_a_truncated_original_file_gives_one_clear_message(flux, tmp_path):
     model = flux["dev"]
