@@ -12,12 +12,19 @@
   (engine.sd.modern_parts). The transformer's config is the companion's (or bundled one's) with
   the depth, guidance embedder and input width read from the file's tensors, so a schnell file
   runs with a dev companion and the other way round.
+- FLUX.1 safetensors files in Black Forest Labs' original layout (transformer-only, bare or
+  under ComfyUI's `model.diffusion_model.`, and ComfyUI's all-in-one files) have their
+  transformer converted by engine.sd.flux_convert (diffusers' own converter only splits the
+  full-width model) with every size read from the tensors; an all-in-one file's VAE and text
+  encoders are read from their prefixes of the same file as separate parts (modern_parts), so
+  no part reads the others' tensors.
 - GGUF transformers load through diffusers' GGUFQuantizationConfig (weights stay quantised in
   memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -124,6 +131,8 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
     else:
         tokenizers = _shared_clip_tokenizers(companion)
         tokenizers.update(_t5_tokenizers(companion, skip))
+    if cls.__name__.startswith("Flux") and _original_flux_file(path):
+        return _flux_all_in_one(cls, path, companion, options["dtype"])
     try:
         pipe = cls.from_single_file(
             str(path),
@@ -140,6 +149,41 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
             f"'{path.name}' could not be loaded with the settings of '{companion.name}': "
             f"{_first_line(exc)}."
         ) from exc
+    return _repair_single_file(pipe, path)
+
+
+#: where ComfyUI's FLUX.1 all-in-one files keep each part, by config slot architecture
+ALL_IN_ONE_PARTS = {
+    "clip": ("text_encoders.clip_l.transformer.",),
+    "t5": ("text_encoders.t5xxl.transformer.",),
+    "vae": ("vae.", "first_stage_model."),
+}
+
+
+def _flux_all_in_one(cls, path: Path, config_dir: Path, dtype: torch.dtype):
+    """ComfyUI's FLUX.1 all-in-one file: the transformer through Easel's converter (diffusers'
+    only splits full-width ones), the VAE and text encoders as separate parts read from their
+    prefixes of the same file. Each part reads only its own tensors, so the file is never in
+    memory whole beside the model built from it."""
+    from engine.library.header import read_header
+
+    names = read_header(path).names()  # a broken header was refused by the probe already
+    parts: dict[str, Any] = {}
+    for slot in modern_parts.config_slots(config_dir):
+        prefix = next(
+            (p for p in ALL_IN_ONE_PARTS[slot.architecture] if any(k.startswith(p) for k in names)),
+            None,
+        )
+        if prefix is None:
+            expected = ALL_IN_ONE_PARTS[slot.architecture][0]
+            raise ModelError(
+                f"'{path.name}' is an incomplete FLUX.1 all-in-one file: nothing is under "
+                f"'{expected}', where {slot.describe('flux')} belongs. Download it again, or "
+                "load its transformer with separate text encoder and VAE files."
+            )
+        parts[slot.component] = (path, prefix)
+    transformer = _original_flux(path, config_dir, dtype)
+    pipe = modern_parts.assemble_pipeline(cls, config_dir, transformer, parts, dtype)
     return _repair_single_file(pipe, path)
 
 
@@ -216,6 +260,10 @@ def load_transformer_file(
     """A transformer from a single file (safetensors, fp8 safetensors or GGUF)."""
     import diffusers
 
+    gguf = probe.details.get("format") == "gguf"
+    if spec.base == "flux" and not gguf and probe.details.get("key_layout") == "original":
+        return _original_flux(path, companion, dtype)
+
     cls = getattr(diffusers, TRANSFORMER_CLASSES[spec.base])
     options: dict[str, Any] = {
         "config": str(companion),
@@ -224,7 +272,7 @@ def load_transformer_file(
         "torch_dtype": dtype,
         **transformer_overrides(spec.base, probe),
     }
-    if probe.details.get("format") == "gguf":
+    if gguf:
         options["quantization_config"] = _gguf_config(path, probe, dtype)
     try:
         return cls.from_single_file(str(path), **options)
@@ -235,6 +283,29 @@ def load_transformer_file(
             f"The transformer in '{path.name}' could not be loaded: {_first_line(exc)}. The file "
             "may be damaged, or it is a variant Easel does not know."
         ) from exc
+
+
+def _original_flux(path: Path, config_dir: Path, dtype: torch.dtype):
+    """A FLUX.1 transformer in BFL's layout, through Easel's converter (engine.sd.flux_convert):
+    the config folder's settings, every size read from the file's tensors."""
+    from engine.sd.flux_convert import load_original_transformer
+
+    config_path = config_dir / "transformer" / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"The FLUX.1 settings file '{config_path}' is missing or broken.") from exc
+    return load_original_transformer(path, config, dtype)
+
+
+def _original_flux_file(path: Path) -> bool:
+    from engine.library.header import BrokenFile, read_header
+    from engine.sd.flux_convert import is_original_flux
+
+    try:
+        return is_original_flux(read_header(path).names())
+    except BrokenFile:
+        return False  # let the load report the damage
 
 
 def transformer_overrides(base: str, probe: ProbeResult) -> dict[str, Any]:

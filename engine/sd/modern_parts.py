@@ -13,7 +13,9 @@ no companion diffusers folder exists, Easel builds the pipeline from:
 - the tokenizers bundled in resources/tokenizers (named in the config's easel.json).
 
 Every part is loaded offline (`local_files_only`) with its bundled config; a part that cannot be
-found is named in the message with the usual file name and the folder to put it in.
+found is named in the message with the usual file name and the folder to put it in. A part may
+also be one prefix of a single file (ComfyUI's FLUX.1 all-in-one: `vae.`, `text_encoders.*`),
+read without the file's other tensors.
 """
 
 from __future__ import annotations
@@ -239,14 +241,15 @@ def _join(items: list[str]) -> str:
 
 
 # -- building the pipeline ---------------------------------------------------------------------
-def load_vae_file(file: Path, config_dir: Path, dtype: torch.dtype):
+def load_vae_file(file: Path, config_dir: Path, dtype: torch.dtype, *, prefix: str = ""):
     """A VAE file (original `ae.safetensors` keys or diffusers keys) with the config's settings
-    (its scaling and shift factors are the family's, not in the file)."""
+    (its scaling and shift factors are the family's, not in the file). With a `prefix` (an
+    all-in-one file's `vae.`), only the tensors under it are read."""
     from diffusers import AutoencoderKL
 
     try:
         return AutoencoderKL.from_single_file(
-            str(file),
+            _prefixed_tensors(file, prefix) if prefix else str(file),
             config=str(config_dir),
             subfolder="vae",
             local_files_only=True,
@@ -258,11 +261,24 @@ def load_vae_file(file: Path, config_dir: Path, dtype: torch.dtype):
         raise ModelError(f"The VAE file '{file.name}' could not be loaded: {exc}") from exc
 
 
+def _prefixed_tensors(file: Path, prefix: str) -> dict:
+    """The tensors of `file` under `prefix`, names kept (diffusers' VAE converter strips the
+    `vae.` / `first_stage_model.` prefixes itself)."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as handle:
+        return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+
+
+#: a part file, or (file, prefix) for one part of an all-in-one file
+Part = Path | tuple[Path, str]
+
+
 def assemble_pipeline(
     cls,
     config_dir: Path,
     transformer,
-    parts: dict[str, Path],
+    parts: dict[str, Part],
     dtype: torch.dtype,
     *,
     skip_t5: bool = False,
@@ -296,9 +312,11 @@ def _component(config_dir: Path, component: str, class_name: str, parts, dtype):
         return _tokenizer(config_dir, component, class_name)
     if component not in parts:
         return None  # skipped (T5 when the user chose "skip T5")
+    part = parts[component]
+    file, prefix = part if isinstance(part, tuple) else (part, "")
     if component == "vae":
-        return load_vae_file(parts["vae"], config_dir, dtype)
-    return load_text_encoder(parts[component], config_dir, component, dtype)
+        return load_vae_file(file, config_dir, dtype, prefix=prefix)
+    return load_text_encoder(file, config_dir, component, dtype, prefix=prefix)
 
 
 def _tokenizer(config_dir: Path, component: str, class_name: str):

@@ -24,8 +24,11 @@ from engine.library.probe_parts import strip_prefix, text_layout
 T5_TIED = ("shared.weight", "encoder.embed_tokens.weight")
 
 
-def load_text_encoder(file: Path, config_dir: Path, component: str, dtype: torch.dtype):
-    """The `component` text encoder of `config_dir`'s pipeline, weights from `file`."""
+def load_text_encoder(
+    file: Path, config_dir: Path, component: str, dtype: torch.dtype, *, prefix: str = ""
+):
+    """The `component` text encoder of `config_dir`'s pipeline, weights from `file` (only the
+    tensors under `prefix`: an all-in-one file's `text_encoders.t5xxl.transformer.`)."""
     import transformers
 
     config_path = config_dir / component / "config.json"
@@ -37,7 +40,7 @@ def load_text_encoder(file: Path, config_dir: Path, component: str, dtype: torch
     config = cls.config_class.from_pretrained(str(config_dir / component), local_files_only=True)
     model = _empty_model(cls, config)
     expected = model.state_dict()
-    state = _read_state(file, dtype, keep_fp32=_fp32_modules(cls, dtype))
+    state = _read_state(file, dtype, keep_fp32=_fp32_modules(cls, dtype), prefix=prefix)
     state = _to_model_names(state, model, set(expected))
     for name, buffer in model.named_buffers():  # buffers are built by the model, not stored
         if name in expected and name not in state and buffer.device.type != "meta":
@@ -73,13 +76,17 @@ def _fp32_modules(cls, dtype: torch.dtype) -> tuple[str, ...]:
     return tuple(modules) if dtype == torch.float16 else ()
 
 
-def _read_state(file: Path, dtype: torch.dtype, *, keep_fp32: tuple[str, ...]) -> dict:
+def _read_state(
+    file: Path, dtype: torch.dtype, *, keep_fp32: tuple[str, ...], prefix: str = ""
+) -> dict:
     from safetensors import safe_open
 
     state = {}
     try:
         with safe_open(str(file), framework="pt") as handle:
             for key in handle.keys():
+                if not key.startswith(prefix):
+                    continue  # another part of an all-in-one file: never read
                 tensor = handle.get_tensor(key)
                 if tensor.is_floating_point():
                     wanted = torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype

@@ -92,6 +92,27 @@ def request(model, **changes) -> GenerationRequest:
     return GenerationRequest(**fields)
 
 
+def fresh_memory(pipe) -> None:
+    """Every weight of the pipeline copied to fresh (64-byte aligned) memory, before comparing
+    two pipelines' pictures bit for bit. CPU matmul kernels round differently (by ~1e-7) for
+    data at other alignments, and diffusers' loaders leave weights where a file's header put
+    them, so the same weights loaded from two layouts differ that much; at the same alignment,
+    equal pictures mean equal weights, settings and code path."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            fresh_module(component)
+
+
+def fresh_module(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        for tensor in module._parameters.values():
+            if tensor is not None:
+                tensor.data = tensor.data.clone()
+        for name, tensor in list(module._buffers.items()):
+            if tensor is not None:
+                module._buffers[name] = tensor.clone()
+
+
 def pixels(result, index: int = 0) -> np.ndarray:
     assert isinstance(result, Result), result
     return np.asarray(result.images[index]).astype(int)
