@@ -89,6 +89,8 @@ def child(kind: str, model: Path, size: int, steps: int, threads: int) -> None:
             result = engine.run(req, timeout=3600)
             assert isinstance(result, Result), result
             info["dtype"] = result.info.get("dtype")
+            # the engine's own phases: load, sampling + decode, whole job
+            info.update({k: result.info.get(k) for k in ("load_s", "sample_s", "total_s")})
         finally:
             engine.shutdown()
     else:

@@ -97,7 +97,8 @@ def one_run(kind: str, model: Path, args, scratch: Path) -> dict:
         return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak), **sdcpp_phases(output)}
     output, wall, peak = run_child(python_command(kind, model, args), env)
     info = json.loads(output.strip().splitlines()[-1])
-    return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak), "dtype": info.get("dtype")}
+    phases = {k: info[k] for k in ("load_s", "sample_s", "total_s") if info.get(k) is not None}
+    return {"wall_s": round(wall, 1), "peak_rss_mib": round(peak), "dtype": info["dtype"], **phases}
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from engine.api_control import ControlUnit, ImagePrompt
 from engine.events import Failed, Result
+from tests.helpers.pictures import assert_same_picture
 from tests.modern.conftest import pixels, request
 
 # the engine applies no speed plan to SD3/FLUX pipelines (engine.sd.speed is SD 1.x/SDXL's), so
@@ -153,7 +154,7 @@ def test_txt2img_equals_a_plain_flux_control_pipeline_call(modern_engine, contro
     ours = run(modern_engine, _req(control))
     assert isinstance(ours, Result), ours
     theirs = _reference(control, "FluxControlPipeline", control_image=_canny(control))
-    assert np.array_equal(pixels(ours), theirs)
+    assert_same_picture(pixels(ours), theirs)
     assert ours.info["model_variant"] == "control"
     assert (ours.info["guidance_kind"], ours.info["control_kind"]) == ("distilled", "canny")
 
@@ -168,7 +169,7 @@ def test_img2img_and_inpaint_equal_diffusers(modern_engine, control, no_network)
         control, "FluxControlImg2ImgPipeline", image=init, control_image=_canny(control),
         strength=0.8,
     )  # fmt: skip
-    assert np.array_equal(pixels(img2img), theirs)
+    assert_same_picture(pixels(img2img), theirs)
     inpaint = run(
         modern_engine, _req(control, mode="inpaint", mask_image=str(inputs / "mask.png"), **edit)
     )
@@ -176,7 +177,7 @@ def test_img2img_and_inpaint_equal_diffusers(modern_engine, control, no_network)
         control, "FluxControlInpaintPipeline", image=init, mask_image=mask,
         control_image=_canny(control), strength=0.8,
     )  # fmt: skip
-    assert np.array_equal(pixels(inpaint), theirs)
+    assert_same_picture(pixels(inpaint), theirs)
     assert inpaint.metadata[0]["mode"] == "inpaint"
 
 

@@ -8,6 +8,7 @@ import torch
 
 from engine.errors import InputError, ModelError
 from engine.events import Failed, Result
+from tests.helpers.pictures import assert_same_picture
 from tests.modern.conftest import pixels, request
 
 
@@ -71,7 +72,7 @@ def test_sd3_equals_a_plain_diffusers_call(modern_engine, modern_models):
         generator=_generators(7, 8),
     ).images
     for index in range(2):
-        assert np.array_equal(pixels(ours, index), np.asarray(theirs[index]))
+        assert_same_picture(pixels(ours, index), np.asarray(theirs[index]))
     assert ours.info["guidance_kind"] == "cfg"
 
 
@@ -90,7 +91,7 @@ def test_flux_equals_a_plain_diffusers_call_with_distilled_guidance(
         max_sequence_length=512 if model == "flux" else 256,
         generator=_generators(7),
     ).images
-    assert np.array_equal(pixels(ours), np.asarray(theirs[0]))
+    assert_same_picture(pixels(ours), np.asarray(theirs[0]))
     # FLUX dev takes guidance as a transformer input: no CFG, so the negative prompt is unused
     assert any("negative prompt" in note for note in ours.info["notes"])
     assert ours.info["guidance_kind"] == ("distilled" if model == "flux" else "none")
@@ -158,7 +159,7 @@ def test_gguf_transformer_equals_diffusers_gguf_loading(modern_engine, modern_mo
         width=32,
         generator=_generators(7),
     ).images
-    assert np.array_equal(pixels(ours), np.asarray(theirs[0]))
+    assert_same_picture(pixels(ours), np.asarray(theirs[0]))
     sd3 = run(modern_engine, request(modern_models["sd3_gguf"]))
     assert isinstance(sd3, Result), sd3
 

@@ -15,6 +15,7 @@ from engine.errors import InputError, OutputError
 from engine.events import Cancelled, Failed, Preview, Progress, Result
 from engine.sd.generate import check_output
 from engine.sd.samplers import SAMPLER_SPECS, make_scheduler
+from tests.helpers.pictures import assert_same_picture
 from tests.sd.conftest import RUNTIME
 
 
@@ -182,7 +183,7 @@ def test_engine_output_equals_a_plain_diffusers_call(sd_engine, tiny_models, mod
         generator=[torch.Generator("cpu").manual_seed(s) for s in (42, 43)],
     ).images
     for index in range(2):
-        assert np.array_equal(pixels(ours, index), np.asarray(theirs[index]))
+        assert_same_picture(pixels(ours, index), np.asarray(theirs[index]))
 
 
 def test_v_prediction_model_matches_diffusers(sd_engine, tiny_models, tmp_path):
@@ -209,7 +210,7 @@ def test_v_prediction_model_matches_diffusers(sd_engine, tiny_models, tmp_path):
         guidance_scale=7.0,
         generator=[torch.Generator("cpu").manual_seed(42)],
     ).images[0]
-    assert np.array_equal(pixels(ours), np.asarray(theirs))
+    assert_same_picture(pixels(ours), np.asarray(theirs))
     epsilon = run(sd_engine, request(tiny_models["sd1"], sampler="Euler"))
     assert not np.array_equal(pixels(ours), pixels(epsilon))
 
