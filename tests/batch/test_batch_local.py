@@ -29,6 +29,7 @@ from tests.batch.helpers import (
     pixels,
     write_grid,
 )
+from tests.helpers.signals import sigint_reaches_child
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -162,7 +163,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path):
     command = [sys.executable, "-m", "desktop.cli", "batch", str(spec), "-o", str(out),
                "--threads", "1", "--quiet"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_reaches_child
+    )
     try:
         deadline = time.monotonic() + 240
         while len(done_rows(out)) < 2:

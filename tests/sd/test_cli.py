@@ -14,6 +14,7 @@ import pytest
 from engine.cli.generate import output_paths, parse_lora
 from engine.errors import InputError
 from engine.metadata import read_generation_metadata
+from tests.helpers.signals import sigint_reaches_child
 
 REPO = Path(__file__).resolve().parents[2]
 EASEL = [sys.executable, "-c", "import sys; from engine.cli import main; sys.exit(main())"]
@@ -82,6 +83,7 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(tiny_models, tmp_path):
             "--precision", "fp32",
         ),
         cwd=REPO, env=_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=sigint_reaches_child,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240

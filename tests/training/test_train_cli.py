@@ -14,6 +14,7 @@ from gan_vae_tiny import write_pictures
 from engine.cli import main
 from engine.cli.train import format_progress, parse_settings
 from engine.errors import InputError
+from tests.helpers.signals import sigint_reaches_child
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_VAE = ["--set", "width=8", "--set", "latent_dim=4"]
@@ -68,11 +69,16 @@ def test_ctrl_c_cancels_saves_a_checkpoint_and_exits_130(tmp_path):
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_reaches_child,
     )
-    first_line = process.stderr.readline()  # the first progress line: training is running
-    assert first_line.startswith("step "), first_line
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=90)
+    try:
+        first_line = process.stderr.readline()  # the first progress line: training is running
+        assert first_line.startswith("step "), first_line
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()  # never leave a million-step run behind
     assert process.returncode == 130, err
     assert "continue with --resume" in err
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] >= 1
