@@ -3,7 +3,8 @@
 transformers has no single-file loader, so the model is built without memory
 (accelerate's `init_empty_weights`: parameters on the meta device, buffers real) and the file's
 tensors are assigned into it, one at a time and cast to the compute dtype as they are read, so
-a 9.5 GB T5 file never sits in memory twice. Names are brought to transformers' own first:
+a 9.5 GB T5 file never sits in memory twice (ComfyUI's scaled-fp8 files: each weight times its
+scale, engine.library.fp8). Names are brought to transformers' own first:
 OpenCLIP's (`transformer.resblocks.N`, fused `in_proj`) through diffusers' converter, the
 classic `text_model.` level added or dropped to match the installed transformers (version 5
 drops it for CLIPTextModel), and T5's tied embedding filled from whichever copy the file has.
@@ -81,17 +82,21 @@ def _read_state(
 ) -> dict:
     from safetensors import safe_open
 
+    from engine.library.fp8 import Fp8Scales
+
     state = {}
     try:
         with safe_open(str(file), framework="pt") as handle:
-            for key in handle.keys():
-                if not key.startswith(prefix):
-                    continue  # another part of an all-in-one file: never read
-                tensor = handle.get_tensor(key)
-                if tensor.is_floating_point():
-                    wanted = torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
-                    tensor = tensor.to(wanted)
-                state[key] = tensor
+            keys = [k for k in handle.keys() if k.startswith(prefix)]  # others: never read
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in keys}
+            # a scaled-fp8 file's scales, read first (tiny); each weight is dequantised as read
+            shown = f"The text encoder file '{file.name}'"
+            scales = Fp8Scales.read(shapes, handle.get_tensor, shown)
+            for key in keys:
+                wanted = torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
+                tensor = scales.apply(key, handle.get_tensor(key), wanted)
+                if tensor is not None:  # None: a scale, already applied
+                    state[key] = tensor
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"The text encoder file '{file.name}' cannot be read: {exc}") from exc
     return state
