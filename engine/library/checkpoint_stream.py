@@ -10,7 +10,7 @@ tensors as they are (`.to(dtype)` of a tensor already in that dtype is no copy).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -42,11 +42,19 @@ _FLOATS = {
 def read_checkpoint(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Every tensor of safetensors file `path`; floating ones in `dtype` (when given). A scaled
     fp8 file (engine.library.fp8) has its scales applied and dropped as each weight is read."""
+    return dict(iter_checkpoint(path, lambda name: dtype))
+
+
+def iter_checkpoint(
+    path: Path, dtype_for: Callable[[str], torch.dtype | None], *, prefix: str = ""
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for the tensors of `path` under `prefix`, in file order, each read with
+    plain file reads (no mapping keeps the file's pages) and floating ones cast to
+    `dtype_for(name)`; scaled-fp8 weights times their scales, the scales left out."""
     from engine.library.fp8 import Fp8Scales, is_scaled
     from engine.library.header import read_header
 
-    tensors = read_header(path).tensors
-    state: dict[str, torch.Tensor] = {}
+    tensors = {k: v for k, v in read_header(path).tensors.items() if k.startswith(prefix)}
     with open(path, "rb") as handle:
 
         def read(name: str) -> torch.Tensor:
@@ -57,15 +65,14 @@ def read_checkpoint(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Te
             shapes = {k: tuple(v.shape) for k, v in tensors.items()}
             scales = Fp8Scales.read(shapes, read, f"'{path.name}'")
         for name, _ in sorted(tensors.items(), key=lambda item: item[1].start):
-            tensor = read(name)
+            tensor, dtype = read(name), dtype_for(name)
             if scales is not None:
                 tensor = scales.apply(name, tensor, dtype)
                 if tensor is None:
                     continue  # a scale or the marker: already applied
             elif dtype is not None and tensor.dtype in _FLOATS and tensor.dtype != dtype:
                 tensor = tensor.to(dtype)  # the file's bytes are dropped with the buffer
-            state[name] = tensor
-    return state
+            yield name, tensor
 
 
 def _read_tensor(handle, name: str, info) -> torch.Tensor:

@@ -28,6 +28,9 @@ SCALE_SUFFIXES = {".scale_weight": ".weight", ".weight_scale": ".weight"}
 #: tensors only fp8 matmuls use (activation scales) or that only mark the format
 DROPPED_SUFFIXES = (".scale_input", ".input_scale")
 MARKER = "scaled_fp8"
+#: elements dequantised at once (16 MiB of float32); weights of up to SMALL elements in one go
+CHUNK = 1 << 22
+SMALL = 1 << 16
 
 
 def is_marker(name: str) -> bool:
@@ -58,6 +61,7 @@ class Fp8Scales:
     def __init__(self, scales: Mapping[str, torch.Tensor], shown: str = "the file"):
         self.shown = shown
         self.by_weight = {scale_target(k): (k, v) for k, v in scales.items()}
+        self._buffer = None  # float32 working memory for big weights (apply)
 
     @classmethod
     def read(
@@ -102,8 +106,25 @@ class Fp8Scales:
         scale = entry[1]
         if scale.numel() != 1:  # one per output row: broadcast over the other dimensions
             scale = scale.reshape(-1, *([1] * (tensor.dim() - 1)))
-        out = tensor.to(torch.float32) * scale
-        return out.to(dtype or torch.float32)
+        dtype = dtype or torch.float32
+        if tensor.dim() == 0 or tensor.numel() <= SMALL:
+            return (tensor.to(torch.float32) * scale).to(dtype)
+        # in row blocks through one float32 buffer kept for the whole file: the float32
+        # product of a whole FLUX linear1 would be 264 MB more peak, and a float32 temporary
+        # freed per weight raises glibc's mmap threshold and leaves heap holes between the
+        # results (measured: +120 MiB peak for FLUX, +450 MiB for a 260 MiB T5)
+        out = torch.empty(tensor.shape, dtype=dtype)
+        width = max(1, tensor[0].numel())
+        rows = max(1, CHUNK // width)
+        if self._buffer is None or self._buffer.numel() < rows * width:
+            self._buffer = torch.empty(max(CHUNK, rows * width), dtype=torch.float32)
+        buffer = self._buffer[: rows * width].view(rows, *tensor.shape[1:])
+        for start in range(0, tensor.shape[0], rows):
+            block = buffer[: min(rows, tensor.shape[0] - start)]
+            block.copy_(tensor[start : start + rows])  # fp8 -> float32, exact
+            block.mul_(scale if scale.numel() == 1 else scale[start : start + rows])
+            out[start : start + rows].copy_(block)  # rounded once, to the compute dtype
+        return out
 
 
 def _check_shape(name: str, scale: tuple, weight: tuple, shown: str) -> None:

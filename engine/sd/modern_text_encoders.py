@@ -80,23 +80,36 @@ def _fp32_modules(cls, dtype: torch.dtype) -> tuple[str, ...]:
 def _read_state(
     file: Path, dtype: torch.dtype, *, keep_fp32: tuple[str, ...], prefix: str = ""
 ) -> dict:
-    from safetensors import safe_open
+    from engine.library.checkpoint_stream import iter_checkpoint
+    from engine.library.fp8 import is_scaled
+    from engine.library.header import BrokenFile, read_header
 
-    from engine.library.fp8 import Fp8Scales
+    def wanted(key: str) -> torch.dtype:
+        return torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
+
+    try:
+        if is_scaled(read_header(file).names()):
+            # ComfyUI's scaled fp8: each weight times its scale (engine.library.fp8), read with
+            # plain file reads, so no mapping keeps the fp8 bytes beside the dequantised weights
+            return dict(iter_checkpoint(file, wanted, prefix=prefix))
+    except (BrokenFile, OSError, ValueError) as exc:
+        raise ModelError(f"The text encoder file '{file.name}' cannot be read: {exc}") from exc
+    return _read_mapped(file, wanted, prefix)
+
+
+def _read_mapped(file: Path, wanted, prefix: str) -> dict:
+    from safetensors import safe_open
 
     state = {}
     try:
         with safe_open(str(file), framework="pt") as handle:
-            keys = [k for k in handle.keys() if k.startswith(prefix)]  # others: never read
-            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in keys}
-            # a scaled-fp8 file's scales, read first (tiny); each weight is dequantised as read
-            shown = f"The text encoder file '{file.name}'"
-            scales = Fp8Scales.read(shapes, handle.get_tensor, shown)
-            for key in keys:
-                wanted = torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
-                tensor = scales.apply(key, handle.get_tensor(key), wanted)
-                if tensor is not None:  # None: a scale, already applied
-                    state[key] = tensor
+            for key in handle.keys():
+                if not key.startswith(prefix):
+                    continue  # another part of an all-in-one file: never read
+                tensor = handle.get_tensor(key)
+                if tensor.is_floating_point():
+                    tensor = tensor.to(wanted(key))
+                state[key] = tensor
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"The text encoder file '{file.name}' cannot be read: {exc}") from exc
     return state

@@ -109,3 +109,16 @@ def test_an_sd1_scaled_fp8_single_file_makes_nearly_the_full_picture(tmp_path, n
     unet = pipe.unet.state_dict()
     assert all(t.dtype == torch.float32 for t in unet.values())
     assert not any("scale_" in k for k in unet)
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+def test_a_weight_bigger_than_one_chunk_is_dequantised_in_row_blocks_exactly(per_row):
+    from engine.library.fp8 import CHUNK, Fp8Scales
+
+    weight = torch.randn(CHUNK // 1000 + 7, 1000)  # more elements than one chunk, ragged end
+    scale = weight.abs().amax(dim=1) / 448 if per_row else weight.abs().max() / 448
+    fp8 = (weight / (scale[:, None] if per_row else scale)).to(torch.float8_e4m3fn)
+    scales = Fp8Scales({"l.weight_scale" if per_row else "l.scale_weight": scale})
+    got = scales.apply("l.weight", fp8, torch.bfloat16)
+    want = fp8.float() * (scale[:, None] if per_row else scale)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, want.to(torch.bfloat16))
