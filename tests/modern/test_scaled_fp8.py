@@ -168,3 +168,29 @@ def test_the_engine_runs_a_scaled_fp8_flux_transformer(tiny, modern_engine, monk
     image = pixels(scaled) / 255.0
     assert psnr(image, pixels(full) / 255.0) > MIN_PSNR
     assert not np.array_equal(pixels(scaled), pixels(full))  # it did run from the fp8 weights
+
+
+def test_an_sd3_all_in_one_scaled_fp8_file_makes_nearly_its_full_precision_picture(
+    tiny, tmp_path, no_network
+):
+    """Stability's all-in-one layout through diffusers' from_single_file, the MMDiT in scaled
+    fp8 under `model.diffusion_model.` (as sd3.5_large_fp8_scaled.safetensors)."""
+    from tests.helpers.tiny_parts import save_sd3_all_in_one
+
+    model = tiny["sd3"]
+    full = save_sd3_all_in_one(model["folder"], tmp_path / "sd3_full.safetensors")
+    state = load_file(str(full))
+    pictures = {"full": _run(_load(full, model), "sd3")}
+    for name, scales in (("scaled", True), ("unscaled", False)):
+        mmdit = {k: v for k, v in state.items() if k.startswith(COMFY)}
+        converted = {k: v for k, v in state.items() if not k.startswith(COMFY)}
+        converted.update(to_scaled_fp8(mmdit, marker_prefix=COMFY, scales=scales))
+        path = tmp_path / f"sd3_{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in converted.items()}, str(path))
+        if scales:
+            assert probe_path(path).variant.endswith(",fp8-scaled")
+        pictures[name] = _run(_load(path, model), "sd3")
+    near = psnr(pictures["scaled"], pictures["full"])
+    far = psnr(pictures["unscaled"], pictures["full"])
+    print(f"sd3 all-in-one: scaled {near:.1f} dB, without scales {far:.1f} dB")
+    assert near > MIN_PSNR and near > far + MIN_GAIN
