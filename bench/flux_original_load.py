@@ -4,12 +4,14 @@ converter (engine.sd.flux_convert) vs diffusers' `from_single_file`: wall time, 
 
 Builds a FluxTransformer2DModel from the bundled `resources/configs/flux-dev` at its real width
 (3072, 24 heads, 4096-wide text states) with reduced depth (`--double`, `--single` blocks) and
-random weights, saved as bf16 (with `--fp8` its matrices as float8_e4m3fn) in BFL's names, as
-flux1-dev.safetensors holds them (written by the test helper's independent inverse converter).
-Each loader then runs in a fresh process, loading in bf16; each prints a SHA-256 over every
-tensor's bytes, in name order.
+random weights, saved as bf16 (with `--fp8` its matrices as float8_e4m3fn; with `--scaled-fp8`
+in ComfyUI's scaled-fp8 layout: fp8 matrices, a float32 `scale_weight` each and the `scaled_fp8`
+marker) in BFL's names, as flux1-dev.safetensors holds them (written by the test helper's
+independent inverse converter). Each loader then runs in a fresh process, loading in bf16; each
+prints a SHA-256 over every tensor's bytes, in name order. diffusers does not apply fp8 scales,
+so a scaled file is loaded by Easel alone.
 
-    python bench/flux_original_load.py [--double 1] [--single 1] [--fp8] [--threads 1]
+    python bench/flux_original_load.py [--double 1] [--single 1] [--fp8 | --scaled-fp8]
 
 safetensors maps the file and reads a tensor's pages when they are first touched, so the peak
 after loading alone understates what a run needs: `peak_rss_touched_mib` is the peak after
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def build(path: Path, double: int, single: int, fp8: bool) -> int:
+def build(path: Path, double: int, single: int, fp8: bool, scaled: bool = False) -> int:
     import torch
     from diffusers import FluxTransformer2DModel
     from safetensors.torch import save_file
@@ -46,6 +48,10 @@ def build(path: Path, double: int, single: int, fp8: bool) -> int:
     state = flux_to_original(model.state_dict())
     if fp8:  # weight matrices as float8_e4m3fn, as the fp8 releases store them
         state = {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in state.items()}
+    if scaled:  # ComfyUI's layout: fp8 = weight / (absmax / 448), the scale beside it
+        from tests.helpers.scaled_fp8 import to_scaled_fp8
+
+        state = to_scaled_fp8(state)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     return sum(p.numel() for p in model.parameters())
 
@@ -104,6 +110,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fp8", action="store_true", help="store the matrices as fp8")
+    parser.add_argument("--scaled-fp8", action="store_true", help="ComfyUI's scaled-fp8 layout")
     parser.add_argument("--load", choices=["easel", "diffusers"])
     parser.add_argument("--file")
     args = parser.parse_args()
@@ -115,9 +122,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "flux1-original.safetensors"
-        params = build(path, args.double, args.single, args.fp8)
+        params = build(path, args.double, args.single, args.fp8, args.scaled_fp8)
         print(f"{params / 1e6:.0f} M parameters, file {path.stat().st_size / 2**20:,.0f} MiB")
-        for which in ("easel", "diffusers", "easel", "diffusers"):
+        loaders = ("easel", "easel") if args.scaled_fp8 else ("easel", "diffusers") * 2
+        for which in loaders:
             command = [sys.executable, __file__, "--load", which, "--file", str(path)]
             command += ["--double", str(args.double), "--single", str(args.single)]
             command += ["--threads", str(args.threads)]

@@ -32,6 +32,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from engine.library.fp8 import is_scaled, scale_target
 from engine.library.probe import ProbeResult, Shapes, broken, unknown
 
 ALL_IN_ONE = "model.diffusion_model."
@@ -87,6 +88,8 @@ def classify_modern(shapes: Shapes, metadata: dict, dtypes: dict | None = None) 
     details["key_layout"] = "diffusers" if _diffusers_keys(inner) else "original"
     details["contents"] = _contents(keys, base)
     quant = _float_quant(dtypes or {}, prefix)
+    if quant == "fp8" and is_scaled(inner):
+        quant = "fp8-scaled"  # ComfyUI's: the scales are applied on load (engine.library.fp8)
     if quant:
         details["quant"] = quant
     variants = [v for v in (variant, quant) if v]
@@ -201,7 +204,9 @@ def _contents(keys: list[str], base: str) -> str:
 def _float_quant(dtypes: dict[str, str], prefix: str) -> str:
     """'fp8' when the transformer's weight matrices are stored in a float8 type."""
     counts = Counter(
-        dtype for key, dtype in dtypes.items() if key.startswith(prefix) and key.endswith("weight")
+        dtype
+        for key, dtype in dtypes.items()
+        if key.startswith(prefix) and key.endswith("weight") and not scale_target(key)
     )
     if not counts:
         return ""

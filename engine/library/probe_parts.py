@@ -41,8 +41,7 @@ CLIP_EMBEDDINGS = (
 )
 CLIP_WIDTHS = {768: "clip-l", 1280: "clip-g", 1024: "clip-h"}
 T5_XXL = (4096, 24)  # d_model, blocks
-#: ComfyUI's "scaled fp8" files store a per-tensor scale that must multiply each weight
-SCALED_FP8_MARKERS = ("scaled_fp8", ".scale_weight", ".weight_scale")
+FLOAT8_NAMES = {"F8_E4M3": "fp8", "F8_E5M2": "fp8-e5m2"}
 
 
 def strip_prefix(keys) -> tuple[str, dict[str, str]]:
@@ -91,20 +90,10 @@ def classify_text_encoder(shapes: Shapes, dtypes: dict | None = None) -> ProbeRe
         details = _clip_details(inner, layout)
         variant = CLIP_WIDTHS.get(details["width"], "clip")
     details.update(key_layout=layout if layout != "t5" else "transformers", prefix=prefix)
-    quant = _weight_quant(dtypes or {})
+    quant = _weight_quant(dtypes or {}, shapes)
     if quant:
         details["quant"] = quant
     variant_text = ",".join(v for v in (variant, quant) if v)
-    if any(marker in k for k in shapes for marker in SCALED_FP8_MARKERS):
-        return ProbeResult(
-            kind="text_encoder",
-            variant=variant_text,
-            layout="single_file",
-            status="unsupported",
-            reason="a 'scaled fp8' text encoder (its weights need per-tensor scales Easel does not "
-            "apply yet): use the fp16 or plain fp8_e4m3fn file of the same encoder",
-            details=details,
-        )
     return ProbeResult(
         kind="text_encoder", variant=variant_text, layout="single_file", details=details
     )
@@ -148,7 +137,14 @@ def _clip_details(inner: Shapes, layout: str) -> dict:
     }
 
 
-def _weight_quant(dtypes: dict[str, str]) -> str:
-    counts = Counter(dtype for key, dtype in dtypes.items() if key.endswith("weight"))
+def _weight_quant(dtypes: dict[str, str], keys) -> str:
+    """'fp8' / 'fp8-e5m2' for float8 weights; 'fp8-scaled' for ComfyUI's scaled-fp8 files
+    (their scales are applied on load, engine.library.fp8)."""
+    from engine.library.fp8 import is_scaled, scale_target
+
+    counts = Counter(
+        dtype for key, dtype in dtypes.items() if key.endswith("weight") and not scale_target(key)
+    )
     dtype = counts.most_common(1)[0][0] if counts else ""
-    return {"F8_E4M3": "fp8", "F8_E5M2": "fp8-e5m2"}.get(dtype, "")
+    name = FLOAT8_NAMES.get(dtype, "")
+    return name + "-scaled" if name == "fp8" and is_scaled(keys) else name

@@ -22,7 +22,9 @@ from engine.library.probe import ProbeResult, probe_path
 from engine.library.records import ModelLibrary, ModelRecord
 
 #: Bump when probe rules change so existing records are identified again.
-PROBE_VERSION = 3  # 2: SD3/FLUX variants, GGUF and fp8 files; 3: text encoders, 16-ch VAEs
+#: 2: SD3/FLUX variants, GGUF and fp8 files; 3: text encoders, 16-ch VAEs; 4: scaled-fp8 files
+#: run ("fp8-scaled", no longer "unsupported"): records probed by an older version are probed again
+PROBE_VERSION = 4
 MODEL_SUFFIXES = {".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf"}
 #: Bytes read from the start of a file for its fingerprint (header + first tensors).
 FINGERPRINT_BYTES = 1 << 20

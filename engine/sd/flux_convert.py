@@ -16,7 +16,8 @@ is read from the tensors instead:
 Fused tensors are split (`qkv` in three, `linear1` in q, k, v and MLP) and the final
 modulation's halves are swapped: BFL stores (shift, scale), diffusers' AdaLayerNormContinuous
 reads (scale, shift). The model is built without memory and the file read one tensor at a time,
-cast to the compute dtype as it is read (fp8 upcast), so the weights never sit in memory twice.
+cast to the compute dtype as it is read (fp8 upcast; ComfyUI's scaled-fp8 files: each weight
+times its scale, engine.library.fp8), so the weights never sit in memory twice.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def convert_tensor(name: str, tensor: torch.Tensor, geometry: FluxGeometry) -> d
     name this layout does not have."""
     base, _, kind = name.rpartition(".")
     if kind not in ("weight", "bias", "scale"):  # "scale": the q/k norms, named in full below
-        return {}  # e.g. a scaled-fp8 file's `scale_weight`
+        return {}  # (scaled-fp8 scales are applied and dropped before: engine.library.fp8)
     if kind != "scale" and base in _TOP:
         return {f"{_TOP[base]}.{kind}": tensor}
     if kind != "scale" and base == _FINAL_MODULATION:
@@ -246,7 +247,9 @@ def _convert_named(name: str, tensor: torch.Tensor, geometry: FluxGeometry, show
 
 def convert_state_dict(state: Mapping[str, torch.Tensor], shown: str = "the file") -> dict:
     """A whole original state dict (bare or prefixed) in diffusers' names."""
-    stripped = {strip(k): v for k, v in state.items()}
+    from engine.library.fp8 import dequantise_state
+
+    stripped = dequantise_state({strip(k): v for k, v in state.items()}, None, shown)
     geometry = read_geometry({k: tuple(v.shape) for k, v in stripped.items()}, shown)
     out = {}
     for name, tensor in stripped.items():
@@ -255,10 +258,8 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], shown: str = "the file
 
 
 def _unknown_tensor(name: str, shown: str) -> ModelError:
-    scaled = name.endswith(("scale_weight", "scale_input")) or name == "scaled_fp8"
-    why = " (a scaled-fp8 file; Easel reads plain fp8 FLUX files)" if scaled else ""
     return ModelError(
-        f"{shown} holds a tensor the FLUX.1 layout does not have: '{name}'{why}. It is a "
+        f"{shown} holds a tensor the FLUX.1 layout does not have: '{name}'. It is a "
         "variant Easel does not know, or not a FLUX.1 transformer."
     )
 
@@ -319,17 +320,41 @@ REOPEN_BYTES = 256 << 20
 
 def _read_converted(path: Path, prefix: str, geometry, dtype, shown: str) -> dict:
     """The file's transformer tensors in diffusers' names, each cast to `dtype` as it is read."""
+    from engine.library.fp8 import is_dropped
+
     state = {}
     try:
+        scales = _file_scales(path, prefix, shown)  # a scaled-fp8 file's (tiny) scales
         for key, tensor in _tensors(path, prefix):
-            # a copy in the compute dtype, even where the dtype is already right: a tensor
-            # left in the file's mapping keeps the whole mapping (every page read) alive
-            tensor = tensor.to(dtype if tensor.is_floating_point() else tensor.dtype, copy=True)
+            name = key[len(prefix) :]
+            if scales.scales(name):  # fp8 times its scale, in float32: a new tensor
+                tensor = scales.apply(name, tensor, dtype)
+            elif is_dropped(name):
+                continue  # a scale (applied to its weight), activation scale or the marker
+            else:
+                # a copy in the compute dtype, even where the dtype is already right: a tensor
+                # left in the file's mapping keeps the whole mapping (every page read) alive
+                floating = tensor.is_floating_point()
+                tensor = tensor.to(dtype if floating else tensor.dtype, copy=True)
             # split parts are views of the fused tensor: contiguous rows, no copy
-            state.update(_convert_named(key[len(prefix) :], tensor, geometry, shown))
+            state.update(_convert_named(name, tensor, geometry, shown))
     except (OSError, ValueError, RuntimeError) as exc:  # a truncated file fails on read
         raise ModelError(f"{shown} cannot be read: {exc}. Download it again.") from exc
     return state
+
+
+def _file_scales(path: Path, prefix: str, shown: str):
+    from safetensors import safe_open
+
+    from engine.library.fp8 import Fp8Scales
+
+    with safe_open(str(path), framework="pt") as handle:
+        shapes = {
+            k[len(prefix) :]: tuple(handle.get_slice(k).get_shape())
+            for k in handle.keys()
+            if k.startswith(prefix)
+        }
+        return Fp8Scales.read(shapes, lambda name: handle.get_tensor(prefix + name), shown)
 
 
 def _tensors(path: Path, prefix: str):

@@ -213,7 +213,7 @@ FAMILIES: dict[tuple[str, str], FamilySpec] = {
 
 MODERN_BASES = frozenset(base for base, _ in FAMILIES)
 #: probe variant parts that describe storage, not the model (quantisation)
-_STORAGE_WORDS = ("fp8", "fp8-e5m2", "bf16", "fp16", "F16", "F32", "BF16")
+_STORAGE_WORDS = ("fp8", "fp8-e5m2", "fp8-scaled", "bf16", "fp16", "F16", "F32", "BF16")
 
 
 def model_variant(variant: str) -> str:

@@ -19,7 +19,9 @@
   encoders are read from their prefixes of the same file as separate parts (modern_parts), so
   no part reads the others' tensors.
 - GGUF transformers load through diffusers' GGUFQuantizationConfig (weights stay quantised in
-  memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype.
+  memory and are dequantised per layer); fp8 safetensors are upcast to the compute dtype, and
+  ComfyUI's scaled-fp8 files have their per-tensor scales applied as they are read
+  (engine.library.fp8).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import torch
 
 from engine.errors import ModelError
+from engine.library.checkpoint_stream import scaled_single_file
 from engine.library.probe import ProbeResult, probe_path
 from engine.library.resolve import ResolvedModel
 from engine.sd import modern_parts
@@ -134,15 +137,16 @@ def _all_in_one(cls, path: Path, companion: Path, options: dict, *, bundled: boo
     if cls.__name__.startswith("Flux") and _original_flux_file(path):
         return _flux_all_in_one(cls, path, companion, options["dtype"])
     try:
-        pipe = cls.from_single_file(
-            str(path),
-            config=str(companion),
-            local_files_only=True,
-            torch_dtype=options["dtype"],
-            **skip,
-            **tokenizers,
-        )
-    except MemoryError:
+        with scaled_single_file(path, options["dtype"]):  # diffusers ignores fp8 scales
+            pipe = cls.from_single_file(
+                str(path),
+                config=str(companion),
+                local_files_only=True,
+                torch_dtype=options["dtype"],
+                **skip,
+                **tokenizers,
+            )
+    except (MemoryError, ModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - diffusers' conversion errors have many types
         raise ModelError(
@@ -275,8 +279,9 @@ def load_transformer_file(
     if gguf:
         options["quantization_config"] = _gguf_config(path, probe, dtype)
     try:
-        return cls.from_single_file(str(path), **options)
-    except MemoryError:
+        with scaled_single_file(path, dtype):  # diffusers ignores fp8 scales
+            return cls.from_single_file(str(path), **options)
+    except (MemoryError, ModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - conversion and shape errors have many types
         raise ModelError(

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import ModelError
+from engine.library.checkpoint_stream import scaled_single_file
 from engine.library.probe import ProbeResult, probe_path
 from engine.sd.modern_families import FamilySpec
 from engine.sd.modern_text_encoders import load_text_encoder
@@ -248,14 +249,15 @@ def load_vae_file(file: Path, config_dir: Path, dtype: torch.dtype, *, prefix: s
     from diffusers import AutoencoderKL
 
     try:
-        return AutoencoderKL.from_single_file(
-            _prefixed_tensors(file, prefix) if prefix else str(file),
-            config=str(config_dir),
-            subfolder="vae",
-            local_files_only=True,
-            torch_dtype=dtype,
-        )
-    except MemoryError:
+        with scaled_single_file(file, dtype):  # diffusers ignores fp8 scales
+            return AutoencoderKL.from_single_file(
+                _prefixed_tensors(file, prefix) if prefix else str(file),
+                config=str(config_dir),
+                subfolder="vae",
+                local_files_only=True,
+                torch_dtype=dtype,
+            )
+    except (MemoryError, ModelError):
         raise
     except Exception as exc:  # noqa: BLE001 - conversion and shape errors have many types
         raise ModelError(f"The VAE file '{file.name}' could not be loaded: {exc}") from exc
@@ -266,8 +268,11 @@ def _prefixed_tensors(file: Path, prefix: str) -> dict:
     `vae.` / `first_stage_model.` prefixes itself)."""
     from safetensors import safe_open
 
+    from engine.library.fp8 import dequantise_state
+
     with safe_open(str(file), framework="pt") as handle:
-        return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+        state = {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+    return dequantise_state(state, None, f"'{file.name}'")  # a scaled VAE: weights in float32
 
 
 #: a part file, or (file, prefix) for one part of an all-in-one file

@@ -3,7 +3,8 @@
 transformers has no single-file loader, so the model is built without memory
 (accelerate's `init_empty_weights`: parameters on the meta device, buffers real) and the file's
 tensors are assigned into it, one at a time and cast to the compute dtype as they are read, so
-a 9.5 GB T5 file never sits in memory twice. Names are brought to transformers' own first:
+a 9.5 GB T5 file never sits in memory twice (ComfyUI's scaled-fp8 files: each weight times its
+scale, engine.library.fp8). Names are brought to transformers' own first:
 OpenCLIP's (`transformer.resblocks.N`, fused `in_proj`) through diffusers' converter, the
 classic `text_model.` level added or dropped to match the installed transformers (version 5
 drops it for CLIPTextModel), and T5's tied embedding filled from whichever copy the file has.
@@ -79,6 +80,24 @@ def _fp32_modules(cls, dtype: torch.dtype) -> tuple[str, ...]:
 def _read_state(
     file: Path, dtype: torch.dtype, *, keep_fp32: tuple[str, ...], prefix: str = ""
 ) -> dict:
+    from engine.library.checkpoint_stream import iter_checkpoint
+    from engine.library.fp8 import is_scaled
+    from engine.library.header import BrokenFile, read_header
+
+    def wanted(key: str) -> torch.dtype:
+        return torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
+
+    try:
+        if is_scaled(read_header(file).names()):
+            # ComfyUI's scaled fp8: each weight times its scale (engine.library.fp8), read with
+            # plain file reads, so no mapping keeps the fp8 bytes beside the dequantised weights
+            return dict(iter_checkpoint(file, wanted, prefix=prefix))
+    except (BrokenFile, OSError, ValueError) as exc:
+        raise ModelError(f"The text encoder file '{file.name}' cannot be read: {exc}") from exc
+    return _read_mapped(file, wanted, prefix)
+
+
+def _read_mapped(file: Path, wanted, prefix: str) -> dict:
     from safetensors import safe_open
 
     state = {}
@@ -89,8 +108,7 @@ def _read_state(
                     continue  # another part of an all-in-one file: never read
                 tensor = handle.get_tensor(key)
                 if tensor.is_floating_point():
-                    wanted = torch.float32 if set(key.split(".")) & set(keep_fp32) else dtype
-                    tensor = tensor.to(wanted)
+                    tensor = tensor.to(wanted(key))
                 state[key] = tensor
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"The text encoder file '{file.name}' cannot be read: {exc}") from exc

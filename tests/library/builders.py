@@ -11,9 +11,16 @@ from pathlib import Path
 U = "model.diffusion_model."
 
 
-def write_stripped(path, shapes: dict, *, metadata: dict | None = None, values: dict | None = None):
+def write_stripped(
+    path,
+    shapes: dict,
+    *,
+    metadata: dict | None = None,
+    values: dict | None = None,
+    dtype: str = "F16",
+):
     """A safetensors file whose header lists `shapes`; tensors named in `values` get real F32
-    data, the others point at no bytes (enough for anything that reads headers only)."""
+    data, the others (of `dtype`) point at no bytes (enough for anything that reads headers)."""
     values = values or {}
     header, blobs, offset = {}, [], 0
     for name, shape in shapes.items():
@@ -27,7 +34,7 @@ def write_stripped(path, shapes: dict, *, metadata: dict | None = None, values: 
             blobs.append(raw)
             offset += len(raw)
         else:
-            header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset]}
+            header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset]}
     if metadata:
         header["__metadata__"] = metadata
     text = json.dumps(header).encode()

@@ -54,12 +54,14 @@ def test_clip_l_clip_g_and_t5_files(tmp_path):
     assert t5.describe() == "text_encoder (t5-xxl)"
 
 
-def test_a_scaled_fp8_t5_is_refused_with_the_reason(tmp_path):
+def test_a_scaled_fp8_t5_is_named_and_supported(tmp_path):
     scale = "encoder.block.0.layer.0.SelfAttention.q.scale_weight"
     shapes = {**_t5(), "scaled_fp8": (0,), scale: ()}
-    result = probe_path(write_stripped(tmp_path / "t5xxl_fp8_scaled.safetensors", shapes))
-    assert (result.kind, result.status) == ("text_encoder", "unsupported")
-    assert "scaled fp8" in result.reason and "fp16" in result.reason
+    path = write_stripped(tmp_path / "t5xxl_fp8_scaled.safetensors", shapes, dtype="F8_E4M3")
+    result = probe_path(path)
+    want = ("text_encoder", "ok", "t5-xxl,fp8-scaled")
+    assert (result.kind, result.status, result.variant) == want
+    assert result.details["quant"] == "fp8-scaled"
 
 
 def test_a_whole_sd1_checkpoint_is_not_a_text_encoder(tmp_path):

@@ -342,9 +342,9 @@ def test_a_file_missing_tensors_or_with_wrong_widths_is_refused(flux, tmp_path):
     save_file(wrong, str(path))
     with pytest.raises(ModelError, match=r"'double_blocks\.0\.txt_attn\.qkv\.weight' has 95 rows"):
         _load(path, model)
-    scaled = {**state, "double_blocks.0.img_attn.qkv.scale_weight": torch.ones(1)}
-    save_file(scaled, str(path))
-    with pytest.raises(ModelError, match=r"scale_weight' \(a scaled-fp8 file"):
+    orphan = {**state, "double_blocks.0.img_attn.qkvx.scale_weight": torch.ones(())}
+    save_file(orphan, str(path))  # a scale whose weight is not in the file
+    with pytest.raises(ModelError, match=r"fp8 scale 'double_blocks\.0\.img_attn\.qkvx\.scale_"):
         _load(path, model)
 
 
