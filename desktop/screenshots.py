@@ -20,6 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+#: ComfyUI's scaled-fp8 T5, the file most FLUX/SD3 users have
+T5_SCALED_FP8 = "t5xxl_fp8_e4m3fn_scaled.safetensors"
+
 
 def _wait(app, condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -134,6 +137,8 @@ def render(out_dir: Path) -> list[Path]:
     shoot(browser, "model-browser-flux")  # family, variant and what it runs
     browser.select(str(Path(os.environ["EASEL_DATA_DIR"]) / "t5xxl_fp16.safetensors"))
     shoot(browser, "model-browser-parts")  # a text encoder: a part, not a model to pick
+    browser.select(str(Path(os.environ["EASEL_DATA_DIR"]) / T5_SCALED_FP8))
+    shoot(browser, "model-browser-scaled-fp8")  # ComfyUI's scaled fp8: runs, says so
     browser.close()
     dialog = window.show_settings()
     shoot(dialog, "settings")
@@ -250,10 +255,12 @@ def _add_modern_records() -> None:
     rows = (
         ("flux1-dev-Q8_0.gguf", "checkpoint", "flux", "dev,Q8_0", 12_700_000_000),
         ("flux1-schnell.safetensors", "checkpoint", "flux", "schnell,fp8", 11_900_000_000),
+        ("flux1-dev-scaled.safetensors", "checkpoint", "flux", "dev,fp8-scaled", 11_910_000_000),
         ("sd3.5_medium", "checkpoint", "sd3", "3.5-medium", 5_100_000_000),
         ("sd3.5_large_turbo.safetensors", "checkpoint", "sd3", "large-turbo", 16_500_000_000),
         # the separate parts transformer-only files load with (ComfyUI's text_encoders, vae)
         ("t5xxl_fp16.safetensors", "text_encoder", "", "t5-xxl", 9_790_000_000),
+        (T5_SCALED_FP8, "text_encoder", "", "t5-xxl,fp8-scaled", 5_160_000_000),
         ("clip_l.safetensors", "text_encoder", "", "clip-l", 246_000_000),
         ("clip_g.safetensors", "text_encoder", "", "clip-g", 1_390_000_000),
         ("ae.safetensors", "vae", "", "16-channel", 335_000_000),

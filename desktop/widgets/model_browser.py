@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop.images import MODEL_SUFFIXES, local_path
 from desktop.state.models import ModelInfo, ModelLibrary
-from desktop.widgets.model_card import HashWorker, ModelCardView, thumbnail
+from desktop.widgets.model_card import HashWorker, ModelCardView, kind_text, thumbnail
 from engine.errors import EaselError
 
 COLUMNS = ("Name", "Kind", "Base", "Variant", "Size", "Hash", "Status")
@@ -54,13 +54,7 @@ def variant_text(variant: str) -> str:
     return " · ".join(part for part in variant.split(",") if part) or "—"
 
 
-#: kinds shown in words; parts (text encoders, VAEs) load with models, they are not picked
-KIND_LABELS = {"text_encoder": "text encoder", "ip_adapter": "IP-Adapter"}
 ENCODER_NAMES = {"clip-l": "CLIP-L", "clip-g": "CLIP-G", "clip-h": "OpenCLIP-H", "t5-xxl": "T5-XXL"}
-
-
-def kind_text(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind)
 
 
 def part_summary(kind: str, variant: str) -> str:

@@ -19,6 +19,23 @@ from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
+#: kinds shown in words; parts (text encoders, VAEs) load with models, they are not picked
+KIND_LABELS = {"text_encoder": "text encoder", "ip_adapter": "IP-Adapter"}
+
+
+def kind_text(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
+def _kind_and_base(kind: str, base: str) -> str:
+    """'checkpoint, sd1.' / 'text encoder, a part shared by the models it fits.'"""
+    if base:
+        return f"{kind_text(kind)}, {base}."
+    if kind in {"text_encoder", "vae"}:
+        return f"{kind_text(kind)}, a part shared by the models it fits."
+    return f"{kind_text(kind)}, unknown base."
+
+
 THUMB = 160
 PREVIEW_SUFFIXES = (".preview.png", ".png", ".jpg", ".jpeg", ".webp")
 CARD_NAMES = ("README.md", "model_card.md", "card.md")
@@ -95,7 +112,7 @@ class ModelCardView(QWidget):
         found = card_path(info.path) if info.path else None
         if found is None:
             self.card.setMarkdown(
-                f"**{info.name}**\n\n{info.kind}, {info.base or 'unknown base'}.\n\n"
+                f"**{info.name}**\n\n{_kind_and_base(info.kind, info.base)}\n\n"
                 "No model card: put a README.md beside the model (or name.md beside a single "
                 "file) to describe what it makes and its licence."
             )
