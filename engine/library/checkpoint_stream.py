@@ -46,15 +46,21 @@ def read_checkpoint(path: Path, dtype: torch.dtype | None) -> dict[str, torch.Te
 
 
 def iter_checkpoint(
-    path: Path, dtype_for: Callable[[str], torch.dtype | None], *, prefix: str = ""
+    path: Path,
+    dtype_for: Callable[[str], torch.dtype | None],
+    *,
+    prefix: str = "",
+    strip: bool = False,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) for the tensors of `path` under `prefix`, in file order, each read with
-    plain file reads (no mapping keeps the file's pages) and floating ones cast to
-    `dtype_for(name)`; scaled-fp8 weights times their scales, the scales left out."""
+    """(name, tensor) for the tensors of `path` under `prefix` (named without it when `strip`),
+    in file order, each read with plain file reads (no mapping keeps the file's pages) and
+    floating ones cast to `dtype_for(name)`; scaled-fp8 weights times their scales, the scales
+    left out."""
     from engine.library.fp8 import Fp8Scales, is_scaled
     from engine.library.header import read_header
 
-    tensors = {k: v for k, v in read_header(path).tensors.items() if k.startswith(prefix)}
+    cut = len(prefix) if strip else 0
+    tensors = {k[cut:]: v for k, v in read_header(path).tensors.items() if k.startswith(prefix)}
     with open(path, "rb") as handle:
 
         def read(name: str) -> torch.Tensor:

@@ -86,10 +86,6 @@ class Fp8Scales:
             _check_shape(name, tuple(scale.shape), tuple(shapes[weight]), shown)
         return out
 
-    def scales(self, name: str) -> bool:
-        """Whether weight `name` has a scale (apply then returns a new tensor)."""
-        return name in self.by_weight
-
     def apply(self, name: str, tensor: torch.Tensor, dtype: torch.dtype | None):
         """The tensor as the model takes it: a scaled weight multiplied in float32 and cast to
         `dtype` (float32 when None), fp8 upcast, other floats cast; None for a tensor to drop

@@ -74,6 +74,8 @@ _QKV = {
     "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
 }
 _LINEAR1 = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
+_DOUBLE_TABLES = (_DOUBLE_NORMS, _DOUBLE)
+_SINGLE_TABLES = (_SINGLE_NORMS, _SINGLE)
 _FINAL_MODULATION = "final_layer.adaLN_modulation.1"
 
 
@@ -186,37 +188,28 @@ def convert_tensor(name: str, tensor: torch.Tensor, geometry: FluxGeometry) -> d
     if not match:
         return {}
     stream, number, rest = match.groups()
+    width = geometry.width
     if stream == "double":
-        return _double(f"transformer_blocks.{number}.", rest, tensor, geometry)
-    return _single(f"single_transformer_blocks.{number}.", rest, tensor, geometry)
+        fused = {base: (names, (width,) * 3) for base, names in _QKV.items()}
+        return _block(f"transformer_blocks.{number}.", rest, tensor, _DOUBLE_TABLES, fused)
+    fused = {"linear1": (_LINEAR1, (width, width, width, geometry.mlp_width))}
+    return _block(f"single_transformer_blocks.{number}.", rest, tensor, _SINGLE_TABLES, fused)
 
 
-def _double(out: str, rest: str, tensor: torch.Tensor, geometry: FluxGeometry) -> dict:
-    if rest in _DOUBLE_NORMS:
-        return {out + _DOUBLE_NORMS[rest]: tensor}
+def _block(out: str, rest: str, tensor: torch.Tensor, tables: tuple, fused: dict) -> dict:
+    """One tensor of a double or single block: `tables` = (norm renames, renames), `fused` =
+    {original name: (diffusers names, rows of each)}."""
+    norms, renames = tables
+    if rest in norms:
+        return {out + norms[rest]: tensor}
     base, _, kind = rest.rpartition(".")
     if kind == "scale":
         return {}
-    if base in _DOUBLE:
-        return {f"{out}{_DOUBLE[base]}.{kind}": tensor}
-    if base in _QKV:
-        parts = _split(tensor, (geometry.width,) * 3)
-        return {f"{out}{n}.{kind}": p for n, p in zip(_QKV[base], parts, strict=True)}
-    return {}
-
-
-def _single(out: str, rest: str, tensor: torch.Tensor, geometry: FluxGeometry) -> dict:
-    if rest in _SINGLE_NORMS:
-        return {out + _SINGLE_NORMS[rest]: tensor}
-    base, _, kind = rest.rpartition(".")
-    if kind == "scale":
-        return {}
-    if base in _SINGLE:
-        return {f"{out}{_SINGLE[base]}.{kind}": tensor}
-    if base == "linear1":
-        width = geometry.width
-        parts = _split(tensor, (width, width, width, geometry.mlp_width))
-        return {f"{out}{n}.{kind}": p for n, p in zip(_LINEAR1, parts, strict=True)}
+    if base in renames:
+        return {f"{out}{renames[base]}.{kind}": tensor}
+    if base in fused:
+        names, rows = fused[base]
+        return {f"{out}{n}.{kind}": p for n, p in zip(names, _split(tensor, rows), strict=True)}
     return {}
 
 
@@ -267,16 +260,11 @@ def _unknown_tensor(name: str, shown: str) -> ModelError:
 # -- loading ---------------------------------------------------------------------------------
 def file_shapes(path: Path) -> tuple[str, dict[str, tuple]]:
     """(prefix, {stripped name: shape}) of the transformer tensors in a safetensors file."""
-    from safetensors import safe_open
+    from engine.library.header import read_header
 
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-        prefix = PREFIX if any(k.startswith(PREFIX) for k in keys) else ""
-        shapes = {
-            k[len(prefix) :]: tuple(handle.get_slice(k).get_shape())
-            for k in keys
-            if k.startswith(prefix)
-        }
+    tensors = read_header(path).tensors
+    prefix = PREFIX if any(k.startswith(PREFIX) for k in tensors) else ""
+    shapes = {k[len(prefix) :]: tuple(v.shape) for k, v in tensors.items() if k.startswith(prefix)}
     return prefix, shapes
 
 
@@ -287,9 +275,11 @@ def load_original_transformer(path: Path, config: dict, dtype: torch.dtype):
     from diffusers import FluxTransformer2DModel
 
     shown = f"'{path.name}'"
+    from engine.library.header import BrokenFile
+
     try:
         prefix, shapes = file_shapes(path)
-    except (OSError, ValueError, RuntimeError) as exc:  # safetensors' damaged-header errors
+    except (BrokenFile, OSError) as exc:
         raise ModelError(f"{shown} cannot be read: {exc}. Download it again.") from exc
     geometry = read_geometry(shapes, shown)
     config = {**config, **geometry.config()}
@@ -313,66 +303,20 @@ def _check_rope(config: dict, geometry: FluxGeometry, shown: str) -> None:
         )
 
 
-#: the file is opened again after this many bytes: safetensors maps the whole file, and the
-#: pages already read stay in the process's memory until the mapping is closed
-REOPEN_BYTES = 256 << 20
-
-
 def _read_converted(path: Path, prefix: str, geometry, dtype, shown: str) -> dict:
-    """The file's transformer tensors in diffusers' names, each cast to `dtype` as it is read."""
-    from engine.library.fp8 import is_dropped
+    """The file's transformer tensors in diffusers' names, each cast to `dtype` as it is read
+    (engine.library.checkpoint_stream: plain file reads, so no mapping keeps the file's pages
+    beside the weights; a scaled-fp8 file's scales applied and dropped)."""
+    from engine.library.checkpoint_stream import iter_checkpoint
 
     state = {}
     try:
-        scales = _file_scales(path, prefix, shown)  # a scaled-fp8 file's (tiny) scales
-        for key, tensor in _tensors(path, prefix):
-            name = key[len(prefix) :]
-            if scales.scales(name):  # fp8 times its scale, in float32: a new tensor
-                tensor = scales.apply(name, tensor, dtype)
-            elif is_dropped(name):
-                continue  # a scale (applied to its weight), activation scale or the marker
-            else:
-                # a copy in the compute dtype, even where the dtype is already right: a tensor
-                # left in the file's mapping keeps the whole mapping (every page read) alive
-                floating = tensor.is_floating_point()
-                tensor = tensor.to(dtype if floating else tensor.dtype, copy=True)
+        for name, tensor in iter_checkpoint(path, lambda _: dtype, prefix=prefix, strip=True):
             # split parts are views of the fused tensor: contiguous rows, no copy
             state.update(_convert_named(name, tensor, geometry, shown))
     except (OSError, ValueError, RuntimeError) as exc:  # a truncated file fails on read
         raise ModelError(f"{shown} cannot be read: {exc}. Download it again.") from exc
     return state
-
-
-def _file_scales(path: Path, prefix: str, shown: str):
-    from safetensors import safe_open
-
-    from engine.library.fp8 import Fp8Scales
-
-    with safe_open(str(path), framework="pt") as handle:
-        shapes = {
-            k[len(prefix) :]: tuple(handle.get_slice(k).get_shape())
-            for k in handle.keys()
-            if k.startswith(prefix)
-        }
-        return Fp8Scales.read(shapes, lambda name: handle.get_tensor(prefix + name), shown)
-
-
-def _tensors(path: Path, prefix: str):
-    """(name, tensor) for the tensors under `prefix` (not the VAE and text encoders of an
-    all-in-one file), the file opened again every REOPEN_BYTES read: an fp8 file's pages are
-    then not held beside the upcast weights for the whole load."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        keys = [k for k in handle.keys() if k.startswith(prefix)]
-    while keys:
-        read = 0
-        with safe_open(str(path), framework="pt") as handle:
-            while keys and read < REOPEN_BYTES:
-                key = keys.pop(0)
-                tensor = handle.get_tensor(key)
-                read += tensor.numel() * tensor.element_size()
-                yield key, tensor
 
 
 def _check_fit(state: dict, expected: dict[str, tuple], shown: str) -> None:
