@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import sys
 import threading
-
-log = logging.getLogger(__name__)
 
 _trim = None
 _looked_up = False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from engine.library.fp8 import is_scaled, scale_target
 from engine.library.probe import ProbeResult, Shapes
 
 #: prefixes under which text encoders sit in all-in-one and LDM files, stripped before the rules
@@ -140,8 +141,6 @@ def _clip_details(inner: Shapes, layout: str) -> dict:
 def _weight_quant(dtypes: dict[str, str], keys) -> str:
     """'fp8' / 'fp8-e5m2' for float8 weights; 'fp8-scaled' for ComfyUI's scaled-fp8 files
     (their scales are applied on load, engine.library.fp8)."""
-    from engine.library.fp8 import is_scaled, scale_target
-
     counts = Counter(
         dtype for key, dtype in dtypes.items() if key.endswith("weight") and not scale_target(key)
     )

@@ -266,13 +266,10 @@ def load_vae_file(file: Path, config_dir: Path, dtype: torch.dtype, *, prefix: s
 def _prefixed_tensors(file: Path, prefix: str) -> dict:
     """The tensors of `file` under `prefix`, names kept (diffusers' VAE converter strips the
     `vae.` / `first_stage_model.` prefixes itself)."""
-    from safetensors import safe_open
+    from engine.library.checkpoint_stream import iter_checkpoint
 
-    from engine.library.fp8 import dequantise_state
-
-    with safe_open(str(file), framework="pt") as handle:
-        state = {k: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
-    return dequantise_state(state, None, f"'{file.name}'")  # a scaled VAE: weights in float32
+    # dtype None: tensors as stored; a scaled VAE's weights times their scales, in float32
+    return dict(iter_checkpoint(file, lambda _: None, prefix=prefix))
 
 
 #: a part file, or (file, prefix) for one part of an all-in-one file
