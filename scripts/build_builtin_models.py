@@ -15,6 +15,7 @@ never imports Qt. Everything else is the engine's own code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -347,6 +348,9 @@ def cmd_dalle(args) -> None:
         extras=extras,
         runtime=RuntimeOptions(cpu_threads=args.threads),
     )
+    if args.init_from is not None and not args.resume:
+        seed_dalle_checkpoint(args.out, args.init_from, request)
+        request = dataclasses.replace(request, resume=True)
     cancel = threading.Event()
     timer = threading.Timer(args.minutes * 60, cancel.set)
     timer.daemon = True
@@ -366,6 +370,34 @@ def cmd_dalle(args) -> None:
         log(logfile, "time box reached: the run was saved and exported where it stopped")
     finally:
         timer.cancel()
+
+
+def seed_dalle_checkpoint(out: Path, init_from: Path, request) -> None:
+    """A checkpoint that starts a run from a shipped emoji-dalle: its tokenizer is final (the
+    step counter says stage 1 is done, so its codes stay the ones the weights were trained on)
+    and the transformer goes on from the shipped weights with a fresh AdamW, as `ldm
+    --init-from` does for the UNet."""
+    from safetensors.torch import load_file
+
+    from engine.training import checkpoint
+    from engine.training.dalle import DalleTrainer
+
+    config = json.loads((init_from / "config.json").read_text())
+    config.pop("format", None)
+    # --set settings that leave the weights' shapes alone (dropout, learning rate) apply
+    config.update({k: v for k, v in request.extras.items() if k in config})
+    trainer = DalleTrainer(request, config, torch.device("cpu"))
+    trainer.model.load_state_dict(load_file(str(init_from / "model.safetensors")))
+    counters = {
+        "step": int(config["tokenizer_steps"]),
+        "elapsed_s": 0.0,
+        "losses": [],
+        "config": config,
+        "trainer": {},
+        "request": request.to_dict(),
+    }
+    checkpoint.save_checkpoint(out, trainer.state_tensors(), counters)
+    log(out / "train.log", f"started from {init_from} at step {counters['step']}")
 
 
 def add_gallery(folder: Path, cache: Path | None) -> int:
@@ -514,6 +546,9 @@ def main(argv=None) -> int:
     dalle.add_argument("--lr", type=float, help="transformer learning rate (default: config's)")
     dalle.add_argument("--sample-every", type=int, default=500)
     dalle.add_argument("--resume", action="store_true")
+    dalle.add_argument(
+        "--init-from", type=Path, help="continue from a shipped model folder (tokenizer kept)"
+    )
     dalle.add_argument("--threads", type=int, default=1)
     dalle.add_argument("--seed", type=int, default=0)
     dalle.add_argument(

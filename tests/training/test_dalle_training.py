@@ -99,3 +99,34 @@ def test_a_corrupt_caption_file_is_skipped_and_reported(captioned, tmp_path):
     assert trainer.captions[index] == "a red circle"
     others = [c for i, c in enumerate(trainer.captions) if i != index]
     assert others == [c for i, c in enumerate(loaded.captions) if i != index]
+
+
+def test_a_run_started_from_a_finished_model_keeps_its_tokenizer(captioned, straight_run, tmp_path):
+    """`build_builtin_models.py dalle --init-from`: the tokenizer's codes are what the shipped
+    transformer was trained on, so they stay bit for bit; the transformer goes on from the
+    shipped weights (its first loss is the finished model's, not a fresh model's)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build_builtin_models.py"
+    spec = importlib.util.spec_from_file_location("build_builtin_models", script)
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+
+    finished, finished_result = straight_run
+    out = tmp_path / "continued"
+    request = dalle_request(captioned, out, steps=STEPS + 3, resume=True)
+    builder.seed_dalle_checkpoint(out, finished, request)
+    ctx = RecordingContext()
+    result = run_training(request, ctx)
+    assert [p.step for p in ctx.steps()] == list(range(4, STEPS + 4))  # no tokenizer steps
+    before = load_native_model(finished).model.state_dict()
+    after = load_native_model(out).model.state_dict()
+    tokenizer = [k for k in before if k.startswith("tokenizer.")]
+    assert tokenizer and all(torch.equal(before[k], after[k]) for k in tokenizer)
+    moved = [
+        k for k in before if k.startswith("transformer.") and not torch.equal(before[k], after[k])
+    ]
+    assert moved, "the transformer did not train"
+    fresh_first = finished_result.info["loss_history"][3]  # a new transformer's first loss
+    assert result.info["loss_history"][0] < fresh_first
