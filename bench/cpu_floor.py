@@ -8,7 +8,10 @@
    feed-forward, 3x3 convolutions, SDPA) at the chosen size.
 2. The work: FLOPs of one UNet step with classifier-free guidance (batch 2), counted with
    `torch.utils.flop_counter.FlopCounterMode` on the full-size SD 1.5 architecture (random
-   weights from the published config). floor = FLOPs / best measured throughput.
+   weights from the published config). floor = FLOPs / best measured throughput. The counter
+   misses attention, so the shapes of every SDPA call give its QK^T/PV FLOPs and its softmax
+   exponentials; with the in-cache exp rate they give an attainable floor (no exact attention
+   is faster), reported beside the issue's floor.
 3. The same denoising run (same noise, Euler steps) three ways in one process: diffusers' plain
    UNet in fp32, in bf16, and Easel's (the dtype `engine.devices.pick_dtype` picks plus the
    levers of `engine.sd.speed`), interleaved step by step (the machine is shared: a load spike
@@ -110,15 +113,54 @@ def throughput(size: int, repeats: int) -> dict:
     return results
 
 
-def count_step_flops(unet, size: int) -> int:
+def count_step_flops(unet, size: int) -> tuple[int, dict]:
+    """FLOPs of one step as FlopCounterMode counts them (conv + linear), and the attention it
+    does not count: QK^T + PV FLOPs and the number of softmax exponentials, read from the
+    shapes of every `scaled_dot_product_attention` call."""
     import torch
+    import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
+
+    attention = {"attention_flops": 0, "softmax_exps": 0, "calls": 0}
+    real_sdpa = F.scaled_dot_product_attention
+
+    def counting_sdpa(query, key, value, *args, **kwargs):
+        scores = query.shape[:-1].numel() * key.shape[-2]  # batch x heads x queries x keys
+        attention["softmax_exps"] += scores
+        attention["attention_flops"] += 2 * scores * (query.shape[-1] + value.shape[-1])
+        attention["calls"] += 1
+        return real_sdpa(query, key, value, *args, **kwargs)
 
     latents, context, timestep = step_inputs(size, torch.float32)
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        unet(latents, timestep, context)
-    return counter.get_total_flops()
+    F.scaled_dot_product_attention = counting_sdpa
+    try:
+        with torch.inference_mode(), counter:
+            unet(latents, timestep, context)
+    finally:
+        F.scaled_dot_product_attention = real_sdpa
+    return counter.get_total_flops(), attention
+
+
+def exp_throughput() -> dict:
+    """Exponentials per second with the data in cache (a 64x4096 block, the size of a flash
+    attention tile): softmax needs one per attention score, and no matmul unit computes them.
+    fp32 is what torch's CPU flash kernel computes them in, bf16 inputs or not."""
+    import torch
+
+    rates = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(64, 4096, dtype=dtype)
+        out = torch.empty_like(x)
+
+        def twenty_exps(x=x, out=out):
+            for _ in range(20):
+                torch.exp(x, out=out)
+
+        seconds = best_seconds(twenty_exps, 5)
+        name = str(dtype).replace("torch.", "")
+        rates[f"{name}_gexp_per_s"] = round(20 * x.numel() / seconds / 1e9, 2)
+    return rates
 
 
 def step_inputs(size: int, dtype):
@@ -208,6 +250,25 @@ def psnr(image, reference) -> float:
     return round(10 * math.log10(1.0 / mse), 1) if mse > 0 else float("inf")
 
 
+def attention_floor(attention: dict, counted_flops: int, results: dict) -> dict:
+    """The floor again with what FlopCounterMode misses: attention's FLOPs at the best matmul
+    throughput, and its softmax exponentials at the in-cache exp rate (fp32, as the kernel
+    computes them). No exact attention can run faster than this on this CPU."""
+    rates = exp_throughput()
+    best = results["best_gflops"] * 1e9
+    with_attention = (counted_flops + attention["attention_flops"]) / best
+    exp_s = attention["softmax_exps"] / (rates["float32_gexp_per_s"] * 1e9)
+    return {
+        **rates,
+        "attention_calls": attention["calls"],
+        "attention_gflop": round(attention["attention_flops"] / 1e9, 1),
+        "softmax_gexps": round(attention["softmax_exps"] / 1e9, 3),
+        "floor_with_attention_s": round(with_attention, 3),
+        "softmax_exp_s": round(exp_s, 3),
+        "attainable_floor_s_per_step": round(with_attention + exp_s, 3),
+    }
+
+
 def run_configs(args, results: dict) -> None:
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -219,9 +280,10 @@ def run_configs(args, results: dict) -> None:
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD15_UNET).eval()
     vae = AutoencoderKL(**SD15_VAE).eval()
-    flops = count_step_flops(unet, args.size)
+    flops, attention = count_step_flops(unet, args.size)
     floor_s = flops / (results["best_gflops"] * 1e9)
     results.update(step_gflop=round(flops / 1e9, 1), floor_s_per_step=round(floor_s, 3))
+    results.update(attention_floor(attention, flops, results))
     results["sdpa_in_use"] = speed.sdpa_in_use(unet)
     print(json.dumps(results), flush=True)
 
@@ -251,6 +313,7 @@ def run_configs(args, results: dict) -> None:
         results[f"{label}_s_per_step"] = round(best, 3)
         results[f"{label}_runs_s"] = [round(t, 2) for t in run.times]
         results[f"{label}_x_floor"] = round(best / floor_s, 2)
+        results[f"{label}_x_attainable"] = round(best / results["attainable_floor_s_per_step"], 2)
         results[f"{label}_psnr_vs_fp32"] = psnr(image, reference)
     results["easel_vs_diffusers_fp32"] = round(
         results["diffusers_fp32_s_per_step"] / results["easel_s_per_step"], 2

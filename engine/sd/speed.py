@@ -12,8 +12,11 @@ natively, else fp32). On top of it, measured with `bench/cpu_floor.py --levers` 
 - fused QKV projections: one matmul instead of three; it changes module structure that LoRA
   loading targets (to_q/to_k/to_v), so it is off unless measured worth it and asked for
   (`EASEL_FUSE_QKV=1`).
-- torch.compile: off on the CPU by default (minutes of compiling on 2 cores for a gain that did not
-  pay there); `EASEL_TORCH_COMPILE=1` turns it on with a persistent inductor cache in the data
+- torch.compile: off on the CPU by default. `bench/compile_cache.py` (SD 1.5 at 512 px, 2 cores)
+  measured a compiled step equal to the eager bf16 + channels_last one within the noise (3.60 vs
+  3.52 s; with inductor's freezing 3.44, max-autotune slower), for a 68 s first compile and an
+  11 s start from the warm cache: the step is oneDNN's convolutions and torch's flash attention
+  either way. `EASEL_TORCH_COMPILE=1` turns it on with a persistent inductor cache in the data
   folder. A compile failure falls back to eager execution for good (`compile_with_fallback`).
 """
 
