@@ -3,6 +3,8 @@ prompt faithfulness, all with the real FID Inception network (engine.metrics.fid
 
     python scripts/builtin_cards.py reference     # held-out, training gallery and noise features
     python scripts/builtin_cards.py evaluate --model resources/models/emoji-ldm
+    python scripts/builtin_cards.py calibrate --model resources/models/emoji-ldm  # the rate's
+        # ceiling for a model that draws only what it saw, and the model's rate on seen names
 
 On a 2-core CPU the Inception network costs about 1 s per picture, so the sets are sized to
 that budget and every number is computed the same way: the held-out emoji (all of them) are the
@@ -466,6 +468,39 @@ def cmd_sweep(args) -> None:
     out.write_text(json.dumps({"prompts": prompts, "rows": rows}, indent=2) + "\n")
 
 
+def cmd_calibrate(args) -> None:
+    """What the faithfulness rate means: (1) its ceiling for a model that can only draw what it
+    was trained on: the training emoji whose caption is nearest (MiniLM) each of the card's 20
+    held-out names, scored as a generated picture would be; (2) with --model, the model's rate
+    on 20 training names (how well it fits the names it has seen)."""
+    from engine.text.minilm import MiniLMEncoder
+
+    torch.set_num_threads(args.threads)
+    ref = dict(np.load(reference_path(args.cache)))
+    train = emoji.load_rendered(args.cache, 64).train()
+    names = held_out_prompts(ref, FAITHFUL_PROMPTS, seed=3)
+    encoder = MiniLMEncoder()
+    prompts = encoder.encode([emoji.caption(n) for n in names])
+    known = encoder.encode([emoji.caption(str(n)) for n in train.names])
+    nearest = (prompts @ known.T).argmax(1).tolist()
+    pictures = [Image.fromarray(train.images[i]) for i in nearest]
+    ceiling = faithfulness(pictures, names, ref)
+    result = {"retrieval_ceiling": ceiling["rate"], "ceiling_rows": ceiling["rows"]}
+    print(f"ceiling (nearest training name's emoji): {ceiling['rate']:.0%}", flush=True)
+    if args.model is not None:
+        gallery = [str(n) for n in ref["gallery_names"]]
+        order = np.random.default_rng(5).permutation(len(gallery))[:FAITHFUL_PROMPTS]
+        seen = [gallery[i] for i in order]
+        drawn = generate(str(args.model), [emoji.caption(n) for n in seen], seed=100)
+        fit = faithfulness(drawn, seen, ref)
+        result.update(model=str(args.model), training_names=fit["rate"], fit_rows=fit["rows"])
+        print(f"{args.model}: faithfulness on training names {fit['rate']:.0%}")
+    out = args.output or Path("build") / "faithfulness-calibration.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def cmd_card(args) -> None:
     folder = Path(args.model)
     training = json.loads((folder / "training.json").read_text(encoding="utf-8"))
@@ -500,6 +535,10 @@ def main(argv=None) -> int:
     sweep.add_argument("--model", type=Path, required=True)
     sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
     sweep.set_defaults(run=cmd_sweep)
+    calibrate = sub.add_parser("calibrate", help="faithfulness ceiling and fit on seen names")
+    calibrate.add_argument("--model", type=Path)
+    calibrate.add_argument("--output", type=Path)
+    calibrate.set_defaults(run=cmd_calibrate)
     card = sub.add_parser("card", help="write README.md from training.json and quality.json")
     card.add_argument("--model", type=Path, required=True)
     card.set_defaults(run=cmd_card)
