@@ -135,6 +135,7 @@ class ModelBrowser(QDialog):
         self.hashes = HashWorker(self)
         self.hashes.hashed.connect(self._hash_arrived)
         self._icons: dict[str, QIcon] = {}
+        self._hashes: dict[str, str] = {}  # short hashes the worker found, by reference
         self._build()
         library.changed.connect(self.refresh)
         self.refresh()
@@ -217,7 +218,7 @@ class ModelBrowser(QDialog):
                 info.base or "—",
                 variant_text(info.variant),
                 format_size(info.size_bytes),
-                info.short_hash or "—",
+                info.short_hash or self._hashes.get(info.reference) or "—",
                 info.status if not info.reason else f"{info.status}: {info.reason}",
             ]
             row = [QStandardItem(text) for text in cells]
@@ -245,7 +246,8 @@ class ModelBrowser(QDialog):
     def _request_hashes(self) -> None:
         """Hash what the library has no hash for yet (only while the browser is shown)."""
         for info in self.library.models:
-            if not info.short_hash and info.status in ("ok", "unknown"):
+            known = info.short_hash or info.reference in self._hashes
+            if not known and info.status in ("ok", "unknown"):
                 self.hashes.request(info.reference, info.path)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt naming
@@ -253,6 +255,9 @@ class ModelBrowser(QDialog):
         self._request_hashes()
 
     def _hash_arrived(self, reference: str, value: str) -> None:
+        # kept here too: a refresh (the library rescanned) rebuilds the rows from the library's
+        # records, and the worker answers each model once
+        self._hashes[reference] = value
         for row in range(self.model.rowCount()):
             item = self.model.item(row, HASH_COLUMN)
             if item.data(Qt.ItemDataRole.UserRole) == reference:

@@ -163,7 +163,8 @@ class HashWorker(QObject):
             self._work(cache, short_hash, (EaselError, JobCancelled, OSError))
         finally:
             with self._lock:
-                self._thread = None
+                if self._thread is threading.current_thread():  # stopped or failed
+                    self._thread = None
 
     def _work(self, cache, short_hash, failures) -> None:
         while not self._stop.is_set():
@@ -171,6 +172,9 @@ class HashWorker(QObject):
                 try:
                     reference, path = self._todo.get_nowait()
                 except queue.Empty:
+                    # under the lock `request` holds while it checks for a thread: a request
+                    # that comes after this starts a new thread instead of being stranded
+                    self._thread = None
                     return
             try:
                 # the same identity the pictures' metadata name (a native folder's weights)

@@ -20,6 +20,9 @@ def test_built_in_models_show_card_thumbnail_and_hash(qtbot, window):
     assert not browser.model.item(row, 0).icon().isNull()  # a thumbnail in the table
     qtbot.waitUntil(lambda: browser.hash_text("builtin:emoji-ldm") not in ("", "—"), timeout=20_000)
     assert len(browser.hash_text("builtin:emoji-ldm")) == 10  # A1111's short hash
+    shown = browser.hash_text("builtin:emoji-ldm")
+    browser.refresh()  # the library rescanned: the rows are rebuilt from its records
+    assert browser.hash_text("builtin:emoji-ldm") == shown  # the found hash stays
     hashes = browser.hashes
     browser.reject()
     assert not hashes.busy
@@ -33,3 +36,28 @@ def test_a_single_file_finds_its_preview_and_card(tmp_path):
     (tmp_path / "dreamshaper.md").write_text("# Dreamshaper\nCreativeML OpenRAIL-M")
     assert preview_path(model).name == "dreamshaper.preview.png"
     assert card_path(model).name == "dreamshaper.md"
+
+
+def test_hash_requests_that_arrive_while_the_worker_finishes_are_all_answered(qtbot, tmp_path):
+    """A request that came just as the hash thread found its queue empty used to be left in the
+    queue with no thread to take it (its hash column stayed blank; seen under load)."""
+    import random
+    import time
+
+    from desktop.widgets.model_card import HashWorker
+
+    files = []
+    for i in range(120):
+        path = tmp_path / f"model-{i}.safetensors"
+        path.write_bytes(bytes([i]) * 64)
+        files.append(path)
+    worker = HashWorker()
+    answered: dict[str, str] = {}
+    worker.hashed.connect(answered.__setitem__)
+    pause = random.Random(0)
+    for i, path in enumerate(files):
+        worker.request(f"model-{i}", str(path))
+        time.sleep(pause.choice([0.0, 0.0001, 0.0005, 0.002]))  # land on the thread's exit
+    qtbot.waitUntil(lambda: len(answered) == len(files), timeout=20_000)
+    assert len(set(answered.values())) == len(files)  # each file's own hash
+    worker.stop()
