@@ -155,6 +155,7 @@ def generate(
     threads: int = 1,
     candidates: int = 0,
     guidance: float = 3.0,
+    extras: dict | None = None,
 ) -> list:
     """One picture per prompt (or per seed for unconditioned models) through the engine.
     `candidates` > 1: the DALL-E family makes that many and keeps the best (re-ranking)."""
@@ -172,7 +173,7 @@ def generate(
             steps=20,
             sampler="DDIM",
             guidance_scale=guidance,
-            extras={"candidates": candidates} if candidates > 1 else {},
+            extras={**(extras or {}), **({"candidates": candidates} if candidates > 1 else {})},
             runtime=RuntimeOptions(cpu_threads=threads),
         )
         images.append(run_generation(request, ctx).images[0].convert("RGB"))
@@ -459,11 +460,17 @@ def cmd_sweep(args) -> None:
     names = held_out_prompts(ref, 2 * FAITHFUL_PROMPTS, seed=3)[FAITHFUL_PROMPTS:]
     prompts = [emoji.caption(n) for n in names]
     rows = []
+    temperatures = args.temperature or [None]  # dalle's sampling temperature; None: the model's
     for guidance in args.guidance:
-        pictures = generate(str(args.model), prompts, seed=200, guidance=guidance)
-        rate = faithfulness(pictures, names, ref)["rate"]
-        rows.append({"guidance": guidance, "validation_faithfulness": rate})
-        print(f"guidance {guidance}: validation faithfulness {rate:.0%}", flush=True)
+        for temperature in temperatures:
+            extras = {} if temperature is None else {"temperature": temperature}
+            pictures = generate(
+                str(args.model), prompts, seed=200, guidance=guidance, extras=extras
+            )
+            rate = faithfulness(pictures, names, ref)["rate"]
+            rows.append({"guidance": guidance, **extras, "validation_faithfulness": rate})
+            shown = "" if temperature is None else f", temperature {temperature}"
+            print(f"guidance {guidance}{shown}: validation faithfulness {rate:.0%}", flush=True)
     out = Path(args.model) / "guidance-sweep.json"
     out.write_text(json.dumps({"prompts": prompts, "rows": rows}, indent=2) + "\n")
 
@@ -534,6 +541,7 @@ def main(argv=None) -> int:
     sweep = sub.add_parser("sweep", help="validation faithfulness per guidance scale")
     sweep.add_argument("--model", type=Path, required=True)
     sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
+    sweep.add_argument("--temperature", type=float, nargs="*", help="dalle: sampling temperatures")
     sweep.set_defaults(run=cmd_sweep)
     calibrate = sub.add_parser("calibrate", help="faithfulness ceiling and fit on seen names")
     calibrate.add_argument("--model", type=Path)
