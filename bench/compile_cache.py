@@ -106,7 +106,7 @@ def run_child(label: str, mode: str, args, cache: str, out: Path) -> dict:
     return result
 
 
-def picture_psnr(latent_files: dict, size: int) -> dict:
+def picture_psnr(latent_files: dict) -> dict:
     import torch
     from cpu_floor import decode_fp32, psnr
     from diffusers import AutoencoderKL
@@ -153,7 +153,7 @@ def main() -> None:
                 label = f"{variant}_{start}"
                 latents[label] = work / f"{label}.pt"
                 results[label] = run_child(label, variant, args, cache, latents[label])
-        results["psnr_vs_fp32"] = picture_psnr(latents, args.size)
+        results["psnr_vs_fp32"] = picture_psnr(latents)
     results["load_avg_after"] = os.getloadavg()[0]
     print(json.dumps(results))
 

@@ -15,7 +15,6 @@ never imports Qt. Everything else is the engine's own code.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -350,7 +349,7 @@ def cmd_dalle(args) -> None:
     )
     if args.init_from is not None and not args.resume:
         seed_dalle_checkpoint(args.out, args.init_from, request)
-        request = dataclasses.replace(request, resume=True)
+        request = request.replace(resume=True)
     cancel = threading.Event()
     timer = threading.Timer(args.minutes * 60, cancel.set)
     timer.daemon = True
@@ -379,8 +378,8 @@ def seed_dalle_checkpoint(out: Path, init_from: Path, request) -> None:
     --init-from` does for the UNet."""
     from safetensors.torch import load_file
 
-    from engine.training import checkpoint
     from engine.training.dalle import DalleTrainer
+    from engine.training.runner import RunState, save_run_checkpoint
 
     config = json.loads((init_from / "config.json").read_text())
     config.pop("format", None)
@@ -388,16 +387,9 @@ def seed_dalle_checkpoint(out: Path, init_from: Path, request) -> None:
     config.update({k: v for k, v in request.extras.items() if k in config})
     trainer = DalleTrainer(request, config, torch.device("cpu"))
     trainer.model.load_state_dict(load_file(str(init_from / "model.safetensors")))
-    counters = {
-        "step": int(config["tokenizer_steps"]),
-        "elapsed_s": 0.0,
-        "losses": [],
-        "config": config,
-        "trainer": {},
-        "request": request.to_dict(),
-    }
-    checkpoint.save_checkpoint(out, trainer.state_tensors(), counters)
-    log(out / "train.log", f"started from {init_from} at step {counters['step']}")
+    start = RunState(step=int(config["tokenizer_steps"]))
+    save_run_checkpoint(out, trainer, start, request)
+    log(out / "train.log", f"started from {init_from} at step {start.step}")
 
 
 def add_gallery(folder: Path, cache: Path | None) -> int:

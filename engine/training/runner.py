@@ -163,16 +163,9 @@ class _Loop:
         return grid
 
     def _save_checkpoint(self) -> None:
-        tensors = {**self.trainer.state_tensors(), **self.sampler.state()}
-        counters = {
-            "step": self.state.step,
-            "elapsed_s": self.state.elapsed_s,
-            "losses": self.state.losses,
-            "config": self.trainer.config,
-            "trainer": self.trainer.counters(),
-            "request": self.request.to_dict(),
-        }
-        checkpoint.save_checkpoint(self.out_dir, tensors, counters)
+        save_run_checkpoint(
+            self.out_dir, self.trainer, self.state, self.request, self.sampler.state()
+        )
 
     def _save(self, *, stopped: bool):
         """Checkpoint, final grid, model folder and card. Also on cancel: what was learnt so far
@@ -277,6 +270,21 @@ def _load_data(request, family: str, saved_config: dict | None, check_cancelled)
         data_b = load(request.data_dir_b)
         data.skipped.extend(f"(B) {s}" for s in data_b.skipped)
     return data, data_b
+
+
+def save_run_checkpoint(out_dir: Path, trainer, state: RunState, request, extra_tensors=None):
+    """The checkpoint `run_training(resume=True)` continues from: the trainer's tensors (and the
+    batch sampler's, when it has run) with the loop's counters."""
+    counters = {
+        "step": state.step,
+        "elapsed_s": state.elapsed_s,
+        "losses": state.losses,
+        "config": trainer.config,
+        "trainer": trainer.counters(),
+        "request": request.to_dict(),
+    }
+    tensors = {**trainer.state_tensors(), **(extra_tensors or {})}
+    checkpoint.save_checkpoint(out_dir, tensors, counters)
 
 
 def _restore(trainer, sampler, tensors, counters) -> RunState:
