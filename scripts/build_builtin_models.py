@@ -6,6 +6,7 @@
     python scripts/build_builtin_models.py ldm --minutes M # train the autoencoder + latent UNet
     python scripts/build_builtin_models.py dalle --steps N # VQ tokenizer + transformer (runner)
     python scripts/build_builtin_models.py gallery --model DIR  # dalle: re-ranking gallery
+    python scripts/build_builtin_models.py concepts --model DIR --strength S  # known concepts
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
 
 The rasterising step lives here, not in the engine, because it needs Qt (QtSvg) and the engine
@@ -420,6 +421,26 @@ def cmd_gallery(args) -> None:
     print(f"{args.model}: re-ranking gallery of {count} training emoji stored")
 
 
+def cmd_concepts(args) -> None:
+    """Store the training captions' MiniLM embeddings (the "{}" template the prompts use) as
+    the model's known concepts (engine.text.concepts) and set its default steering strength."""
+    from engine.text.concepts import save_concepts
+    from engine.training.checkpoint import save_model
+
+    train = emoji.load_rendered(args.cache, 64).train()
+    names = [str(n) for n in train.names]
+    embeddings = caption_embeddings(names, args.cache)[emoji.CAPTION_TEMPLATES.index("{}")]
+    captions = [emoji.caption(n) for n in names]
+    path = save_concepts(args.model, captions, embeddings, "all-MiniLM-L6-v2")
+    if args.strength is not None:
+        from safetensors.torch import load_file
+
+        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
+        state = load_file(str(args.model / "model.safetensors"))
+        save_model(args.model, state, {**config, "concept_strength": args.strength})
+    print(f"{path}: {len(set(captions))} known concepts, strength {args.strength}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Ship: copy a trained folder into resources/models/ with its samples and training record
 
@@ -553,6 +574,10 @@ def main(argv=None) -> int:
     gallery = sub.add_parser("gallery", help="store the re-ranking gallery in a dalle folder")
     gallery.add_argument("--model", type=Path, required=True)
     gallery.set_defaults(run=cmd_gallery)
+    concepts = sub.add_parser("concepts", help="store the training captions as known concepts")
+    concepts.add_argument("--model", type=Path, required=True)
+    concepts.add_argument("--strength", type=float, help="the model's default concept_strength")
+    concepts.set_defaults(run=cmd_concepts)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
     ship.add_argument("--family", required=True, choices=("ldm", "dalle", "dcgan", "beta-vae"))

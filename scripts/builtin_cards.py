@@ -14,6 +14,7 @@ reference; each compared set (noise, training emoji, a model's samples) has the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -460,16 +461,18 @@ def cmd_sweep(args) -> None:
     names = held_out_prompts(ref, 2 * FAITHFUL_PROMPTS, seed=3)[FAITHFUL_PROMPTS:]
     prompts = [emoji.caption(n) for n in names]
     rows = []
-    temperatures = args.temperature or [None]  # dalle's sampling temperature; None: the model's
+    # None: the model's own; temperature is dalle's sampling temperature, concept_strength
+    # how far prompts are steered to the known concepts (engine.text.concepts)
+    knobs = {"temperature": args.temperature or [None], "concept_strength": args.concepts or [None]}
     for guidance in args.guidance:
-        for temperature in temperatures:
-            extras = {} if temperature is None else {"temperature": temperature}
+        for values in itertools.product(*knobs.values()):
+            extras = {k: v for k, v in zip(knobs, values, strict=True) if v is not None}
             pictures = generate(
                 str(args.model), prompts, seed=200, guidance=guidance, extras=extras
             )
             rate = faithfulness(pictures, names, ref)["rate"]
             rows.append({"guidance": guidance, **extras, "validation_faithfulness": rate})
-            shown = "" if temperature is None else f", temperature {temperature}"
+            shown = "".join(f", {k} {v}" for k, v in extras.items())
             print(f"guidance {guidance}{shown}: validation faithfulness {rate:.0%}", flush=True)
     out = Path(args.model) / "guidance-sweep.json"
     out.write_text(json.dumps({"prompts": prompts, "rows": rows}, indent=2) + "\n")
@@ -542,6 +545,7 @@ def main(argv=None) -> int:
     sweep.add_argument("--model", type=Path, required=True)
     sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
     sweep.add_argument("--temperature", type=float, nargs="*", help="dalle: sampling temperatures")
+    sweep.add_argument("--concepts", type=float, nargs="*", help="concept_strength values")
     sweep.set_defaults(run=cmd_sweep)
     calibrate = sub.add_parser("calibrate", help="faithfulness ceiling and fit on seen names")
     calibrate.add_argument("--model", type=Path)

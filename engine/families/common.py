@@ -18,6 +18,15 @@ from engine.api import MAX_SEED
 from engine.errors import InputError
 from engine.families.grid import grid_cell, make_grid  # noqa: F401 - re-exported
 
+#: the attribute `registry.load_native_model` sets on every loaded model: its known concepts
+#: (engine.text.concepts.ConceptSet from the folder's concepts.safetensors) or None
+CONCEPTS_ATTRIBUTE = "known_concepts"
+
+
+def known_concepts(model: torch.nn.Module):
+    """The loaded model's known concepts (None for models without a concept set)."""
+    return getattr(model, CONCEPTS_ATTRIBUTE, None)
+
 
 def image_seeds(seed: int, count: int) -> list[int]:
     """Seeds for a batch: `seed`, `seed + 1`, ... wrapping inside the valid range."""

@@ -386,8 +386,9 @@ def settings_used(config: dict, request) -> dict:
     return {"sampler": options.sampler, "extras": extras}
 
 
-def text_embeddings(config: dict, request):
-    """(prompt, negative) MiniLM embeddings (1, 384) or None where empty or unconditioned."""
+def text_embeddings(config: dict, request, concepts=None):
+    """(prompt, negative) MiniLM embeddings (1, 384) or None where empty or unconditioned; the
+    prompt steered to the model's known `concepts` (engine.text.concepts) where it has them."""
     if str(config.get("conditioning", "text")) != "text":
         return None, None
     prompt, negative = request.prompt.strip(), request.negative_prompt.strip()
@@ -396,16 +397,18 @@ def text_embeddings(config: dict, request):
     from engine.text.minilm import shared_encoder
 
     encoder = shared_encoder()
+    from engine.text.concepts import steer_prompt
+
     cond = encoder.encode([prompt]) if prompt else None
     uncond = encoder.encode([negative]) if negative else None
-    return cond, uncond
+    return steer_prompt(cond, concepts, config, request), uncond
 
 
 def generate(model: DalleModel, config: dict, request, ctx) -> list:
     """Prompt -> MiniLM -> transformer (guided, cached, top-k/top-p) -> tokens -> pictures;
     inpaint goes through dalle_edit; more candidates than pictures go through dalle_rerank."""
     from engine.api import Mode
-    from engine.families.common import generator_for, image_seeds, to_images
+    from engine.families.common import generator_for, image_seeds, known_concepts, to_images
 
     if request.mode is Mode.INPAINT:
         from engine.families.dalle_edit import inpaint
@@ -413,7 +416,8 @@ def generate(model: DalleModel, config: dict, request, ctx) -> list:
         return inpaint(model, config, request, ctx)
     options = sampling_options(config, request)
     device = next(model.parameters()).device
-    text, negative = (None if t is None else t.to(device) for t in text_embeddings(config, request))
+    embeddings = text_embeddings(config, request, known_concepts(model))
+    text, negative = (None if t is None else t.to(device) for t in embeddings)
     from engine.families.dalle_rerank import candidate_count
 
     count = candidate_count(config, request)

@@ -37,7 +37,13 @@ def inpaint_tokens(
 
 def inpaint(model, config: dict, request, ctx) -> list:
     """`request.batch_size` pictures: the masked area repainted, the rest the source's."""
-    from engine.families.common import from_image, generator_for, image_seeds, to_images
+    from engine.families.common import (
+        from_image,
+        generator_for,
+        image_seeds,
+        known_concepts,
+        to_images,
+    )
     from engine.families.dalle import GuidedLogits, sampling_options, text_embeddings
 
     resolution = int(config["resolution"])
@@ -49,7 +55,8 @@ def inpaint(model, config: dict, request, ctx) -> list:
     repaint = token_mask(inputs.work_mask.to(device), side)
     seeds = image_seeds(request.seed, request.batch_size)
     options = sampling_options(config, request)
-    text, negative = (None if t is None else t.to(device) for t in text_embeddings(config, request))
+    embeddings = text_embeddings(config, request, known_concepts(model))
+    text, negative = (None if t is None else t.to(device) for t in embeddings)
     guide = GuidedLogits(model.transformer, text, negative, len(seeds), options.guidance_scale)
 
     def progress(position, total):

@@ -326,10 +326,12 @@ def class_index(config: dict, value) -> int | None:
     return lowered.index(text.lower())
 
 
-def conditions(model: UNet, config: dict, request) -> tuple:
-    """(cond, uncond) for `GuidedDenoiser` from the prompt, negative prompt or class label."""
+def conditions(model: UNet, config: dict, request, concepts=None) -> tuple:
+    """(cond, uncond) for `GuidedDenoiser` from the prompt, negative prompt or class label;
+    with the model's known `concepts` (engine.text.concepts), the prompt is steered to them."""
     kind = model.config.conditioning
     if kind == "text":
+        from engine.text.concepts import steer_prompt
         from engine.text.minilm import shared_encoder
 
         template = config.get("prompt_template") or "{}"
@@ -337,7 +339,7 @@ def conditions(model: UNet, config: dict, request) -> tuple:
         encoder = shared_encoder() if prompt or negative else None
         cond = encoder.encode([template.format(prompt)]) if prompt else None
         uncond = encoder.encode([template.format(negative)]) if negative else None
-        return cond, uncond
+        return steer_prompt(cond, concepts, config, request), uncond
     if kind == "class":
         chosen = class_index(config, request.extras.get("class_label", request.prompt))
         avoid = class_index(config, request.negative_prompt)
@@ -374,6 +376,7 @@ def sample_for_request(
     latent_shape: tuple[int, ...],
     clip: float | None,
     decode=None,
+    concepts=None,
 ) -> torch.Tensor:
     """Sample `request.batch_size` images (or latents) with progress, previews and cancel.
 
@@ -383,7 +386,7 @@ def sample_for_request(
     from engine.families.common import batch_noise, generator_for, image_seeds, to_images
 
     options = sampler_options(config, request)
-    cond, uncond = conditions(model, config, request)
+    cond, uncond = conditions(model, config, request, concepts)
     steps_total = (
         options["steps"] if options["sampler"] == "DDIM" else schedule_for(config).timesteps
     )
@@ -416,15 +419,23 @@ def sample_for_request(
 
 def generate(model: UNet, config: dict, request, ctx) -> list:
     from engine.api import Mode
-    from engine.families.common import to_images
+    from engine.families.common import known_concepts, to_images
 
+    concepts = known_concepts(model)
     if request.mode is not Mode.TXT2IMG:
         from engine.families.editing import Space, edit_pictures
 
         same = lambda x: x  # noqa: E731 - pixel space: nothing to encode
-        return edit_pictures(model, config, request, ctx, Space(same, same, clip=1.0))
+        return edit_pictures(model, config, request, ctx, Space(same, same, clip=1.0), concepts)
     r, c = int(config["resolution"]), int(config["channels"])
     x = sample_for_request(
-        model, config, request, ctx, latent_shape=(c, r, r), clip=1.0, decode=lambda x0: x0
+        model,
+        config,
+        request,
+        ctx,
+        latent_shape=(c, r, r),
+        clip=1.0,
+        decode=lambda x0: x0,
+        concepts=concepts,
     )
     return to_images(x)

@@ -81,7 +81,9 @@ def load_edit_inputs(request, resolution: int, ctx) -> EditInputs:
     return EditInputs(source, work, mask, values.view(1, 1, resolution, resolution))
 
 
-def edit_pictures(unet, config: dict, request, ctx, space: Space) -> list[Image.Image]:
+def edit_pictures(
+    unet, config: dict, request, ctx, space: Space, concepts=None
+) -> list[Image.Image]:
     """Image-to-image or inpaint `request.batch_size` pictures with the diffusion model."""
     from engine.families.common import batch_noise, from_image, image_seeds, to_images
 
@@ -95,7 +97,9 @@ def edit_pictures(unet, config: dict, request, ctx, space: Space) -> list[Image.
         cells = F.adaptive_max_pool2d(inputs.work_mask, x0.shape[-2:])
         unknown = (cells > MASK_THRESHOLD).float()
     noise = batch_noise(tuple(x0.shape[1:]), image_seeds(request.seed, request.batch_size))
-    x = sample_edit(unet, config, request, ctx, x0.expand_as(noise), noise, unknown, space)
+    x = sample_edit(
+        unet, config, request, ctx, x0.expand_as(noise), noise, unknown, space, concepts
+    )
     pictures = to_images(space.decode(x))
     if inputs.mask is None:
         return pictures
@@ -108,7 +112,9 @@ def composite(source: Image.Image, generated: Image.Image, mask: Image.Image) ->
     return Image.composite(scaled, source, mask)
 
 
-def sample_edit(unet, config, request, ctx, x0, noise, unknown, space: Space) -> torch.Tensor:
+def sample_edit(
+    unet, config, request, ctx, x0, noise, unknown, space: Space, concepts=None
+) -> torch.Tensor:
     """SDEdit from `x0` at the request's strength; with `unknown` (1 = repaint), RePaint."""
     from engine.families.common import generator_for, int_extra, to_images
     from engine.families.ddpm import (
@@ -125,7 +131,7 @@ def sample_edit(unet, config, request, ctx, x0, noise, unknown, space: Space) ->
     options = sampler_options(config, request)
     schedule = schedule_for(config)
     jumps = int_extra(request.extras, "resample_jumps", 0, low=0, high=MAX_JUMPS) or 0
-    cond, uncond = conditions(unet, config, request)
+    cond, uncond = conditions(unet, config, request, concepts)
     denoise = GuidedDenoiser(unet, cond, uncond, options["guidance_scale"])
     generator = generator_for(request.seed)
     ddim = options["sampler"] == "DDIM"

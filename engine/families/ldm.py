@@ -171,7 +171,7 @@ def build(config: dict) -> LatentDiffusion:
 
 def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
     """Prompt -> MiniLM -> UNet on latents (CFG; DDIM or DDPM) -> decoder -> pictures."""
-    from engine.families.common import to_images
+    from engine.families.common import known_concepts, to_images
     from engine.families.ddpm import sample_for_request
 
     ae = model.autoencoder.config
@@ -188,7 +188,8 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
             return mean * model.latent_scale
 
         clip = float(config.get("latent_clip", 6.0))
-        return edit_pictures(model.unet, config, request, ctx, Space(encode, decode, clip=clip))
+        space = Space(encode, decode, clip=clip)
+        return edit_pictures(model.unet, config, request, ctx, space, known_concepts(model))
 
     # latents are not bounded like pixels: clip x0 only far outside their training range
     latents = sample_for_request(
@@ -199,5 +200,6 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
         latent_shape=(ae.latent_channels, side, side),
         clip=float(config.get("latent_clip", 6.0)),
         decode=decode,
+        concepts=known_concepts(model),
     )
     return to_images(decode(latents))

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from engine.errors import ModelError
-from engine.families.common import image_seeds
+from engine.families.common import image_seeds, known_concepts
+from engine.text.concepts import concepts_used
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -138,6 +139,11 @@ def load_native_model(folder: str | Path, device: torch.device | str = "cpu") ->
             f"{CONFIG_FILE} ({first_line}). The folder is broken or was edited by hand."
         ) from exc
     model.eval().requires_grad_(False).to(device)
+    from engine.families.common import CONCEPTS_ATTRIBUTE
+    from engine.text.concepts import load_concepts
+
+    # a plain attribute, not a buffer: the concepts stay on the CPU beside the text encoder
+    setattr(model, CONCEPTS_ATTRIBUTE, load_concepts(folder))
     return NativeModel(family, module, model, config, folder)
 
 
@@ -162,6 +168,7 @@ def generate_native(request, ctx, resolved):
     # not use (a GAN's sampler, CFG scale) are left out rather than claimed
     used = getattr(native.module, "settings_used", None)
     base = {**request.to_dict(), **(used(native.config, request) if used else {})}
+    base.update(concepts_used(known_concepts(native.model), native.config, request))
     for name in _unused_fields(native, resolved, request):
         base.pop(name, None)
     base.update(model_name=resolved.path.name, model_hash=_weights_hash(resolved.path))

@@ -112,3 +112,34 @@ def test_training_an_ldm_with_captions_through_the_runner(tmp_path):
     assert native.config["conditioning"] == "text" and native.config["latent_scale"] != 1.0
     image = run_generation(request(out, prompt="red square"), RecordingContext()).images[0]
     assert image.size == (16, 16)
+
+
+def test_known_concepts_steer_the_prompt_and_are_named_in_metadata(tmp_path):
+    """With concepts.safetensors an unseen prompt is steered (a different picture, its nearest
+    known concepts in the metadata); strength 0 draws the prompt as a folder without them."""
+    import shutil
+
+    from engine.text.concepts import save_concepts
+    from engine.text.minilm import shared_encoder
+
+    folder = tmp_path / "ldm-concepts"
+    save_random_model("ldm", folder, conditioning="text")
+    known = ["red apple", "cat face", "sun"]
+    save_concepts(folder, known, shared_encoder().encode(known), "all-MiniLM-L6-v2")
+    plain = tmp_path / "ldm-plain"
+    shutil.copytree(folder, plain)
+    (plain / "concepts.safetensors").unlink()
+
+    def draw(model, prompt, **extras):
+        return run_generation(
+            request(model, prompt=prompt, seed=4, extras=extras), RecordingContext()
+        )
+
+    snapped = draw(folder, "a kitten's face", concept_strength=1.0)
+    nearest = draw(plain, "cat face")
+    typed = draw(folder, "a kitten's face", concept_strength=0.0)
+    assert same_pictures(typed.images[0], draw(plain, "a kitten's face").images[0])
+    assert not same_pictures(snapped.images[0], typed.images[0])
+    assert snapped.metadata[0]["known_concepts"].startswith("cat face")
+    assert snapped.metadata[0]["concept_strength"] == 1.0
+    assert "known_concepts" not in nearest.metadata[0]
