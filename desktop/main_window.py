@@ -63,6 +63,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.bridge = bridge
         self.preferences = preferences or Preferences(self)
+        self._made_for_pending = ""  # first launch: the default model's own settings to apply
         self._make_state()
         self._make_widgets()
         self._make_actions()
@@ -483,9 +484,24 @@ class MainWindow(QMainWindow):
         default_model = prefs.default_model()
         if default_model and not prefs.value("generation/last", ""):
             self.settings.set("model", default_model)
+            self._made_for_pending = default_model  # its settings, once the library has listed
+            self.library.changed.connect(self._apply_made_for)
+            self._apply_made_for()
         brush = prefs.value("canvas/brush_size")
         if brush is not None:
             self.canvas.set_brush_size(int(brush))
+
+    def _apply_made_for(self) -> None:
+        """On first launch, the default model's own guidance and steps (a built-in measured at
+        guidance 3 would otherwise run at the panel's 7), unless the user already chose."""
+        model = self._made_for_pending
+        if not model or self.library.find(model) is None:
+            return  # not listed yet: the library's next change tries again
+        self._made_for_pending = ""
+        self.library.changed.disconnect(self._apply_made_for)
+        if self.settings.get("model") == model:
+            for name, value in self.library.made_for(model).items():
+                self.settings.set(name, value)
 
     def save_preferences(self) -> None:
         prefs = self.preferences

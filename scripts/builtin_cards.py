@@ -183,6 +183,21 @@ def generate(
     return images
 
 
+def rates_over_seeds(model: str, names, ref, count: int, first=None, **generate_args) -> dict:
+    """Faithfulness of the same prompts drawn with `count` seeds (100, 1100, ...): with 20 names
+    one picture more or less is 5 points, so a single seed's rate can mislead by 10."""
+    prompts = [emoji.caption(n) for n in names]
+    rates = [] if first is None else [first]
+    for k in range(len(rates), count):
+        pictures = generate(model, prompts, seed=100 + 1000 * k, **generate_args)
+        rates.append(faithfulness(pictures, names, ref)["rate"])
+    return {
+        "seeds": [100 + 1000 * k for k in range(count)],
+        "rates": rates,
+        "mean": float(np.mean(rates)),
+    }
+
+
 def held_out_prompts(ref, count: int, seed: int) -> list[str]:
     """`count` held-out emoji names, distinct base names first, in a fixed random order."""
     names = [str(n) for n in ref["held_out_names"]]
@@ -227,6 +242,15 @@ def cmd_evaluate(args) -> None:
         chosen_prompts = [emoji.caption(n) for n in chosen]
         pictures = generate(str(args.model), chosen_prompts, seed=100, candidates=shipped)
         quality["faithfulness"] = faithfulness(pictures, chosen, ref)
+        if args.seeds > 1:  # one seed per name is noisy: the same names with other seeds
+            quality["faithfulness_seeds"] = rates_over_seeds(
+                str(args.model),
+                chosen,
+                ref,
+                args.seeds,
+                first=quality["faithfulness"]["rate"],
+                candidates=shipped,
+            )
         if args.candidates > shipped:  # re-ranking N candidates, as DALL-E did with CLIP
             ranked = generate(str(args.model), chosen_prompts, seed=100, candidates=args.candidates)
             quality["faithfulness_reranked"] = faithfulness(ranked, chosen, ref)
@@ -300,6 +324,20 @@ def faithfulness_lines(result: dict) -> list[str]:
     return lines
 
 
+def seed_lines(quality: dict) -> list[str]:
+    spread = quality.get("faithfulness_seeds")
+    if not spread:
+        return []
+    rates = ", ".join(f"{r:.0%}" for r in spread["rates"])
+    return [
+        "",
+        f"The same 20 names drawn with {len(spread['rates'])} seeds "
+        f"({', '.join(map(str, spread['seeds']))}; the table is the first): {rates}, "
+        f"mean **{spread['mean']:.0%}**. One picture in 20 is 5 points, so a single seed's "
+        "rate moves by about 10 from seed to seed; the mean is the number to compare.",
+    ]
+
+
 def write_card(folder: Path, title: str, training: dict, quality: dict) -> None:
     family = quality["family"]
     lines = [
@@ -323,7 +361,7 @@ def write_card(folder: Path, title: str, training: dict, quality: dict) -> None:
     lines += [f"- {note}" for note in training.get("notes", [])]
     lines += ["", "## Quality", *quality_lines(quality)]
     if "faithfulness" in quality:
-        lines += faithfulness_lines(quality["faithfulness"])
+        lines += faithfulness_lines(quality["faithfulness"]) + seed_lines(quality)
     lines += reranking_lines(quality) + grid_lines(quality) + ranking_lines(folder.name)
     lines += [
         "",
@@ -467,11 +505,18 @@ def cmd_sweep(args) -> None:
     for guidance in args.guidance:
         for values in itertools.product(*knobs.values()):
             extras = {k: v for k, v in zip(knobs, values, strict=True) if v is not None}
-            pictures = generate(
-                str(args.model), prompts, seed=200, guidance=guidance, extras=extras
+            rates = [
+                faithfulness(
+                    generate(str(args.model), prompts, seed=seed, guidance=guidance, extras=extras),
+                    names,
+                    ref,
+                )["rate"]
+                for seed in range(200, 200 + 1000 * args.seeds, 1000)
+            ]
+            rate = float(np.mean(rates))
+            rows.append(
+                {"guidance": guidance, **extras, "validation_faithfulness": rate, "per_seed": rates}
             )
-            rate = faithfulness(pictures, names, ref)["rate"]
-            rows.append({"guidance": guidance, **extras, "validation_faithfulness": rate})
             shown = "".join(f", {k} {v}" for k, v in extras.items())
             print(f"guidance {guidance}{shown}: validation faithfulness {rate:.0%}", flush=True)
     out = Path(args.model) / "guidance-sweep.json"
@@ -540,12 +585,14 @@ def main(argv=None) -> int:
     evaluate.add_argument(
         "--candidates", type=int, default=0, help="dalle: re-rank N candidates per picture"
     )
+    evaluate.add_argument("--seeds", type=int, default=4, help="faithfulness over N seeds")
     evaluate.set_defaults(run=cmd_evaluate)
     sweep = sub.add_parser("sweep", help="validation faithfulness per guidance scale")
     sweep.add_argument("--model", type=Path, required=True)
     sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
     sweep.add_argument("--temperature", type=float, nargs="*", help="dalle: sampling temperatures")
     sweep.add_argument("--concepts", type=float, nargs="*", help="concept_strength values")
+    sweep.add_argument("--seeds", type=int, default=1, help="average each point over N seeds")
     sweep.set_defaults(run=cmd_sweep)
     calibrate = sub.add_parser("calibrate", help="faithfulness ceiling and fit on seen names")
     calibrate.add_argument("--model", type=Path)

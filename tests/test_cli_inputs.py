@@ -91,11 +91,22 @@ def test_builtin_img2img_and_its_metadata_say_what_ran(tmp_path, inputs):
 
 def test_builtin_txt2img_uses_the_model_size_and_notes_a_size_it_cannot_make(tmp_path):
     out = tmp_path / "out.png"
-    done = run(tmp_path, "a cat face", "--steps", "3", "-o", str(out))
+    done = run(tmp_path, "a red apple", "--steps", "3", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    assert "note:" not in done.stderr  # the model's own size and sampler: nothing to say
+    assert "note:" not in done.stderr  # its own size and sampler, a prompt it knows: nothing to say
     assert Image.open(out).size == (64, 64)
-    done = run(tmp_path, "a cat face", "--steps", "3", "--width", "512", "-o", str(out))
+    done = run(tmp_path, "a red apple", "--steps", "3", "--width", "512", "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "note: emoji-ldm makes 64x64 pictures" in done.stderr
     assert "Size: 64x64" in read_png_text(out)["parameters"]
+
+
+def test_concept_strength_from_the_command_line_is_used_and_range_checked(tmp_path):
+    out = tmp_path / "out.png"
+    done = run(tmp_path, "octopus", "--steps", "3", "--concept-strength", "0", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "leaned on" not in done.stderr  # strength 0: the prompt as typed, nothing to explain
+    done = run(tmp_path, "octopus", "--steps", "3", "-o", str(out))
+    assert "it leaned on the nearest things it knows (squid" in done.stderr
+    done = run(tmp_path, "octopus", "--concept-strength", "1.5", "-o", str(out))
+    assert done.returncode != 0 and "between 0" in done.stderr

@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "strength": 0.75,
     "loras": [],  # [[path, weight], ...]
     "style": "",  # a style preset's name (engine.prompting.styles), "" for none
+    #: how far an unfamiliar prompt is pulled to the concepts a built-in knows (engine.text.
+    #: concepts), 0..1; None for models without known concepts (nothing is sent)
+    "concept_strength": None,
 }
 
 
@@ -121,6 +124,8 @@ class GenerationSettings(QObject):
         prompt, negative, extras = styled_prompts(expanded, expanded_negative, v["style"])
         if expanded != typed or expanded_negative != typed_negative:
             extras = {**extras, "prompt_template": typed, "negative_template": typed_negative}
+        if v["concept_strength"] is not None:
+            extras = {**extras, "concept_strength": float(v["concept_strength"])}
         return GenerationRequest(
             prompt=prompt,
             negative_prompt=negative,
@@ -187,6 +192,8 @@ class GenerationSettings(QObject):
         self.set("batch_size", request.batch_size)
         self.set("strength", request.strength)
         self.set("loras", [[lora.path, lora.weight] for lora in request.loras])
+        if "concept_strength" in (request.extras or {}):
+            self.set("concept_strength", float(request.extras["concept_strength"]))
 
     def _apply_fields(self, request: GenerationRequest, fields: set[str], include_model: bool):
         simple = ("prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width",
@@ -221,6 +228,10 @@ class GenerationSettings(QObject):
             if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
             if name == "mode" and value not in {m.value for m in Mode}:
+                continue
+            if name == "concept_strength":  # None (no known concepts) or a share 0..1
+                if value is None or (isinstance(value, (int, float)) and 0 <= value <= 1):
+                    self.set(name, None if value is None else float(value))
                 continue
             if type(value) is type(default):
                 self.set(name, value)

@@ -25,6 +25,10 @@ BUILTIN_MODELS = tuple(ranked_text_builtins()) or (FALLBACK_MODEL.removeprefix("
 MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf")
 
 
+#: settings a native model's config names for sampling (engine.families: DEFAULT_CONFIG)
+MADE_FOR_FIELDS = ("guidance_scale", "steps", "sampler")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One row of the model browser."""
@@ -176,6 +180,15 @@ class ModelLibrary(QObject):
         if config:
             return native_capabilities(name, config)
         return sd_capabilities(name, info.base if info else "", info.variant if info else "")
+
+    def made_for(self, reference: str) -> dict:
+        """The sampling settings a native model was tuned at (its config's guidance, steps and
+        sampler), to put in the panel when the model is chosen: the built-ins' cards measure
+        at guidance 3, and the panel's Stable Diffusion default of 7 draws them worse."""
+        config = self.native_config(reference)
+        made_for = {name: config[name] for name in MADE_FOR_FIELDS if config.get(name) is not None}
+        # always named: a model without known concepts clears the previous model's strength
+        return {**made_for, "concept_strength": config.get("concept_strength")}
 
     def fixed_size(self, reference: str) -> int | None:
         """The side of the square pictures a native model always makes, or None for models that

@@ -221,6 +221,16 @@ class PromptPanel(QWidget):
         self.strength_row = self._pair(self.strength, self.strength_value)
         form.addRow("Strength", self.strength_row)
         self._strength_label = form.labelForField(self.strength_row)
+        self.concepts = QSpinBox()
+        self.concepts.setRange(0, 100)
+        self.concepts.setSingleStep(10)
+        self.concepts.setSuffix(" %")
+        self.concepts.setToolTip(
+            "How far a prompt this model never learnt is pulled toward the nearest things it "
+            "knows (its training captions). 0 % draws the prompt as typed."
+        )
+        form.addRow("Concepts", self.concepts)
+        self._form = form
         return form
 
     def _build_loras(self) -> QWidget:
@@ -274,9 +284,7 @@ class PromptPanel(QWidget):
         s = self._write
         self.prompt.textChanged.connect(lambda: s("prompt", self.prompt.toPlainText()))
         self.negative.textChanged.connect(lambda: s("negative_prompt", self.negative.toPlainText()))
-        self.model.currentIndexChanged.connect(
-            lambda: s("model", self.model.currentData()) if self.model.currentData() else None
-        )
+        self.model.currentIndexChanged.connect(self._model_chosen)
         self.mode.currentIndexChanged.connect(lambda: s("mode", self.mode.currentData()))
         self.sampler.currentTextChanged.connect(lambda text: s("sampler", text))
         self.steps.valueChanged.connect(lambda v: s("steps", v))
@@ -293,6 +301,17 @@ class PromptPanel(QWidget):
         )
         self.batch.valueChanged.connect(lambda v: s("batch_size", v))
         self.strength.valueChanged.connect(lambda v: s("strength", v / 100))
+        self.concepts.valueChanged.connect(lambda v: s("concept_strength", v / 100))
+
+    def _model_chosen(self) -> None:
+        """A model picked in the list brings the settings it was tuned at (a native model's
+        guidance and steps); the user can change them after."""
+        reference = self.model.currentData()
+        if self._updating or not reference:
+            return
+        self.settings.set("model", reference)
+        for name, value in self.models.made_for(reference).items():
+            self.settings.set(name, value)
 
     def _write(self, name: str, value) -> None:
         if not self._updating:
@@ -318,6 +337,7 @@ class PromptPanel(QWidget):
             self._setting_changed(name)
         self._setting_changed("loras")
         self._setting_changed("style")
+        self._setting_changed("concept_strength")
 
     def _setting_changed(self, name: str) -> None:
         value = self.settings.get(name)
@@ -357,6 +377,10 @@ class PromptPanel(QWidget):
             self.strength_value.setText(f"{float(value):.2f}")
         elif name == "loras":
             self._show_loras(value)
+        elif name == "concept_strength":
+            self._form.setRowVisible(self.concepts, value is not None)
+            if value is not None:
+                self.concepts.setValue(round(float(value) * 100))
         elif name == "style":
             self.style_picker.set_style(value)
 

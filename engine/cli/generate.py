@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GPU memory: auto offloads only a model that does not fit",
     )
     parser.add_argument("--skip-t5", action="store_true", help="SD3: leave out the T5 encoder")
+    parser.add_argument(
+        "--concept-strength",
+        type=float,
+        metavar="0..1",
+        help="built-ins: how far a prompt is pulled to the concepts the model knows (0: as typed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_control_arguments(parser)
 
@@ -120,11 +126,18 @@ def build_request(args: argparse.Namespace) -> GenerationRequest:
         mask_image=_absolute(args.mask),
         loras=tuple(parse_lora(text) for text in args.lora),
         clip_skip=args.clip_skip,
-        extras={"model_defaults": left} if left else {},
+        extras=_extras(left, args),
         runtime=runtime,
         **settings,
         **steering,
     )
+
+
+def _extras(left: list[str], args: argparse.Namespace) -> dict:
+    extras: dict = {"model_defaults": left} if left else {}
+    if getattr(args, "concept_strength", None) is not None:
+        extras["concept_strength"] = args.concept_strength  # range-checked by the engine
+    return extras
 
 
 def _control_fields(args: argparse.Namespace, settings: dict, given: dict) -> dict:

@@ -21,7 +21,7 @@ import torch
 
 from engine.errors import ModelError
 from engine.families.common import image_seeds, known_concepts
-from engine.text.concepts import concepts_used
+from engine.text.concepts import concepts_used, unfamiliar_prompt_notice
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -168,7 +168,10 @@ def generate_native(request, ctx, resolved):
     # not use (a GAN's sampler, CFG scale) are left out rather than claimed
     used = getattr(native.module, "settings_used", None)
     base = {**request.to_dict(), **(used(native.config, request) if used else {})}
-    base.update(concepts_used(known_concepts(native.model), native.config, request))
+    steering = concepts_used(known_concepts(native.model), native.config, request)
+    base.update(steering)
+    if notice := unfamiliar_prompt_notice(request.prompt, steering):
+        ctx.notice(notice)
     for name in _unused_fields(native, resolved, request):
         base.pop(name, None)
     base.update(model_name=resolved.path.name, model_hash=_weights_hash(resolved.path))

@@ -31,6 +31,9 @@ DEFAULT_NEIGHBOURS = 4
 DEFAULT_TEMPERATURE = 0.05  # MiniLM similarities of close captions differ by a few hundredths
 STRENGTH_EXTRA = "concept_strength"  # request.extras knob; the model's config has the default
 REPORTED_NEIGHBOURS = 3  # known concepts named in a picture's metadata
+#: below this MiniLM similarity to its nearest caption a prompt is news to the model (names of
+#: the same emoji in other words score about 0.8 and up; "octopus" vs "squid" 0.6)
+FAMILIAR_SIMILARITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,11 @@ def steer_prompt(cond, concepts: ConceptSet | None, config: dict, request):
 
 
 def concepts_used(concepts: ConceptSet | None, config: dict, request) -> dict:
-    """For a picture's metadata: the strength and the nearest known concepts of the prompt."""
+    """For a picture's metadata: the strength and the nearest known concepts of the prompt
+    (nothing when the model has none, the prompt is empty or the strength is 0)."""
     prompt = request.prompt.strip()
-    if concepts is None or not prompt:
+    strength = concept_strength(config, request)
+    if concepts is None or not prompt or strength == 0.0:
         return {}
     from engine.text.minilm import shared_encoder
 
@@ -163,6 +168,21 @@ def concepts_used(concepts: ConceptSet | None, config: dict, request) -> dict:
     query = shared_encoder().encode([template.format(prompt)])
     nearest = concepts.nearest(query, REPORTED_NEIGHBOURS)
     return {
-        STRENGTH_EXTRA: concept_strength(config, request),
+        STRENGTH_EXTRA: strength,
         "known_concepts": "; ".join(f"{text} ({sim:.2f})" for text, sim in nearest),
+        "known_concept_similarity": round(nearest[0][1], 3),
     }
+
+
+def unfamiliar_prompt_notice(prompt: str, used: dict) -> str | None:
+    """A line for the user when the prompt is far from everything the model was trained on, so
+    a picture of something else is explained rather than a surprise."""
+    if not used or used.get("known_concept_similarity", 1.0) >= FAMILIAR_SIMILARITY:
+        return None
+    names = [part.rsplit(" (", 1)[0] for part in used["known_concepts"].split("; ")]
+    shown = prompt.strip() if len(prompt.strip()) <= 60 else prompt.strip()[:57] + "..."
+    return (
+        f"This model has not learnt \u201c{shown}\u201d as such: it leaned on the nearest things "
+        f"it knows ({', '.join(names)}). Concepts at 0 % (--concept-strength 0) draws the "
+        "prompt as typed."
+    )

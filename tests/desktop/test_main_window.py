@@ -377,3 +377,38 @@ def test_mode_stays_as_chosen_through_a_restart(qtbot, make_window, image_file):
     second = make_window()
     assert second.settings.mode is Mode.INPAINT
     assert second.prompt_panel.mode.currentData() == Mode.INPAINT.value
+
+
+def test_a_built_in_brings_the_guidance_and_steps_it_was_tuned_at(qtbot, window):
+    """The built-ins are measured at guidance 3 (their cards); the panel's default of 7 is for
+    Stable Diffusion. First launch and choosing a built-in in the list both set the model's."""
+    panel = window.prompt_panel
+    qtbot.waitUntil(lambda: window.settings.get("guidance_scale") == 3.0, timeout=5000)
+    assert panel.guidance.value() == 3.0 and window.settings.get("steps") == 20
+    window.settings.set("guidance_scale", 9.0)  # the user's own choice stays until a new model
+    dalle = panel.model.findData("builtin:emoji-dalle")
+    assert dalle >= 0
+    panel.model.setCurrentIndex(dalle)
+    assert window.settings.get("model") == "builtin:emoji-dalle"
+    assert window.settings.get("guidance_scale") == 3.0
+    assert window.settings.get("sampler") == "top-k"
+    window.settings.set("guidance_scale", 9.0)
+    window.settings.set("model", "builtin:emoji-ldm")  # not a choice in the list: kept
+    assert window.settings.get("guidance_scale") == 9.0
+
+
+def test_the_concepts_control_shows_only_for_a_model_that_has_known_concepts(qtbot, window):
+    panel = window.prompt_panel
+    qtbot.waitUntil(lambda: window.settings.get("concept_strength") == 0.6, timeout=5000)
+    assert panel._form.isRowVisible(panel.concepts) and panel.concepts.value() == 60
+    panel.concepts.setValue(0)
+    request = window.settings.to_request()
+    assert request.extras["concept_strength"] == 0.0
+    panel.model.setCurrentIndex(panel.model.findData("builtin:emoji-dalle"))  # none shipped
+    assert window.settings.get("concept_strength") is None
+    assert not panel._form.isRowVisible(panel.concepts)
+    assert "concept_strength" not in window.settings.to_request().extras
+    saved = window.settings.to_json()
+    window.settings.set("concept_strength", 0.3)
+    window.settings.load_json(saved.replace('"concept_strength": null', '"concept_strength": 0.8'))
+    assert window.settings.get("concept_strength") == 0.8

@@ -14,6 +14,7 @@ from engine.text.concepts import (
     load_concepts,
     save_concepts,
     steer_prompt,
+    unfamiliar_prompt_notice,
 )
 
 
@@ -73,3 +74,15 @@ def test_request_knob_overrides_config_and_is_range_checked(concepts):
     assert torch.allclose(steer_prompt(query, concepts, config, plain), unit([[0, 0, 1]]))
     assert steer_prompt(query, None, config, plain) is query
     assert steer_prompt(None, concepts, config, plain) is None
+
+
+def test_only_a_prompt_far_from_every_caption_gets_a_notice():
+    far = {"known_concepts": "squid (0.69); coral (0.62)", "known_concept_similarity": 0.69}
+    near = {"known_concepts": "rocket (1.00)", "known_concept_similarity": 1.0}
+    text = unfamiliar_prompt_notice("octopus", far)
+    assert "\u201coctopus\u201d" in text and "(squid, coral)" in text
+    assert "Concepts at 0 %" in text
+    assert unfamiliar_prompt_notice("rocket", near) is None
+    assert unfamiliar_prompt_notice("octopus", {}) is None
+    long_prompt = "an octopus " * 20
+    assert "..." in unfamiliar_prompt_notice(long_prompt, far)

@@ -143,3 +143,11 @@ def test_known_concepts_steer_the_prompt_and_are_named_in_metadata(tmp_path):
     assert snapped.metadata[0]["known_concepts"].startswith("cat face")
     assert snapped.metadata[0]["concept_strength"] == 1.0
     assert "known_concepts" not in nearest.metadata[0]
+    assert "known_concepts" not in typed.metadata[0]  # strength 0: nothing leaned on
+    # a prompt the model never saw is explained, a caption it knows is not
+    assert any("leaned on the nearest things it knows (cat face" in n for n in notices(snapped))
+    assert not [n for n in notices(draw(folder, "sun", concept_strength=1.0)) if "leaned" in n]
+
+
+def notices(outcome) -> list[str]:
+    return [str(n) for n in outcome.info.get("notices", [])]
