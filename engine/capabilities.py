@@ -179,8 +179,15 @@ def _diffusion(name: str, family: str, config: dict) -> Capabilities:
             "Image-to-image noises the picture to the chosen strength and denoises it (SDEdit).",
             "Inpaint keeps the unmasked area at every step (RePaint); pixels outside the mask "
             "are kept exactly.",
+            *(_RERANK_NOTE if family == "ldm" and conditioning == "text" else ()),
         ),
     )
+
+
+_RERANK_NOTE = (
+    "extras: candidates = N makes N pictures from text and keeps the best by image-text "
+    "similarity (re-ranking; needs the folder's re-ranking gallery or extras clip_model).",
+)
 
 
 def _gan(name: str, family: str, config: dict) -> Capabilities:

@@ -7,6 +7,7 @@
     python scripts/build_builtin_models.py dalle --steps N # VQ tokenizer + transformer (runner)
     python scripts/build_builtin_models.py gallery --model DIR  # dalle: re-ranking gallery
     python scripts/build_builtin_models.py concepts --model DIR --strength S  # known concepts
+    python scripts/build_builtin_models.py gallery --model DIR --beside 1200 --candidates N
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
 
 The rasterising step lives here, not in the engine, because it needs Qt (QtSvg) and the engine
@@ -27,7 +28,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars, when imported
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from builtin_sidecars import cmd_concepts, cmd_gallery  # noqa: E402
 
 from engine.datasets import emoji  # noqa: E402
 
@@ -393,54 +397,6 @@ def seed_dalle_checkpoint(out: Path, init_from: Path, request) -> None:
     log(out / "train.log", f"started from {init_from} at step {start.step}")
 
 
-def add_gallery(folder: Path, cache: Path | None) -> int:
-    """Store the FID reference's training gallery (Inception features of 600 training emoji,
-    the same network and pictures the cards use) and MiniLM embeddings of their captions in a
-    trained emoji-dalle folder, so re-ranking works without recomputing 600 features."""
-    from safetensors.torch import load_file
-
-    from engine.text.minilm import MiniLMEncoder
-    from engine.training.checkpoint import save_model
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from builtin_cards import reference_path
-
-    ref = np.load(reference_path(cache))
-    features = torch.from_numpy(ref["gallery"]).half()
-    captions = [emoji.caption(str(n)) for n in ref["gallery_names"]]
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    state = load_file(str(folder / "model.safetensors"))
-    state["gallery_features"] = features
-    state["gallery_captions"] = MiniLMEncoder().encode(captions).half()
-    save_model(folder, state, {**config, "rerank_gallery": len(captions)})
-    return len(captions)
-
-
-def cmd_gallery(args) -> None:
-    count = add_gallery(args.model, args.cache)
-    print(f"{args.model}: re-ranking gallery of {count} training emoji stored")
-
-
-def cmd_concepts(args) -> None:
-    """Store the training captions' MiniLM embeddings (the "{}" template the prompts use) as
-    the model's known concepts (engine.text.concepts) and set its default steering strength."""
-    from engine.text.concepts import save_concepts
-    from engine.training.checkpoint import save_model
-
-    train = emoji.load_rendered(args.cache, 64).train()
-    names = [str(n) for n in train.names]
-    embeddings = caption_embeddings(names, args.cache)[emoji.CAPTION_TEMPLATES.index("{}")]
-    captions = [emoji.caption(n) for n in names]
-    path = save_concepts(args.model, captions, embeddings, "all-MiniLM-L6-v2")
-    if args.strength is not None:
-        from safetensors.torch import load_file
-
-        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
-        state = load_file(str(args.model / "model.safetensors"))
-        save_model(args.model, state, {**config, "concept_strength": args.strength})
-    print(f"{path}: {len(set(captions))} known concepts, strength {args.strength}")
-
-
 # ---------------------------------------------------------------------------------------------
 # Ship: copy a trained folder into resources/models/ with its samples and training record
 
@@ -571,8 +527,16 @@ def main(argv=None) -> int:
         help="a config setting, e.g. --set 'tokenizer={\"channels\": [64, 128]}' (repeatable)",
     )
     dalle.set_defaults(run=cmd_dalle)
-    gallery = sub.add_parser("gallery", help="store the re-ranking gallery in a dalle folder")
+    gallery = sub.add_parser("gallery", help="store a re-ranking gallery in a model folder")
     gallery.add_argument("--model", type=Path, required=True)
+    gallery.add_argument(
+        "--beside",
+        type=int,
+        metavar="N",
+        help="N training emoji outside the measuring gallery, in rerank-gallery.safetensors "
+        "(any family); without it the cards' 600 go into a dalle folder's weights",
+    )
+    gallery.add_argument("--candidates", type=int, help="the model's default candidates")
     gallery.set_defaults(run=cmd_gallery)
     concepts = sub.add_parser("concepts", help="store the training captions as known concepts")
     concepts.add_argument("--model", type=Path, required=True)

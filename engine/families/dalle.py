@@ -312,7 +312,7 @@ class DalleModel(nn.Module):
         self.tokenizer = VQTokenizer(tok_config)
         side = int(config["resolution"]) // tok_config.downscale
         self.transformer = ImageTransformer(transformer_config(config, side))
-        # the re-ranking gallery (dalle_rerank): Inception features of some training pictures
+        # the re-ranking gallery (engine.families.rerank): Inception features of training pictures
         # and MiniLM embeddings of their captions, half precision (600 pictures: 2.9 MB)
         count = int(config.get("rerank_gallery", 0))
         self.register_buffer("gallery_features", torch.zeros(count, 2048, dtype=torch.float16))
@@ -406,7 +406,7 @@ def text_embeddings(config: dict, request, concepts=None):
 
 def generate(model: DalleModel, config: dict, request, ctx) -> list:
     """Prompt -> MiniLM -> transformer (guided, cached, top-k/top-p) -> tokens -> pictures;
-    inpaint goes through dalle_edit; more candidates than pictures go through dalle_rerank."""
+    inpaint goes through dalle_edit; more candidates than pictures go through rerank."""
     from engine.api import Mode
     from engine.families.common import generator_for, image_seeds, known_concepts, to_images
 
@@ -418,7 +418,7 @@ def generate(model: DalleModel, config: dict, request, ctx) -> list:
     device = next(model.parameters()).device
     embeddings = text_embeddings(config, request, known_concepts(model))
     text, negative = (None if t is None else t.to(device) for t in embeddings)
-    from engine.families.dalle_rerank import candidate_count
+    from engine.families.rerank import candidate_count
 
     count = candidate_count(config, request)
     seeds = image_seeds(request.seed, count)
@@ -439,7 +439,6 @@ def generate(model: DalleModel, config: dict, request, ctx) -> list:
         images += to_images(model.tokenizer.decode(tokens.view(-1, side, side)))
     if count == request.batch_size:
         return images
-    from engine.families.dalle_rerank import rerank
+    from engine.families.rerank import model_gallery, rerank
 
-    gallery = (model.gallery_features, model.gallery_captions)
-    return rerank(images, request, config, ctx, gallery)
+    return rerank(images, request, config, ctx, model_gallery(model))

@@ -147,7 +147,12 @@ DEFAULTS: dict = {
     "ema_decay": 0.995,
     "snr_gamma": 5.0,  # min-SNR loss weighting: faster convergence (Hang et al. 2023)
     "cond_drop": 0.15,
+    #: pictures made per kept picture; above 1 the best are kept by image-text similarity
+    #: (engine.families.rerank: needs the folder's rerank-gallery.safetensors or a CLIP model)
+    "candidates": 1,
 }
+#: candidates sampled in one batch (memory stays flat however many are asked for)
+CANDIDATE_CHUNK = 16
 
 
 class LatentDiffusion(nn.Module):
@@ -171,7 +176,7 @@ def build(config: dict) -> LatentDiffusion:
 
 def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
     """Prompt -> MiniLM -> UNet on latents (CFG; DDIM or DDPM) -> decoder -> pictures."""
-    from engine.families.common import known_concepts, to_images
+    from engine.families.common import image_seeds, known_concepts, to_images
     from engine.families.ddpm import sample_for_request
 
     ae = model.autoencoder.config
@@ -191,15 +196,25 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
         space = Space(encode, decode, clip=clip)
         return edit_pictures(model.unet, config, request, ctx, space, known_concepts(model))
 
-    # latents are not bounded like pixels: clip x0 only far outside their training range
-    latents = sample_for_request(
-        model.unet,
-        config,
-        request,
-        ctx,
-        latent_shape=(ae.latent_channels, side, side),
-        clip=float(config.get("latent_clip", 6.0)),
-        decode=decode,
-        concepts=known_concepts(model),
-    )
-    return to_images(decode(latents))
+    from engine.families.rerank import candidate_count, model_gallery, rerank
+
+    count = candidate_count(config, request)
+    seeds = image_seeds(request.seed, count)
+    images: list = []
+    for start in range(0, count, CANDIDATE_CHUNK):  # memory stays flat for many candidates
+        chunk = request.replace(seed=seeds[start], batch_size=min(CANDIDATE_CHUNK, count - start))
+        # latents are not bounded like pixels: clip x0 only far outside their training range
+        latents = sample_for_request(
+            model.unet,
+            config,
+            chunk,
+            ctx,
+            latent_shape=(ae.latent_channels, side, side),
+            clip=float(config.get("latent_clip", 6.0)),
+            decode=decode,
+            concepts=known_concepts(model),
+        )
+        images += to_images(decode(latents))
+    if count == request.batch_size:
+        return images
+    return rerank(images, request, config, ctx, model_gallery(model))

@@ -144,6 +144,9 @@ def load_native_model(folder: str | Path, device: torch.device | str = "cpu") ->
 
     # a plain attribute, not a buffer: the concepts stay on the CPU beside the text encoder
     setattr(model, CONCEPTS_ATTRIBUTE, load_concepts(folder))
+    from engine.families.rerank import GALLERY_ATTRIBUTE, load_gallery
+
+    setattr(model, GALLERY_ATTRIBUTE, load_gallery(folder))
     return NativeModel(family, module, model, config, folder)
 
 

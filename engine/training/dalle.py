@@ -213,7 +213,7 @@ class DalleTrainer(Trainer):
     def _fill_gallery(self) -> None:
         """Inception features and caption embeddings of some training pictures (re-ranking)."""
         from engine.families.common import to_images
-        from engine.families.dalle_rerank import inception_features
+        from engine.families.rerank import inception_features
 
         count = len(self.model.gallery_features)
         pick = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(0))

@@ -30,8 +30,8 @@ from engine.families.dalle import (
     sample_tokens,
 )
 from engine.families.dalle_edit import inpaint_tokens, token_mask
-from engine.families.dalle_rerank import GalleryScorer, keep_best, rerank
 from engine.families.dalle_vq import TokenizerConfig, VQTokenizer, codebook_usage
+from engine.families.rerank import GalleryScorer, keep_best, rerank
 from engine.generate import run_generation
 
 

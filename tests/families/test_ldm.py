@@ -9,7 +9,7 @@ from diffusion_tiny import TINY_AE, TINY_SCHEDULE, TINY_UNET, save_random_model
 from gan_vae_tiny import RecordingContext, same_pictures, write_pictures
 
 from engine.api import GenerationRequest, RuntimeOptions, TrainingRequest
-from engine.errors import JobCancelled
+from engine.errors import InputError, JobCancelled, ModelError
 from engine.families.ldm import Autoencoder, AutoencoderConfig
 from engine.families.registry import load_native_model
 from engine.generate import run_generation
@@ -151,3 +151,45 @@ def test_known_concepts_steer_the_prompt_and_are_named_in_metadata(tmp_path):
 
 def notices(outcome) -> list[str]:
     return [str(n) for n in outcome.info.get("notices", [])]
+
+
+def test_candidates_are_reranked_by_the_gallery_beside_the_weights(tmp_path):
+    """candidates = 3 makes three pictures (seeds s, s+1, s+2) and keeps the one whose nearest
+    gallery pictures have captions closest to the prompt; the kept picture's metadata seed
+    redraws it exactly with one candidate."""
+    from engine.families.rerank import GALLERY_FILE, inception_features, save_gallery
+    from engine.text.minilm import shared_encoder
+
+    folder = save_random_model("ldm", tmp_path / "ldm-rerank", conditioning="text")
+    drawn = run_generation(
+        request(folder, prompt="a red apple", seed=20, batch_size=3), RecordingContext()
+    ).images
+    # each candidate thrice in the gallery (its three nearest are its own copies), and only
+    # the third one captioned as the prompt
+    features = inception_features(drawn).repeat_interleave(3, dim=0)
+    captions = [c for c in ("a blue car", "a green tree", "a red apple") for _ in range(3)]
+    save_gallery(folder, features, shared_encoder().encode(captions), "test")
+    assert (folder / GALLERY_FILE).is_file()
+
+    ranked = run_generation(
+        request(folder, prompt="a red apple", seed=20, extras={"candidates": 3}),
+        RecordingContext(),
+    )
+    assert len(ranked.images) == 1
+    assert ranked.metadata[0]["seed"] == 22
+    assert same_pictures(ranked.images[0], drawn[2])
+    assert any("Kept the best 1 of 3 candidates" in n for n in notices(ranked))
+
+    (folder / GALLERY_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="re-ranking gallery"):
+        run_generation(
+            request(folder, prompt="a red apple", extras={"candidates": 2}), RecordingContext()
+        )
+
+
+def test_candidates_without_a_gallery_say_what_to_do(text_model):
+    with pytest.raises(InputError, match="no re-ranking gallery"):
+        run_generation(
+            request(text_model, prompt="a red apple", extras={"candidates": 2}),
+            RecordingContext(),
+        )

@@ -1,12 +1,14 @@
-"""Re-ranking for the DALL-E family: make N candidates, keep the k that best match the prompt.
+"""Re-ranking for the text-to-image families (dalle, ldm): make N candidates, keep the k that
+best match the prompt.
 
 DALL-E (Ramesh et al. 2021, section 2.5) drew 512 samples and kept the best by CLIP's image-text
 similarity (Radford et al. 2021). Easel does the same when a CLIP model folder is given
 (`extras["clip_model"]`, a transformers CLIPModel saved locally; engine.vision.clip). Without
-one, the model's own gallery stands in: at training time the trainer stores the FID Inception
-features (engine.metrics.fid, an offline asset) of some training pictures and the MiniLM
-embeddings of their captions; a candidate's score is the MiniLM similarity between the prompt
-and the captions of its nearest gallery pictures in Inception space ("does it look like
+one, the model's own gallery stands in: the FID Inception features (engine.metrics.fid, an
+offline asset) of some training pictures and the MiniLM embeddings of their captions, stored by
+the DALL-E trainer in the weights or beside any model's weights in `rerank-gallery.safetensors`
+(save_gallery); a candidate's score is the MiniLM similarity between the prompt and the
+captions of its nearest gallery pictures in Inception space ("does it look like
 something whose name is close to the prompt?").
 
 `extras["candidates"]` (or the model's `candidates` setting) is N; the request's batch size is k.
@@ -16,13 +18,18 @@ names the seed that reproduces it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
-from engine.errors import InputError
+from engine.errors import InputError, ModelError
 
 MAX_CANDIDATES = 256
+GALLERY_FILE = "rerank-gallery.safetensors"
+#: the attribute of a loaded native model holding the gallery read from GALLERY_FILE (or None)
+GALLERY_ATTRIBUTE = "rerank_gallery"
 #: gallery neighbours whose caption similarity is averaged (one alone gives many ties)
 NEIGHBOURS = 3
 
@@ -68,6 +75,67 @@ def rerank(pictures: list, request, config: dict, ctx, gallery=None, scorer=None
     return result
 
 
+def model_gallery(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The loaded model's gallery: the folder's GALLERY_FILE, else one stored in the weights
+    (the DALL-E family's buffers), else None."""
+    beside = getattr(model, GALLERY_ATTRIBUTE, None)
+    if beside is not None:
+        return beside
+    features = getattr(model, "gallery_features", None)
+    if isinstance(features, torch.Tensor) and len(features):
+        return features, model.gallery_captions
+    return None
+
+
+def has_gallery(folder: str | Path, config: dict) -> bool:
+    """Whether a model folder can re-rank without a CLIP model (for the app's controls)."""
+    return (Path(folder) / GALLERY_FILE).is_file() or int(config.get("rerank_gallery", 0)) > 0
+
+
+def save_gallery(
+    folder: str | Path, features: torch.Tensor, caption_embeddings: torch.Tensor, source: str
+) -> Path:
+    """Write GALLERY_FILE into a model folder (atomically: temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    if len(features) != len(caption_embeddings) or not len(features):
+        raise ValueError("one caption embedding per picture, at least one picture")
+    path = Path(folder) / GALLERY_FILE
+    temporary = path.with_suffix(".tmp")
+    tensors = {
+        "features": features.to(torch.float16).contiguous(),
+        "captions": caption_embeddings.to(torch.float16).contiguous(),
+    }
+    save_file(tensors, str(temporary), metadata={"source": json.dumps(source)})
+    temporary.replace(path)
+    return path
+
+
+def load_gallery(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The folder's gallery (features, caption embeddings), None when it has none; ModelError
+    when the file is broken."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(folder) / GALLERY_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            features = handle.get_tensor("features").float()
+            captions = handle.get_tensor("captions").float()
+    except (SafetensorError, OSError, KeyError) as exc:
+        raise ModelError(
+            f"'{path}' (the model's re-ranking gallery) is not readable ({exc}); delete it to "
+            "use the model without re-ranking."
+        ) from exc
+    if features.ndim != 2 or captions.ndim != 2 or len(features) != len(captions):
+        raise ModelError(
+            f"'{path}' holds {len(features)} pictures for {len(captions)} captions; delete it "
+            "to use the model without re-ranking."
+        )
+    return features, captions
+
+
 def choose_scorer(config: dict, request, gallery=None) -> Scorer:
     """CLIP when a folder is given, else the model's gallery (features, caption embeddings)."""
     clip_folder = request.extras.get("clip_model") or config.get("clip_model")
@@ -75,8 +143,9 @@ def choose_scorer(config: dict, request, gallery=None) -> Scorer:
         return ClipScorer(str(clip_folder))
     if gallery is None or not len(gallery[0]):
         raise InputError(
-            "This model has no re-ranking gallery (trained with rerank_gallery=0) and no CLIP "
-            "model was given: set extras clip_model to a local CLIP folder, or use 1 candidate."
+            "This model has no re-ranking gallery (a DALL-E model trained with rerank_gallery=0, "
+            f"or a folder without {GALLERY_FILE}) and no CLIP model was given: set extras "
+            "clip_model to a local CLIP folder, or use 1 candidate."
         )
     return GalleryScorer(*gallery)
 

@@ -1,0 +1,96 @@
+"""The files that ship beside a built-in model's weights: the re-ranking gallery and the known
+concepts (subcommands `gallery` and `concepts` of build_builtin_models.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from engine.datasets import emoji  # noqa: E402
+
+
+def add_gallery(folder: Path, cache: Path | None) -> int:
+    """Store the FID reference's training gallery (Inception features of 600 training emoji,
+    the same network and pictures the cards use) and MiniLM embeddings of their captions in a
+    trained emoji-dalle folder, so re-ranking works without recomputing 600 features."""
+    from builtin_cards import reference_path
+    from safetensors.torch import load_file
+
+    from engine.text.minilm import MiniLMEncoder
+    from engine.training.checkpoint import save_model
+
+    ref = np.load(reference_path(cache))
+    features = torch.from_numpy(ref["gallery"]).half()
+    captions = [emoji.caption(str(n)) for n in ref["gallery_names"]]
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    state = load_file(str(folder / "model.safetensors"))
+    state["gallery_features"] = features
+    state["gallery_captions"] = MiniLMEncoder().encode(captions).half()
+    save_model(folder, state, {**config, "rerank_gallery": len(captions)})
+    return len(captions)
+
+
+def add_disjoint_gallery(folder: Path, cache: Path | None, count: int) -> int:
+    """Write `rerank-gallery.safetensors` beside a model's weights: Inception features and
+    caption embeddings of `count` training emoji drawn from those OUTSIDE the cards' measuring
+    gallery, so the re-ranker and the faithfulness measure never consult the same pictures."""
+    from builtin_cards import features_of, gallery_indices
+
+    from engine.families.rerank import save_gallery
+    from engine.text.minilm import MiniLMEncoder
+
+    train = emoji.load_rendered(cache, 64).train()
+    measured = set(gallery_indices(train).tolist())
+    outside = np.array([i for i in range(len(train.names)) if i not in measured])
+    chosen = np.sort(np.random.default_rng(7).permutation(outside)[:count])
+    features = torch.from_numpy(features_of(train.images[chosen]))
+    captions = [emoji.caption(str(train.names[i])) for i in chosen]
+    source = f"{len(chosen)} Fluent Emoji training pictures outside the cards' measuring gallery"
+    save_gallery(folder, features, MiniLMEncoder().encode(captions), source)
+    return len(chosen)
+
+
+def cmd_gallery(args) -> None:
+    if args.beside:
+        count = add_disjoint_gallery(args.model, args.cache, args.beside)
+    else:
+        count = add_gallery(args.model, args.cache)
+    if args.candidates is not None:
+        from safetensors.torch import load_file
+
+        from engine.training.checkpoint import save_model
+
+        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
+        state = load_file(str(args.model / "model.safetensors"))
+        save_model(args.model, state, {**config, "candidates": args.candidates})
+    print(f"{args.model}: re-ranking gallery of {count} training emoji stored")
+
+
+def cmd_concepts(args) -> None:
+    """Store the training captions' MiniLM embeddings (the "{}" template the prompts use) as
+    the model's known concepts (engine.text.concepts) and set its default steering strength."""
+    from engine.text.concepts import save_concepts
+    from engine.training.checkpoint import save_model
+
+    train = emoji.load_rendered(args.cache, 64).train()
+    names = [str(n) for n in train.names]
+    from build_builtin_models import caption_embeddings
+
+    embeddings = caption_embeddings(names, args.cache)[emoji.CAPTION_TEMPLATES.index("{}")]
+    captions = [emoji.caption(n) for n in names]
+    path = save_concepts(args.model, captions, embeddings, "all-MiniLM-L6-v2")
+    if args.strength is not None:
+        from safetensors.torch import load_file
+
+        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
+        state = load_file(str(args.model / "model.safetensors"))
+        save_model(args.model, state, {**config, "concept_strength": args.strength})
+    print(f"{path}: {len(set(captions))} known concepts, strength {args.strength}")
