@@ -107,6 +107,7 @@ def test_concept_strength_from_the_command_line_is_used_and_range_checked(tmp_pa
     assert done.returncode == 0, done.stderr
     assert "leaned on" not in done.stderr  # strength 0: the prompt as typed, nothing to explain
     done = run(tmp_path, "octopus", "--steps", "3", "-o", str(out))
-    assert "it leaned on the nearest things it knows (squid" in done.stderr
+    # the built-in is steered to the one nearest caption it knows, and says which
+    assert "it leaned on the nearest thing it knows (squid)" in done.stderr
     done = run(tmp_path, "octopus", "--concept-strength", "1.5", "-o", str(out))
     assert done.returncode != 0 and "between 0" in done.stderr

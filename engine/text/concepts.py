@@ -166,7 +166,9 @@ def concepts_used(concepts: ConceptSet | None, config: dict, request) -> dict:
 
     template = config.get("prompt_template") or "{}"
     query = shared_encoder().encode([template.format(prompt)])
-    nearest = concepts.nearest(query, REPORTED_NEIGHBOURS)
+    # only the concepts the steering really mixed in (one, for a model steered to its nearest)
+    used = int(config.get("concept_neighbours", DEFAULT_NEIGHBOURS))
+    nearest = concepts.nearest(query, max(1, min(used, REPORTED_NEIGHBOURS)))
     return {
         STRENGTH_EXTRA: strength,
         "known_concepts": "; ".join(f"{text} ({sim:.2f})" for text, sim in nearest),
@@ -181,8 +183,9 @@ def unfamiliar_prompt_notice(prompt: str, used: dict) -> str | None:
         return None
     names = [part.rsplit(" (", 1)[0] for part in used["known_concepts"].split("; ")]
     shown = prompt.strip() if len(prompt.strip()) <= 60 else prompt.strip()[:57] + "..."
+    things = "thing" if len(names) == 1 else "things"
     return (
-        f"This model has not learnt \u201c{shown}\u201d as such: it leaned on the nearest things "
+        f"This model has not learnt \u201c{shown}\u201d as such: it leaned on the nearest {things} "
         f"it knows ({', '.join(names)}). Concepts at 0 % (--concept-strength 0) draws the "
         "prompt as typed."
     )

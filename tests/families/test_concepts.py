@@ -83,6 +83,21 @@ def test_only_a_prompt_far_from_every_caption_gets_a_notice():
     assert "\u201coctopus\u201d" in text and "(squid, coral)" in text
     assert "Concepts at 0 %" in text
     assert unfamiliar_prompt_notice("rocket", near) is None
+    one = {"known_concepts": "squid (0.69)", "known_concept_similarity": 0.69}
+    assert "the nearest thing it knows (squid)" in unfamiliar_prompt_notice("octopus", one)
     assert unfamiliar_prompt_notice("octopus", {}) is None
     long_prompt = "an octopus " * 20
     assert "..." in unfamiliar_prompt_notice(long_prompt, far)
+
+
+def test_metadata_names_only_the_concepts_the_steering_mixed_in():
+    from engine.text.concepts import concepts_used
+    from engine.text.minilm import shared_encoder
+
+    captions = ("cat face", "dog face", "red apple", "sun")
+    known = ConceptSet(captions, shared_encoder().encode(list(captions)))
+    request = GenerationRequest(model="m", prompt="kitten face", extras={"concept_strength": 0.8})
+    one = concepts_used(known, {"concept_neighbours": 1}, request)
+    assert one["known_concepts"].startswith("cat face (") and ";" not in one["known_concepts"]
+    several = concepts_used(known, {}, request)  # the default mixes 4: the 3 nearest are named
+    assert several["known_concepts"].count(";") == 2
