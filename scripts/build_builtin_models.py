@@ -541,6 +541,9 @@ def main(argv=None) -> int:
     concepts = sub.add_parser("concepts", help="store the training captions as known concepts")
     concepts.add_argument("--model", type=Path, required=True)
     concepts.add_argument("--strength", type=float, help="the model's default concept_strength")
+    concepts.add_argument(
+        "--neighbours", type=int, help="known concepts a prompt is steered to (default 4)"
+    )
     concepts.set_defaults(run=cmd_concepts)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)

@@ -64,33 +64,34 @@ def cmd_gallery(args) -> None:
     else:
         count = add_gallery(args.model, args.cache)
     if args.candidates is not None:
-        from safetensors.torch import load_file
-
-        from engine.training.checkpoint import save_model
-
-        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
-        state = load_file(str(args.model / "model.safetensors"))
-        save_model(args.model, state, {**config, "candidates": args.candidates})
+        update_config(args.model, {"candidates": args.candidates})
     print(f"{args.model}: re-ranking gallery of {count} training emoji stored")
 
 
 def cmd_concepts(args) -> None:
     """Store the training captions' MiniLM embeddings (the "{}" template the prompts use) as
-    the model's known concepts (engine.text.concepts) and set its default steering strength."""
+    the model's known concepts (engine.text.concepts) and set its default steering."""
+    from build_builtin_models import caption_embeddings
+
     from engine.text.concepts import save_concepts
-    from engine.training.checkpoint import save_model
 
     train = emoji.load_rendered(args.cache, 64).train()
     names = [str(n) for n in train.names]
-    from build_builtin_models import caption_embeddings
-
     embeddings = caption_embeddings(names, args.cache)[emoji.CAPTION_TEMPLATES.index("{}")]
     captions = [emoji.caption(n) for n in names]
     path = save_concepts(args.model, captions, embeddings, "all-MiniLM-L6-v2")
-    if args.strength is not None:
-        from safetensors.torch import load_file
+    settings = {"concept_strength": args.strength, "concept_neighbours": args.neighbours}
+    update_config(args.model, {k: v for k, v in settings.items() if v is not None})
+    print(f"{path}: {len(set(captions))} known concepts, {settings}")
 
-        config = json.loads((args.model / "config.json").read_text(encoding="utf-8"))
-        state = load_file(str(args.model / "model.safetensors"))
-        save_model(args.model, state, {**config, "concept_strength": args.strength})
-    print(f"{path}: {len(set(captions))} known concepts, strength {args.strength}")
+
+def update_config(folder: Path, changes: dict) -> None:
+    """Rewrite a model folder's config.json with `changes` (the weights are left as they are)."""
+    if not changes:
+        return
+    from safetensors.torch import load_file
+
+    from engine.training.checkpoint import save_model
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    save_model(folder, load_file(str(folder / "model.safetensors")), {**config, **changes})
