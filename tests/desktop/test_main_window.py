@@ -3,6 +3,9 @@ drops, masks, outpaint, gallery actions, persistence."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt, QUrl
 from PySide6.QtGui import QImage
@@ -14,6 +17,8 @@ from engine.api import GenerationRequest, Mode
 
 from .conftest import drop_files, drop_urls
 from .test_images import png_header_only
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def press_generate(qtbot, window):
@@ -399,8 +404,12 @@ def test_a_built_in_brings_the_guidance_and_steps_it_was_tuned_at(qtbot, window)
 
 def test_the_concepts_control_shows_only_for_a_model_that_has_known_concepts(qtbot, window):
     panel = window.prompt_panel
-    qtbot.waitUntil(lambda: window.settings.get("concept_strength") == 0.6, timeout=5000)
-    assert panel._form.isRowVisible(panel.concepts) and panel.concepts.value() == 60
+    shipped = json.loads(
+        (ROOT / "resources" / "models" / "emoji-ldm" / "config.json").read_text(encoding="utf-8")
+    )["concept_strength"]  # the built-in's own tuned strength (0.8 since stop 29)
+    qtbot.waitUntil(lambda: window.settings.get("concept_strength") == shipped, timeout=5000)
+    assert panel._form.isRowVisible(panel.concepts)
+    assert panel.concepts.value() == round(shipped * 100)
     panel.concepts.setValue(0)
     request = window.settings.to_request()
     assert request.extras["concept_strength"] == 0.0
