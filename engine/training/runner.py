@@ -176,9 +176,25 @@ class _Loop:
         grid = self._sample()
         grid.save(self.out_dir / "samples" / "final.png")
         state_dict, config = self.trainer.export()
+        config = self._store_known_concepts(config)
         checkpoint.save_model(self.out_dir, state_dict, config)
         checkpoint.write_card(self.out_dir, self._summary(config, stopped))
         return grid
+
+    def _store_known_concepts(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A text-conditioned model has learnt pictures only for its captions: store them
+        beside the weights (engine.text.concepts) so an unfamiliar prompt can be steered to
+        the nearest one. Off (strength 0) until the user turns the Concepts control up; one
+        neighbour, the mix measured best on the built-in (docs/benchmarks.md, stop 29)."""
+        captions = sorted({c.strip() for c in (self.data.captions or []) if c and c.strip()})
+        if str(config.get("conditioning")) != "text" or not captions:
+            return config
+        from engine.text.concepts import save_concepts
+        from engine.text.minilm import shared_encoder
+
+        encoder = str(config.get("text_encoder") or "all-MiniLM-L6-v2")
+        save_concepts(self.out_dir, captions, shared_encoder().encode(captions), encoder)
+        return {"concept_strength": 0.0, "concept_neighbours": 1, **config}
 
     def _summary(self, config: dict[str, Any], stopped: bool) -> dict[str, Any]:
         losses = self.state.losses[-20:]

@@ -112,6 +112,14 @@ def test_training_an_ldm_with_captions_through_the_runner(tmp_path):
     assert native.config["conditioning"] == "text" and native.config["latent_scale"] != 1.0
     image = run_generation(request(out, prompt="red square"), RecordingContext()).images[0]
     assert image.size == (16, 16)
+    # its captions are stored as known concepts, steering off until the user asks for it
+    captions = load_native_model(out).model.known_concepts.captions
+    assert captions == tuple(f"red square number {i}" for i in range(6))
+    assert native.config["concept_strength"] == 0.0 and native.config["concept_neighbours"] == 1
+    steered = run_generation(
+        request(out, prompt="a crimson box", extras={"concept_strength": 0.8}), RecordingContext()
+    )
+    assert steered.metadata[0]["known_concepts"].startswith("red square number")
 
 
 def test_known_concepts_steer_the_prompt_and_are_named_in_metadata(tmp_path):
