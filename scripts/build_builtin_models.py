@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars, when imported
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from builtin_sidecars import cmd_concepts, cmd_gallery  # noqa: E402
+from builtin_sidecars import caption_embeddings, cmd_concepts, cmd_gallery  # noqa: E402
 
 from engine.datasets import emoji  # noqa: E402
 
@@ -87,23 +87,6 @@ def log(path: Path, message: str) -> None:
     print(line, flush=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
-
-
-def caption_embeddings(names, cache: Path | None) -> torch.Tensor:
-    """(templates, N, 384) MiniLM embeddings of every caption template, cached on disk."""
-    from engine.text.minilm import MiniLMEncoder
-
-    path = emoji.npz_path(cache, 0).with_name("caption-embeddings.npz")
-    captions = [emoji.caption(n) for n in names]
-    if path.is_file():
-        with np.load(path) as data:
-            if list(data["captions"]) == captions:
-                return torch.from_numpy(data["embeddings"])
-    encoder = MiniLMEncoder()
-    rows = [encoder.encode([t.format(c) for c in captions]) for t in emoji.CAPTION_TEMPLATES]
-    embeddings = torch.stack(rows)
-    np.savez(path, captions=np.array(captions), embeddings=embeddings.numpy())
-    return embeddings
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

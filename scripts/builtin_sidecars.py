@@ -1,5 +1,6 @@
 """The files that ship beside a built-in model's weights: the re-ranking gallery and the known
-concepts (subcommands `gallery` and `concepts` of build_builtin_models.py)."""
+concepts (subcommands `gallery` and `concepts` of build_builtin_models.py), and the caption
+embeddings the concepts and the ldm training are both made from."""
 
 from __future__ import annotations
 
@@ -17,11 +18,28 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from engine.datasets import emoji  # noqa: E402
 
 
+def caption_embeddings(names, cache: Path | None) -> torch.Tensor:
+    """(templates, N, 384) MiniLM embeddings of every caption template, cached on disk."""
+    from engine.text.minilm import MiniLMEncoder
+
+    path = emoji.npz_path(cache, 0).with_name("caption-embeddings.npz")
+    captions = [emoji.caption(n) for n in names]
+    if path.is_file():
+        with np.load(path) as data:
+            if list(data["captions"]) == captions:
+                return torch.from_numpy(data["embeddings"])
+    encoder = MiniLMEncoder()
+    rows = [encoder.encode([t.format(c) for c in captions]) for t in emoji.CAPTION_TEMPLATES]
+    embeddings = torch.stack(rows)
+    np.savez(path, captions=np.array(captions), embeddings=embeddings.numpy())
+    return embeddings
+
+
 def add_gallery(folder: Path, cache: Path | None) -> int:
     """Store the FID reference's training gallery (Inception features of 600 training emoji,
     the same network and pictures the cards use) and MiniLM embeddings of their captions in a
     trained emoji-dalle folder, so re-ranking works without recomputing 600 features."""
-    from builtin_cards import reference_path
+    from builtin_measure import reference_path
     from safetensors.torch import load_file
 
     from engine.text.minilm import MiniLMEncoder
@@ -42,7 +60,7 @@ def add_disjoint_gallery(folder: Path, cache: Path | None, count: int) -> int:
     """Write `rerank-gallery.safetensors` beside a model's weights: Inception features and
     caption embeddings of `count` training emoji drawn from those OUTSIDE the cards' measuring
     gallery, so the re-ranker and the faithfulness measure never consult the same pictures."""
-    from builtin_cards import features_of, gallery_indices
+    from builtin_measure import features_of, gallery_indices
 
     from engine.families.rerank import save_gallery
     from engine.text.minilm import MiniLMEncoder
@@ -71,8 +89,6 @@ def cmd_gallery(args) -> None:
 def cmd_concepts(args) -> None:
     """Store the training captions' MiniLM embeddings (the "{}" template the prompts use) as
     the model's known concepts (engine.text.concepts) and set its default steering."""
-    from build_builtin_models import caption_embeddings
-
     from engine.text.concepts import save_concepts
 
     train = emoji.load_rendered(args.cache, 64).train()
@@ -86,12 +102,12 @@ def cmd_concepts(args) -> None:
 
 
 def update_config(folder: Path, changes: dict) -> None:
-    """Rewrite a model folder's config.json with `changes` (the weights are left as they are)."""
+    """Rewrite a model folder's config.json with `changes`, as save_model writes it (the
+    weights are not touched)."""
     if not changes:
         return
-    from safetensors.torch import load_file
+    from engine.paths import atomic_write_text
 
-    from engine.training.checkpoint import save_model
-
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    save_model(folder, load_file(str(folder / "model.safetensors")), {**config, **changes})
+    path = folder / "config.json"
+    config = {**json.loads(path.read_text(encoding="utf-8")), **changes}
+    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

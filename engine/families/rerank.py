@@ -87,28 +87,22 @@ def model_gallery(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] |
     return None
 
 
-def has_gallery(folder: str | Path, config: dict) -> bool:
-    """Whether a model folder can re-rank without a CLIP model (for the app's controls)."""
-    return (Path(folder) / GALLERY_FILE).is_file() or int(config.get("rerank_gallery", 0)) > 0
-
-
 def save_gallery(
     folder: str | Path, features: torch.Tensor, caption_embeddings: torch.Tensor, source: str
 ) -> Path:
-    """Write GALLERY_FILE into a model folder (atomically: temp file, then rename)."""
-    from safetensors.torch import save_file
+    """Write GALLERY_FILE into a model folder (atomically: engine.paths.atomic_write_bytes)."""
+    from safetensors.torch import save
+
+    from engine.paths import atomic_write_bytes
 
     if len(features) != len(caption_embeddings) or not len(features):
         raise ValueError("one caption embedding per picture, at least one picture")
-    path = Path(folder) / GALLERY_FILE
-    temporary = path.with_suffix(".tmp")
     tensors = {
         "features": features.to(torch.float16).contiguous(),
         "captions": caption_embeddings.to(torch.float16).contiguous(),
     }
-    save_file(tensors, str(temporary), metadata={"source": json.dumps(source)})
-    temporary.replace(path)
-    return path
+    data = save(tensors, metadata={"source": json.dumps(source)})
+    return atomic_write_bytes(Path(folder) / GALLERY_FILE, data)
 
 
 def load_gallery(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -86,8 +86,10 @@ class ConceptSet:
 def save_concepts(
     folder: str | Path, captions: list[str], embeddings: torch.Tensor, text_encoder: str
 ) -> Path:
-    """Write `concepts.safetensors` into a model folder (atomically: temp file, then rename)."""
-    from safetensors.torch import save_file
+    """Write `concepts.safetensors` into a model folder (atomically: engine.paths)."""
+    from safetensors.torch import save
+
+    from engine.paths import atomic_write_bytes
 
     if len(captions) != len(embeddings):
         raise ValueError("one embedding per caption")
@@ -95,12 +97,9 @@ def save_concepts(
     for index, text in enumerate(captions):
         unique.setdefault(text, index)
     rows = embeddings[list(unique.values())].to(torch.float16).contiguous()
-    path = Path(folder) / CONCEPTS_FILE
-    temporary = path.with_suffix(".tmp")
     metadata = {"captions": json.dumps(list(unique)), "text_encoder": text_encoder}
-    save_file({"embeddings": rows}, str(temporary), metadata=metadata)
-    temporary.replace(path)
-    return path
+    data = save({"embeddings": rows}, metadata=metadata)
+    return atomic_write_bytes(Path(folder) / CONCEPTS_FILE, data)
 
 
 def load_concepts(folder: str | Path) -> ConceptSet | None:

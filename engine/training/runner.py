@@ -186,8 +186,10 @@ class _Loop:
         beside the weights (engine.text.concepts) so an unfamiliar prompt can be steered to
         the nearest one. Off (strength 0) until the user turns the Concepts control up; one
         neighbour, the mix measured best on the built-in (docs/benchmarks.md, stop 29)."""
+        if str(config.get("conditioning")) != "text":
+            return config
         captions = sorted({c.strip() for c in (self.data.captions or []) if c and c.strip()})
-        if str(config.get("conditioning")) != "text" or not captions:
+        if not captions:
             return config
         from engine.text.concepts import save_concepts
         from engine.text.minilm import shared_encoder
