@@ -30,9 +30,15 @@ class AutoencoderConfig:
     channels: tuple[int, ...] = (32, 64)
     #: KL weight used in training, recorded for the card
     kl_weight: float = 1e-6
+    #: the decoder's widths at H/4 and H/2 (None: the encoder's) and residual blocks per level;
+    #: a decoder can grow after training (engine.training.decoder_tuning) as the latent stays
+    decoder_channels: tuple[int, ...] | None = None
+    decoder_blocks: int = 1
 
     def __post_init__(self):
         self.channels = tuple(self.channels)
+        if self.decoder_channels is not None:
+            self.decoder_channels = tuple(self.decoder_channels)
 
     @classmethod
     def from_dict(cls, data: dict) -> AutoencoderConfig:
@@ -62,6 +68,24 @@ class _Res(nn.Module):
         return x + self.body(x)
 
 
+def build_decoder(config: AutoencoderConfig) -> nn.Sequential:
+    """Latent (H/4) -> residual blocks -> upsample (H/2) -> residual blocks -> pixels, the last
+    factor 2 by pixel shuffle. One block per level is the layout every older model has."""
+    c1, c2 = config.decoder_channels or config.channels
+    blocks = max(1, int(config.decoder_blocks))
+    return nn.Sequential(
+        nn.Conv2d(config.latent_channels, c2, 3, padding=1),
+        *[_Res(c2) for _ in range(blocks)],
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c2, c1, 3, padding=1),
+        *[_Res(c1) for _ in range(blocks)],
+        group_norm(c1),
+        nn.SiLU(),
+        nn.Conv2d(c1, config.image_channels * 4, 3, padding=1),
+        nn.PixelShuffle(2),
+    )
+
+
 class Autoencoder(nn.Module):
     """`encode(images in [-1, 1]) -> (mean, logvar)`, `decode(latents) -> images in [-1, 1]`."""
 
@@ -80,17 +104,7 @@ class Autoencoder(nn.Module):
             nn.SiLU(),
             nn.Conv2d(c2, 2 * config.latent_channels, 3, padding=1),
         )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(config.latent_channels, c2, 3, padding=1),
-            _Res(c2),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(c2, c1, 3, padding=1),
-            _Res(c1),
-            group_norm(c1),
-            nn.SiLU(),
-            nn.Conv2d(c1, c_in, 3, padding=1),
-            nn.PixelShuffle(2),
-        )
+        self.decoder = build_decoder(config)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.encoder(images).chunk(2, dim=1)
@@ -129,6 +143,11 @@ DEFAULTS: dict = {
     "conditioning": "auto",
     "classes": [],
     "ae_steps": 500,  # training steps spent on the autoencoder before the UNet starts
+    #: a number: after those steps the decoder alone keeps learning beside the UNet (encoder
+    #: frozen), with this weight on its edge loss (engine.training.decoder_tuning). Off by
+    #: default: +55 % time per step at the built-in's size, for reconstructions with half the
+    #: error but pictures measured no more faithful (docs/benchmarks.md, "Decoder tuning")
+    "decoder_tuning_edge_weight": None,
     "schedule": {"kind": "cosine", "timesteps": 1000},
     #: latents are multiplied by this before diffusion so they have unit variance (measured
     #: on the training set after the autoencoder is trained; SD's 0.18215 is the same idea)

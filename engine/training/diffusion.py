@@ -314,6 +314,23 @@ class LDMTrainer(DDPMTrainer):
         self.ae_steps = self.unet_first_step = int(self.config.get("ae_steps", 500))
         self.latent_scale = float(self.config.get("latent_scale", 1.0))
         self._scale_measured = False
+        self.decoder_stepper = self._decoder_stepper()
+
+    def _decoder_stepper(self):
+        """While the UNet trains, the decoder keeps learning on the frozen encoder's latents
+        (engine.training.decoder_tuning): sharper pictures from the same latent space."""
+        from engine.training.decoder_tuning import DecoderStepper, DecoderTuning
+
+        edge_weight = self.config.get("decoder_tuning_edge_weight")
+        if edge_weight is None:  # a model configured before decoder tuning: left as it was
+            return None
+        steps = max(1, int(self.request.steps) - self.ae_steps)
+        tuning = DecoderTuning(steps=steps, edge_weight=float(edge_weight))
+        stepper = DecoderStepper(self.autoencoder, tuning)
+        stepper.generator = self.generator  # one training stream, saved with the state
+        self.modules["decoder_ema"] = stepper.ema
+        self.optimizers["decoder"] = stepper.optimizer
+        return stepper
 
     def model_channels(self) -> int:
         return self._latent_channels
@@ -328,7 +345,11 @@ class LDMTrainer(DDPMTrainer):
             mean, _ = self.autoencoder.encode(batch.images)
             self.latent_scale = float(1.0 / mean.std().clamp(min=1e-6))
             self._scale_measured = True
-        return {"loss": super().train_step(batch)["loss"]}
+        out = {"loss": super().train_step(batch)["loss"]}
+        if self.decoder_stepper is not None:
+            self.decoder_stepper.steps_done = self.step - self.ae_steps
+            out["decoder_loss"] = self.decoder_stepper.step(batch.images)["loss"]
+        return out
 
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -356,4 +377,7 @@ class LDMTrainer(DDPMTrainer):
     def export(self):
         state = {f"unet.{k}": v for k, v in self.stepper.ema.state_dict().items()}
         state.update({f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()})
+        if self.decoder_stepper is not None and self.decoder_stepper.steps_done > 0:
+            decoder = self.decoder_stepper.ema.state_dict()  # the averaged, tuned decoder
+            state.update({f"autoencoder.decoder.{k}": v for k, v in decoder.items()})
         return state, {**self.config, "latent_scale": self.latent_scale}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from engine.api import RuntimeOptions, TrainingRequest
 from engine.families.registry import family_module, full_config
 from engine.training.checkpoint import save_model
 
@@ -52,3 +53,27 @@ def save_random_model(family: str, folder: Path, seed: int = 0, **kwargs) -> Pat
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
     save_model(folder, model.state_dict(), config)
     return folder
+
+
+def ldm_training_request(pictures: Path, out: Path, **fields) -> TrainingRequest:
+    """A tiny ldm training job at 16 px: 4 autoencoder steps of 8; `extras` merge over."""
+    extras = {
+        "unet": TINY_UNET,
+        "schedule": TINY_SCHEDULE,
+        "autoencoder": TINY_AE,
+        "ae_steps": 4,
+        "warmup_steps": 1,
+        **fields.pop("extras", {}),
+    }
+    fields.setdefault("steps", 8)
+    fields.setdefault("batch_size", 6)
+    fields.setdefault("sample_every", 1000)
+    return TrainingRequest(
+        family="ldm",
+        data_dir=str(pictures),
+        out_dir=str(out),
+        resolution=16,
+        extras=extras,
+        runtime=RuntimeOptions(cpu_threads=1),
+        **fields,
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusion_tiny import TINY_AE, TINY_SCHEDULE, TINY_UNET, save_random_model
+from diffusion_tiny import TINY_AE, ldm_training_request, save_random_model
 from gan_vae_tiny import RecordingContext, same_pictures, write_pictures
 
-from engine.api import GenerationRequest, RuntimeOptions, TrainingRequest
+from engine.api import GenerationRequest, RuntimeOptions
 from engine.errors import InputError, JobCancelled, ModelError
 from engine.families.ldm import Autoencoder, AutoencoderConfig
 from engine.families.registry import load_native_model
@@ -85,25 +85,7 @@ def test_training_an_ldm_with_captions_through_the_runner(tmp_path):
     for index, png in enumerate(sorted(pictures.glob("*.png"))):
         png.with_suffix(".txt").write_text(f"red square number {index}")
     out = tmp_path / "ldm"
-    extras = {
-        "unet": TINY_UNET,
-        "schedule": TINY_SCHEDULE,
-        "autoencoder": TINY_AE,
-        "conditioning": "text",
-        "ae_steps": 4,
-        "warmup_steps": 1,
-    }
-    train = TrainingRequest(
-        family="ldm",
-        data_dir=str(pictures),
-        out_dir=str(out),
-        steps=8,
-        resolution=16,
-        batch_size=6,
-        sample_every=6,
-        extras=extras,
-        runtime=RuntimeOptions(cpu_threads=1),
-    )
+    train = ldm_training_request(pictures, out, sample_every=6, extras={"conditioning": "text"})
     ctx = RecordingContext()
     run_training(train, ctx)
     progress = ctx.of_type("Progress")
