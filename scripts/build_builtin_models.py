@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars, when imported
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import builtin_decoder  # noqa: E402
 from builtin_sidecars import caption_embeddings, cmd_concepts, cmd_gallery  # noqa: E402
 
 from engine.datasets import emoji  # noqa: E402
@@ -528,6 +529,7 @@ def main(argv=None) -> int:
         "--neighbours", type=int, help="known concepts a prompt is steered to (default 4)"
     )
     concepts.set_defaults(run=cmd_concepts)
+    builtin_decoder.add_parser(sub)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)
     ship.add_argument("--family", required=True, choices=("ldm", "dalle", "dcgan", "beta-vae"))
