@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars, when 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import builtin_decoder  # noqa: E402
-from builtin_sidecars import caption_embeddings, cmd_concepts, cmd_gallery  # noqa: E402
+from builtin_sidecars import caption_embeddings, cmd_concepts, cmd_gallery, to_tensor  # noqa: E402
 
 from engine.datasets import emoji  # noqa: E402
 
@@ -88,10 +88,6 @@ def log(path: Path, message: str) -> None:
     print(line, flush=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def train_autoencoder(ae, images, minutes: float, logfile: Path, seed: int, max_steps=None) -> int:

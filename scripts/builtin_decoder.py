@@ -14,12 +14,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars
+
+from builtin_sidecars import to_tensor  # noqa: E402
 
 from engine.datasets import emoji  # noqa: E402
-
-
-def pictures(images) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def cmd_decoder(args) -> None:
@@ -56,7 +55,7 @@ def cmd_decoder(args) -> None:
 
     # the held-out emoji only measure the reconstruction error; the tuning never sees them
     summary = tune_decoder(
-        autoencoder, pictures(train.images), tuning, probe=pictures(held_out.images),
+        autoencoder, to_tensor(train.images), tuning, probe=to_tensor(held_out.images),
         progress=progress,
     )  # fmt: skip
     config = {

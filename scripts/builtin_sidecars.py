@@ -1,6 +1,7 @@
 """The files that ship beside a built-in model's weights: the re-ranking gallery and the known
-concepts (subcommands `gallery` and `concepts` of build_builtin_models.py), and the caption
-embeddings the concepts and the ldm training are both made from."""
+concepts (subcommands `gallery` and `concepts` of build_builtin_models.py), and what the other
+scripts share: the caption embeddings the concepts and the ldm training are both made from, and
+the emoji as tensors."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from engine.datasets import emoji  # noqa: E402
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) rendered emoji -> float (N, 3, H, W) in [-1, 1], as the models train."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def caption_embeddings(names, cache: Path | None) -> torch.Tensor:

@@ -23,13 +23,13 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.families.ldm import Autoencoder
+from engine.families.ldm import Autoencoder, build_decoder
 
 
 @dataclass(frozen=True)
@@ -116,17 +116,17 @@ class DecoderStepper:
         self.decoder.requires_grad_(True)  # the trainer freezes the whole autoencoder
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        latents = posterior_sample(self.autoencoder, images, self.generator)
         t = self.tuning
+        latents = posterior_sample(self.autoencoder, images, self.generator)
         if t.crop and self.steps_done < t.whole_from * t.steps and t.crop < latents.shape[-1]:
             latents, images = random_crops(latents, images, t.crop, self.generator)
-        loss, parts = decoder_loss(self.decoder, latents, images, self.tuning.edge_weight)
+        loss, parts = decoder_loss(self.decoder, latents, images, t.edge_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.decoder.requires_grad_(False)
         # the usual EMA warm-up: a fresh decoder's first weights should not linger in the average
-        decay = min(self.tuning.ema_decay, (1 + self.steps_done) / (10 + self.steps_done))
+        decay = min(t.ema_decay, (1 + self.steps_done) / (10 + self.steps_done))
         with torch.no_grad():
             for kept, live in zip(self.ema.parameters(), self.decoder.parameters(), strict=True):
                 kept.lerp_(live, 1.0 - decay)
@@ -142,10 +142,6 @@ class DecoderStepper:
 def replace_decoder(autoencoder: Autoencoder, channels: tuple[int, int], blocks: int) -> None:
     """A new, untrained decoder of the given widths (at H/2, H/4) and blocks per level, for
     `tune_decoder` to train: the encoder and so the latent space stay as they are."""
-    from dataclasses import replace
-
-    from engine.families.ldm import build_decoder
-
     autoencoder.config = replace(
         autoencoder.config, decoder_channels=tuple(channels), decoder_blocks=int(blocks)
     )
@@ -190,5 +186,5 @@ def tune_decoder(
         "steps": tuning.steps,
         "seconds": round(time.perf_counter() - started, 1),
         "probe_mse_before": before,
-        "probe_mse_after": reconstruction_error(autoencoder.eval(), probe),
+        "probe_mse_after": reconstruction_error(autoencoder, probe),
     }

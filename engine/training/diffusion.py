@@ -322,7 +322,7 @@ class LDMTrainer(DDPMTrainer):
         from engine.training.decoder_tuning import DecoderStepper, DecoderTuning
 
         edge_weight = self.config.get("decoder_tuning_edge_weight")
-        if edge_weight is None:  # a model configured before decoder tuning: left as it was
+        if edge_weight is None:  # off (the default): the decoder stops with the encoder
             return None
         steps = max(1, int(self.request.steps) - self.ae_steps)
         tuning = DecoderTuning(steps=steps, edge_weight=float(edge_weight))
