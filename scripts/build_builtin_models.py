@@ -161,7 +161,11 @@ def cmd_ldm(args) -> None:
         cond_drop=0.15,
         warmup_steps=100,
         snr_gamma=args.snr_gamma or None,  # 0: the plain objective
+        decay_steps=args.decay_steps,
+        decay_end=args.steps if args.decay_steps else None,
     )
+    if args.decay_steps and args.steps is None:
+        raise SystemExit("--decay-steps needs --steps: the cool-down ends at the last step")
     config |= {"snr_gamma": optim.snr_gamma, "ema_decay": args.ema_decay}
     stepper = UNetStepper(model.unet, schedule, optim, seed=args.seed)
     resume_state = out / "unet-state.safetensors"
@@ -467,6 +471,9 @@ def main(argv=None) -> int:
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, default=5e-4)
     train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument(
+        "--decay-steps", type=int, help="cool the learning rate linearly to 0 over the last N steps"
+    )
     train.add_argument(
         "--snr-gamma", type=float, default=5.0, help="min-SNR loss weighting (0: off)"
     )

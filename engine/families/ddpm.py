@@ -291,6 +291,9 @@ DEFAULTS: dict = {
     "warmup_steps": 100,  # linear learning-rate warm-up
     "ema_decay": 0.999,  # samples come from the EMA weights
     "snr_gamma": 5.0,  # min-SNR loss weighting: faster convergence (Hang et al. 2023)
+    #: the UNet's learning rate falls linearly to 0 over the run's last N steps (a cool-down,
+    #: Hagele et al. 2024); None keeps it constant. Measured on emoji-ldm: docs/benchmarks.md
+    "lr_decay_steps": None,
     "cond_drop": 0.15,  # share of conditions dropped in training, for classifier-free guidance
 }
 SAMPLERS = ("DDIM", "DDPM")

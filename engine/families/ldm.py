@@ -165,6 +165,9 @@ DEFAULTS: dict = {
     "warmup_steps": 100,
     "ema_decay": 0.995,
     "snr_gamma": 5.0,  # min-SNR loss weighting: faster convergence (Hang et al. 2023)
+    #: the UNet's learning rate falls linearly to 0 over the run's last N steps (a cool-down,
+    #: Hagele et al. 2024); None keeps it constant. Measured on emoji-ldm: docs/benchmarks.md
+    "lr_decay_steps": None,
     "cond_drop": 0.15,
     #: pictures made per kept picture; above 1 the best are kept by image-text similarity
     #: (engine.families.rerank: needs the folder's rerank-gallery.safetensors or a CLIP model)

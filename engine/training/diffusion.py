@@ -31,6 +31,20 @@ class OptimConfig:
     warmup_steps: int = 200
     #: min-SNR-gamma loss weighting (Hang et al. 2023); None is the plain DDPM objective
     snr_gamma: float | None = None
+    #: a cool-down (warmup-stable-decay, Hagele et al. 2024): the learning rate falls linearly to
+    #: zero over the `decay_steps` steps that end at step `decay_end`; None keeps it constant.
+    #: A constant rate leaves the weights bouncing around the minimum (the EMA only averages
+    #: that); the cool-down is what settles them
+    decay_steps: int | None = None
+    decay_end: int | None = None
+
+    def lr_factor(self, step: int, warmup_from: int = 0) -> float:
+        """The share of `lr` used at optimiser step `step` (counted from 0)."""
+        factor = min(1.0, (step - warmup_from + 1) / max(1, self.warmup_steps))
+        if self.decay_steps and self.decay_end is not None:
+            left = self.decay_end - step
+            factor *= min(1.0, max(0.0, left / self.decay_steps))
+        return factor
 
 
 def diffusion_loss(
@@ -87,11 +101,9 @@ class UNetStepper:
         return torch.where(drop[:, None], null, cond)
 
     def step(self, x0: torch.Tensor, cond: torch.Tensor | None = None) -> dict:
-        warmup = min(
-            1.0, (self.steps_done - self.warmup_from + 1) / max(1, self.optim.warmup_steps)
-        )
+        factor = self.optim.lr_factor(self.steps_done, self.warmup_from)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.optim.lr * warmup
+            group["lr"] = self.optim.lr * factor
         loss = diffusion_loss(
             self.model,
             self.schedule,
@@ -200,6 +212,20 @@ def resolve_conditioning(config: dict) -> dict:
     return config
 
 
+def decay_steps_setting(config: dict) -> int | None:
+    """The `lr_decay_steps` setting, checked: a whole number of steps above 0, or None (off)."""
+    value = config.get("lr_decay_steps")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(
+            f"lr_decay_steps must be a whole number of steps above 0 (got {value!r}): the "
+            "learning rate then falls to 0 over the run's last that many steps. Leave it out "
+            "to keep the rate constant."
+        )
+    return value
+
+
 class DDPMTrainer(Trainer):
     """Pixel-space diffusion: the epsilon objective on the images themselves."""
 
@@ -217,6 +243,7 @@ class DDPMTrainer(Trainer):
             cond_drop=float(self.config.get("cond_drop", 0.15)),
             warmup_steps=int(self.config.get("warmup_steps", 100)),
             snr_gamma=self.config.get("snr_gamma"),
+            decay_steps=decay_steps_setting(self.config),
         )
         self.stepper = UNetStepper(self.unet, self.schedule, optim)
         self.stepper.generator = self.generator  # one training stream, saved with the state
@@ -258,6 +285,8 @@ class DDPMTrainer(Trainer):
         if self._grid_conditions is None and cond is not None:
             self._grid_conditions = cond[: self.grid_size].detach().clone()
         self.stepper.steps_done = self.step - self.unet_first_step
+        # the cool-down ends with the run (a resume asked for more steps moves it)
+        self.stepper.optim.decay_end = int(self.request.steps) - self.unet_first_step
         return self.stepper.step(self.to_model_space(batch.images), cond)
 
     def grid_conditions(self) -> torch.Tensor | None:
