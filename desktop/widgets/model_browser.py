@@ -210,6 +210,9 @@ class ModelBrowser(QDialog):
 
     # -- content ------------------------------------------------------------------------------
     def refresh(self) -> None:
+        # a rescan (a file dropped in a models folder, a hash found) rebuilds the rows: the model
+        # the user is reading about stays selected and its card stays up
+        chosen = self.selected()
         self.model.removeRows(0, self.model.rowCount())
         for info in self.library.models:
             cells = [
@@ -235,6 +238,8 @@ class ModelBrowser(QDialog):
             self._request_hashes()
         self._fill_filter(self.kind, sorted({kind_text(m.kind) for m in self.library.models}))
         self._fill_filter(self.base, sorted({m.base or "—" for m in self.library.models}))
+        if chosen is not None:
+            self.select(chosen.reference)
         self._selection_changed()
 
     def _icon(self, info: ModelInfo) -> QIcon | None:

@@ -23,6 +23,8 @@ def test_built_in_models_show_card_thumbnail_and_hash(qtbot, window):
     shown = browser.hash_text("builtin:emoji-ldm")
     browser.refresh()  # the library rescanned: the rows are rebuilt from its records
     assert browser.hash_text("builtin:emoji-ldm") == shown  # the found hash stays
+    assert browser.selected().reference == "builtin:emoji-ldm"  # so do the selection
+    assert "emoji-ldm" in browser.card_view.card.toPlainText()  # and the card being read
     hashes = browser.hashes
     browser.reject()
     assert not hashes.busy
