@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QImage, QPixmap, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 #: kinds shown in words; parts (text encoders, VAEs) load with models, they are not picked
@@ -123,6 +123,48 @@ class ModelCardView(QWidget):
             self.card.setMarkdown(found.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             self.card.setMarkdown(f"The card {found.name} cannot be read ({exc}).")
+        self.fit_images()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        super().resizeEvent(event)
+        self.fit_images()
+
+    def fit_images(self) -> None:
+        """Shrink the card's pictures to its width (a card's 512 px sample grid made the whole
+        card scroll sideways); never enlarge one past its own size."""
+        doc = self.card.document()
+        room = self.card.viewport().width() - 2 * doc.documentMargin() - 8
+        cursor = QTextCursor(doc)
+        for start, length, image in _image_fragments(doc):
+            natural = doc.resource(QTextDocument.ResourceType.ImageResource, QUrl(image.name()))
+            if isinstance(natural, QPixmap):
+                natural = natural.toImage()
+            if not isinstance(natural, QImage) or natural.isNull():
+                continue
+            width = max(32.0, min(float(natural.width()), room))
+            if abs(image.width() - width) < 1:
+                continue
+            image.setWidth(width)
+            image.setHeight(natural.height() * width / natural.width())
+            cursor.setPosition(start)
+            cursor.setPosition(start + length, QTextCursor.MoveMode.KeepAnchor)
+            cursor.setCharFormat(image)
+
+
+def _image_fragments(doc: QTextDocument) -> list:
+    """(position, length, image format) of every picture in a document."""
+    found = []
+    block = doc.begin()
+    while block.isValid():
+        it = block.begin()
+        while not it.atEnd():
+            fragment = it.fragment()
+            if fragment.charFormat().isImageFormat():
+                image = fragment.charFormat().toImageFormat()
+                found.append((fragment.position(), fragment.length(), image))
+            it += 1
+        block = block.next()
+    return found
 
 
 class HashWorker(QObject):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from desktop.widgets.model_card import card_path, preview_path
@@ -63,3 +64,30 @@ def test_hash_requests_that_arrive_while_the_worker_finishes_are_all_answered(qt
     qtbot.waitUntil(lambda: len(answered) == len(files), timeout=20_000)
     assert len(set(answered.values())) == len(files)  # each file's own hash
     worker.stop()
+
+
+def test_a_cards_wide_picture_fits_the_card_and_a_small_one_keeps_its_size(qtbot, tmp_path):
+    from types import SimpleNamespace
+
+    from desktop.widgets.model_card import ModelCardView, _image_fragments
+
+    folder = tmp_path / "model"
+    (folder / "samples").mkdir(parents=True)
+    Image.new("RGB", (900, 300), "red").save(folder / "samples" / "wide.png")
+    Image.new("RGB", (40, 20), "blue").save(folder / "samples" / "small.png")
+    (folder / "README.md").write_text(
+        "# A model\n\n![grid](samples/wide.png)\n\n![dot](samples/small.png)\n"
+    )
+    view = ModelCardView()
+    qtbot.addWidget(view)
+    view.resize(420, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.show_model(SimpleNamespace(path=str(folder), name="A model", kind="native", base="ldm"))
+    room = view.card.viewport().width()
+    sizes = [(f.width(), f.height()) for _, _, f in _image_fragments(view.card.document())]
+    assert sizes[0][0] <= room and sizes[0][1] == pytest.approx(sizes[0][0] / 3)  # shape kept
+    assert sizes[1] == (40, 20)  # not enlarged
+    assert view.card.document().size().width() <= room  # no sideways scrolling
+    view.resize(700, 500)  # a wider card: the picture grows with it, up to its own size
+    qtbot.waitUntil(lambda: _image_fragments(view.card.document())[0][2].width() > sizes[0][0])
