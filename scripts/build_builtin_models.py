@@ -120,6 +120,8 @@ def cmd_ldm(args) -> None:
     from engine.families.ddpm import Schedule, ScheduleConfig
     from engine.training.diffusion import OptimConfig, UNetStepper, encode_latents
 
+    if args.decay_steps and args.steps is None:
+        raise SystemExit("--decay-steps needs --steps: the cool-down ends at the last step")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out, logfile = args.out, args.out / "train.log"
@@ -164,8 +166,6 @@ def cmd_ldm(args) -> None:
         decay_steps=args.decay_steps,
         decay_end=args.steps if args.decay_steps else None,
     )
-    if args.decay_steps and args.steps is None:
-        raise SystemExit("--decay-steps needs --steps: the cool-down ends at the last step")
     config |= {"snr_gamma": optim.snr_gamma, "ema_decay": args.ema_decay}
     stepper = UNetStepper(model.unet, schedule, optim, seed=args.seed)
     resume_state = out / "unet-state.safetensors"

@@ -98,6 +98,12 @@ class Trainer:
         pass
 
 
+def warmed_up_decay(decay: float, updates: int) -> float:
+    """`decay`, shortened for an average's first updates ((1 + n) / (10 + n): 0.1, 0.18, ...)
+    so it does not linger on the starting weights (the DDPM codebases' EMA warm-up)."""
+    return min(decay, (1 + updates) / (10 + updates))
+
+
 class EMA:
     """Exponential moving average of a module's weights (Karras et al. 2018, "Progressive
     growing", used for StyleGAN sampling): a smoother generator than the raw one."""

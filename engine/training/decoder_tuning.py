@@ -19,7 +19,6 @@ Measured on the built-in emoji-ldm: docs/benchmarks.md, "Decoder tuning".
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.families.ldm import Autoencoder, build_decoder
+from engine.training.base import EMA, warmed_up_decay
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def decoder_loss(
     return pixel + edge_weight * edges, {"pixel": pixel.item(), "edges": edges.item()}
 
 
-def random_crops(
+def aligned_crops(
     latents: torch.Tensor, images: torch.Tensor, size: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same random window of each latent (size x size) and of its picture (scaled up)."""
@@ -98,7 +98,8 @@ class DecoderStepper:
         self.autoencoder = autoencoder
         self.tuning = tuning
         self.decoder = autoencoder.decoder
-        self.ema = copy.deepcopy(self.decoder).requires_grad_(False).eval()
+        self._average = EMA(self.decoder, tuning.ema_decay)
+        self.ema = self._average.module
         self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=tuning.lr)
         self.generator = torch.Generator().manual_seed(tuning.seed)
         self.steps_done = 0
@@ -119,17 +120,14 @@ class DecoderStepper:
         t = self.tuning
         latents = posterior_sample(self.autoencoder, images, self.generator)
         if t.crop and self.steps_done < t.whole_from * t.steps and t.crop < latents.shape[-1]:
-            latents, images = random_crops(latents, images, t.crop, self.generator)
+            latents, images = aligned_crops(latents, images, t.crop, self.generator)
         loss, parts = decoder_loss(self.decoder, latents, images, t.edge_weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.decoder.requires_grad_(False)
-        # the usual EMA warm-up: a fresh decoder's first weights should not linger in the average
-        decay = min(t.ema_decay, (1 + self.steps_done) / (10 + self.steps_done))
-        with torch.no_grad():
-            for kept, live in zip(self.ema.parameters(), self.decoder.parameters(), strict=True):
-                kept.lerp_(live, 1.0 - decay)
+        self._average.decay = warmed_up_decay(t.ema_decay, self.steps_done)
+        self._average.update(self.decoder)
         self.steps_done += 1
         return {"loss": loss.item(), **parts}
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from engine.errors import InputError
 from engine.families.ddpm import Schedule, UNet
 from engine.families.ldm import Autoencoder
+from engine.training.base import warmed_up_decay
 
 
 @dataclass
@@ -122,8 +123,7 @@ class UNetStepper:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        # a short warm-up of the decay so the EMA is not stuck near the random init
-        decay = min(self.optim.ema_decay, (1 + self.steps_done) / (10 + self.steps_done))
+        decay = warmed_up_decay(self.optim.ema_decay, self.steps_done)
         for ema_p, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
             ema_p.lerp_(p.detach(), 1 - decay)
 
