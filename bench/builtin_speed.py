@@ -10,6 +10,10 @@ The machine may be shared: the load average is printed beside the numbers.
 emoji-dalle (issue 14) also runs its token sampler with and without the KV cache, for one and 16
 pictures (guidance 3, top-k 64, the same seeds): the cache should make sampling well over 5x
 faster, and both ways must write the same tokens (checked, not assumed).
+
+emoji-ldm's rows run its shipped defaults, autoguidance (engine.families.autoguide) included:
+one more UNet call per step beside CFG's two; the "autoguidance off" row is the same picture's
+cost without it.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CASES = [
-    # name, model, batch, target seconds
-    ("emoji-ldm 1 image, 20 DDIM steps", "builtin:emoji-ldm", 1, 3.0),
-    ("emoji-ldm batch of 4, 20 DDIM steps", "builtin:emoji-ldm", 4, 6.0),
-    ("emoji-dcgan 64 images", "builtin:emoji-dcgan", 64, 1.0),
-    ("emoji-beta-vae 64 images", "builtin:emoji-beta-vae", 64, None),
-    ("emoji-dalle 1 image", "builtin:emoji-dalle", 1, None),
-    ("emoji-dalle 16 images", "builtin:emoji-dalle", 16, None),
+    # name, model, batch, target seconds, extras
+    ("emoji-ldm 1 image, 20 DDIM steps", "builtin:emoji-ldm", 1, 3.0, {}),
+    ("emoji-ldm batch of 4, 20 DDIM steps", "builtin:emoji-ldm", 4, 6.0, {}),
+    ("emoji-ldm 1 image, autoguidance off", "builtin:emoji-ldm", 1, None, {"autoguidance": 1}),
+    ("emoji-dcgan 64 images", "builtin:emoji-dcgan", 64, 1.0, {}),
+    ("emoji-beta-vae 64 images", "builtin:emoji-beta-vae", 64, None, {}),
+    ("emoji-dalle 1 image", "builtin:emoji-dalle", 1, None, {}),
+    ("emoji-dalle 16 images", "builtin:emoji-dalle", 16, None, {}),
 ]
 TEXT_MODELS = ("builtin:emoji-ldm", "builtin:emoji-dalle")
 
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     ctx = JobContext(0, lambda event: None)
     results = []
-    for name, model, batch, target in CASES:
+    for name, model, batch, target, extras in CASES:
         if args.only not in name:
             continue
         request = GenerationRequest(
@@ -116,6 +121,7 @@ def main(argv=None) -> int:
             sampler="DDIM",
             guidance_scale=3.0,
             batch_size=batch,
+            extras=extras,
             runtime=RuntimeOptions(cpu_threads=args.threads),
         )
         run_generation(request, ctx)  # warm-up: load the model and the text encoder

@@ -7,6 +7,7 @@
     python scripts/build_builtin_models.py dalle --steps N # VQ tokenizer + transformer (runner)
     python scripts/build_builtin_models.py gallery --model DIR  # dalle: re-ranking gallery
     python scripts/build_builtin_models.py concepts --model DIR --strength S  # known concepts
+    python scripts/build_builtin_models.py guide --model DIR --weak OLD --scale A  # autoguidance
     python scripts/build_builtin_models.py gallery --model DIR --beside 1200 --candidates N
     python scripts/build_builtin_models.py cards           # FID / faithfulness -> model cards
 
@@ -32,7 +33,13 @@ sys.path.insert(0, str(ROOT / "scripts"))  # its sibling builtin_sidecars, when 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import builtin_decoder  # noqa: E402
-from builtin_sidecars import caption_embeddings, cmd_concepts, cmd_gallery, to_tensor  # noqa: E402
+from builtin_sidecars import (  # noqa: E402
+    caption_embeddings,
+    cmd_concepts,
+    cmd_gallery,
+    cmd_guide,
+    to_tensor,
+)
 
 from engine.datasets import emoji  # noqa: E402
 
@@ -133,12 +140,17 @@ def cmd_ldm(args) -> None:
     config = ldm.DEFAULTS | {"family": "ldm", "format": 1, "resolution": args.resolution}
     config |= {"conditioning": "text", "text_encoder": "all-MiniLM-L6-v2"}
     config["unet"] = {**config["unet"], "conditioning": "text", "cond_dim": 384}
+    if args.base_channels is not None:  # e.g. a small UNet to autoguide the shipped one with
+        config["unet"]["base_channels"] = args.base_channels
+    shipped = args.init_from or args.ae_from  # the folder whose latent space this run uses
+    if shipped is not None:  # its autoencoder's shape too (a retuned decoder may be wider)
+        config["autoencoder"] = json.loads((shipped / "config.json").read_text())["autoencoder"]
     model = ldm.build(config)
     ae_file = out / "autoencoder.pt.safetensors"
     from safetensors.torch import load_file, save_file
 
-    if args.init_from is not None and not ae_file.is_file():
-        init_autoencoder_from(model, args.init_from, ae_file, out)
+    if shipped is not None and not ae_file.is_file():
+        init_autoencoder_from(model, shipped, ae_file, out)
     if ae_file.is_file():
         model.autoencoder.load_state_dict(load_file(str(ae_file)))
         ae_steps = int(json.loads((out / "ae.json").read_text())["steps"])
@@ -151,8 +163,8 @@ def cmd_ldm(args) -> None:
     model.autoencoder.requires_grad_(False).eval()
     latents = encode_latents(model.autoencoder, images)
     scale = float(1.0 / latents.std())
-    if args.init_from is not None:  # the UNet learnt latents at the shipped scale
-        scale = float(json.loads((args.init_from / "config.json").read_text())["latent_scale"])
+    if shipped is not None:  # the UNet learns (or learnt) latents at the shipped scale
+        scale = float(json.loads((shipped / "config.json").read_text())["latent_scale"])
     config["latent_scale"] = model.latent_scale = scale
     latents = latents * scale
     log(logfile, f"latents {tuple(latents.shape)} scale {scale:.4f}")
@@ -482,6 +494,10 @@ def main(argv=None) -> int:
     train.add_argument(
         "--init-from", type=Path, help="continue from a shipped model folder (weights only)"
     )
+    train.add_argument(
+        "--ae-from", type=Path, help="a fresh UNet on a shipped model folder's autoencoder"
+    )
+    train.add_argument("--base-channels", type=int, help="the UNet's first width (default 32)")
     train.set_defaults(run=cmd_ldm)
     samples = sub.add_parser("samples", help="a captioned grid of prompts from a text model")
     samples.add_argument("--model", type=Path, default=ROOT / "resources" / "models" / "emoji-ldm")
@@ -532,6 +548,11 @@ def main(argv=None) -> int:
         "--neighbours", type=int, help="known concepts a prompt is steered to (default 4)"
     )
     concepts.set_defaults(run=cmd_concepts)
+    guide = sub.add_parser("guide", help="store a weaker checkpoint's UNet for autoguidance")
+    guide.add_argument("--model", type=Path, required=True)
+    guide.add_argument("--weak", type=Path, required=True, help="model or build folder")
+    guide.add_argument("--scale", type=float, help="the model's default autoguidance")
+    guide.set_defaults(run=cmd_guide)
     builtin_decoder.add_parser(sub)
     ship = sub.add_parser("ship", help="copy a trained model into resources/models/")
     ship.add_argument("--name", required=True)

@@ -363,8 +363,13 @@ def cmd_sweep(args) -> None:
     prompts = [emoji.caption(n) for n in names]
     rows = []
     # None: the model's own; temperature is dalle's sampling temperature, concept_strength
-    # how far prompts are steered to the known concepts (engine.text.concepts)
-    knobs = {"temperature": args.temperature or [None], "concept_strength": args.concepts or [None]}
+    # how far prompts are steered to the known concepts (engine.text.concepts), autoguidance
+    # how far from the folder's weak UNet (engine.families.autoguide)
+    knobs = {
+        "temperature": args.temperature or [None],
+        "concept_strength": args.concepts or [None],
+        "autoguidance": args.autoguidance or [None],
+    }
     for guidance in args.guidance:
         for values in itertools.product(*knobs.values()):
             extras = {k: v for k, v in zip(knobs, values, strict=True) if v is not None}
@@ -455,6 +460,7 @@ def main(argv=None) -> int:
     sweep.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0, 5.0, 7.0])
     sweep.add_argument("--temperature", type=float, nargs="*", help="dalle: sampling temperatures")
     sweep.add_argument("--concepts", type=float, nargs="*", help="concept_strength values")
+    sweep.add_argument("--autoguidance", type=float, nargs="*", help="autoguidance values")
     sweep.add_argument("--seeds", type=int, default=1, help="average each point over N seeds")
     sweep.set_defaults(run=cmd_sweep)
     calibrate = sub.add_parser("calibrate", help="faithfulness ceiling and fit on seen names")

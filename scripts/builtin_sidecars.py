@@ -1,5 +1,6 @@
-"""The files that ship beside a built-in model's weights: the re-ranking gallery and the known
-concepts (subcommands `gallery` and `concepts` of build_builtin_models.py), and what the other
+"""The files that ship beside a built-in model's weights: the re-ranking gallery, the known
+concepts and the weak UNet autoguidance pushes away from (subcommands `gallery`, `concepts` and
+`guide` of build_builtin_models.py), and what the other
 scripts share: the caption embeddings the concepts and the ldm training are both made from, and
 the emoji as tensors."""
 
@@ -105,6 +106,25 @@ def cmd_concepts(args) -> None:
     settings = {"concept_strength": args.strength, "concept_neighbours": args.neighbours}
     update_config(args.model, {k: v for k, v in settings.items() if v is not None})
     print(f"{path}: {len(set(captions))} known concepts, {settings}")
+
+
+def cmd_guide(args) -> None:
+    """Store a weaker model's UNet (an earlier checkpoint, or a smaller UNet trained on the same
+    autoencoder: `ldm --ae-from DIR --base-channels N`) in a model folder as its autoguidance
+    guide (engine.families.autoguide), and set the model's default scale. `--weak` is a model
+    or build folder (config.json + model.safetensors)."""
+    from engine.families.autoguide import denoiser_of, interface, save_guide
+    from engine.families.registry import load_native_model
+
+    unet = denoiser_of(load_native_model(args.model).model)
+    weak = denoiser_of(load_native_model(args.weak).model)
+    if unet is None or weak is None or interface(unet.config) != interface(weak.config):
+        raise SystemExit(f"{args.weak} has no UNet that can guide {args.model}'s.")
+    path = save_guide(args.model, weak)
+    if args.scale is not None:
+        update_config(args.model, {"autoguidance": args.scale})
+    params = sum(p.numel() for p in weak.parameters())
+    print(f"{path}: the {params:,}-parameter UNet of {args.weak}, {args.scale=}")
 
 
 def update_config(folder: Path, changes: dict) -> None:

@@ -4,6 +4,7 @@ what the PNG says is what ran."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -111,3 +112,15 @@ def test_concept_strength_from_the_command_line_is_used_and_range_checked(tmp_pa
     assert "it leaned on the nearest thing it knows (squid)" in done.stderr
     done = run(tmp_path, "octopus", "--concept-strength", "1.5", "-o", str(out))
     assert done.returncode != 0 and "between 0" in done.stderr
+
+
+def test_autoguidance_from_the_command_line_is_recorded_and_range_checked(tmp_path):
+    out = tmp_path / "out.png"
+    done = run(tmp_path, "a red apple", "--steps", "3", "--autoguidance", "1.5", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(read_png_text(out)["easel"])["autoguidance"] == 1.5
+    done = run(tmp_path, "a red apple", "--steps", "3", "--autoguidance", "1", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "autoguidance" not in json.loads(read_png_text(out)["easel"])  # 1 is off: not claimed
+    done = run(tmp_path, "a red apple", "--autoguidance", "7", "-o", str(out))
+    assert done.returncode != 0 and "between 1" in done.stderr

@@ -58,7 +58,12 @@ DEFAULTS: dict[str, Any] = {
     #: how far an unfamiliar prompt is pulled to the concepts a built-in knows (engine.text.
     #: concepts), 0..1; None for models without known concepts (nothing is sent)
     "concept_strength": None,
+    #: how far sampling is pushed away from a built-in's weaker copy (engine.families.
+    #: autoguide), 1 (off) ..5; None for models without one (nothing is sent)
+    "autoguidance": None,
 }
+#: the range a stored or reused autoguidance must be in (engine.families.autoguide.MAX_SCALE)
+AUTOGUIDANCE_RANGE = (1.0, 5.0)
 
 
 class GenerationSettings(QObject):
@@ -126,6 +131,8 @@ class GenerationSettings(QObject):
             extras = {**extras, "prompt_template": typed, "negative_template": typed_negative}
         if v["concept_strength"] is not None:
             extras = {**extras, "concept_strength": float(v["concept_strength"])}
+        if v["autoguidance"] is not None:
+            extras = {**extras, "autoguidance": float(v["autoguidance"])}
         return GenerationRequest(
             prompt=prompt,
             negative_prompt=negative,
@@ -194,6 +201,8 @@ class GenerationSettings(QObject):
         self.set("loras", [[lora.path, lora.weight] for lora in request.loras])
         if "concept_strength" in (request.extras or {}):
             self.set("concept_strength", float(request.extras["concept_strength"]))
+        if "autoguidance" in (request.extras or {}):
+            self.set("autoguidance", float(request.extras["autoguidance"]))
 
     def _apply_fields(self, request: GenerationRequest, fields: set[str], include_model: bool):
         simple = ("prompt", "negative_prompt", "sampler", "steps", "guidance_scale", "width",
@@ -231,6 +240,11 @@ class GenerationSettings(QObject):
                 continue
             if name == "concept_strength":  # None (no known concepts) or a share 0..1
                 if value is None or (isinstance(value, (int, float)) and 0 <= value <= 1):
+                    self.set(name, None if value is None else float(value))
+                continue
+            if name == "autoguidance":  # None (no weaker copy) or a scale in range
+                low, high = AUTOGUIDANCE_RANGE
+                if value is None or (isinstance(value, (int, float)) and low <= value <= high):
                     self.set(name, None if value is None else float(value))
                 continue
             if type(value) is type(default):

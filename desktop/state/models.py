@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.capabilities import Capabilities, native_capabilities, sd_capabilities
 from engine.errors import InputError
+from engine.families.autoguide import GUIDE_FILE
 from engine.library.builtin_choice import FALLBACK_MODEL, ranked_text_builtins
 from engine.paths import atomic_write_text, models_dir, resource, user_data_dir
 
@@ -153,14 +154,19 @@ class ModelLibrary(QObject):
         info = self.find(reference)
         return info.path if info else reference
 
-    def native_config(self, reference: str) -> dict:
-        """A native (Easel-trained) model's config.json; {} for any other model."""
+    def native_folder(self, reference: str) -> str | None:
+        """A native (Easel-trained) model's folder; None for any other model."""
         info = self.find(reference)
         if info is not None and info.kind == "native" and info.path:
-            folder = info.path
-        elif info is None and reference and (Path(reference) / "config.json").is_file():
-            folder = reference  # a native folder named by path (browsed, or from metadata)
-        else:
+            return info.path
+        if info is None and reference and (Path(reference) / "config.json").is_file():
+            return reference  # a native folder named by path (browsed, or from metadata)
+        return None
+
+    def native_config(self, reference: str) -> dict:
+        """A native (Easel-trained) model's config.json; {} for any other model."""
+        folder = self.native_folder(reference)
+        if folder is None:
             return {}
         # read once per listing: the panel asks on every model, mode and size change
         if folder not in self._native_configs:
@@ -187,8 +193,16 @@ class ModelLibrary(QObject):
         at guidance 3, and the panel's Stable Diffusion default of 7 draws them worse."""
         config = self.native_config(reference)
         made_for = {name: config[name] for name in MADE_FOR_FIELDS if config.get(name) is not None}
-        # always named: a model without known concepts clears the previous model's strength
-        return {**made_for, "concept_strength": config.get("concept_strength")}
+        # always named: a model without known concepts (or without a weak copy to autoguide
+        # with) clears the previous model's setting, so the panel hides the control
+        folder = self.native_folder(reference)
+        guided = folder is not None and (Path(folder) / GUIDE_FILE).is_file()
+        autoguidance = float(config.get("autoguidance", 1.0)) if guided else None
+        return {
+            **made_for,
+            "concept_strength": config.get("concept_strength"),
+            "autoguidance": autoguidance,
+        }
 
     def fixed_size(self, reference: str) -> int | None:
         """The side of the square pictures a native model always makes, or None for models that

@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="0..1",
         help="built-ins: how far a prompt is pulled to the concepts the model knows (0: as typed)",
     )
+    parser.add_argument(
+        "--autoguidance",
+        type=float,
+        metavar="1..5",
+        help="built-ins: push each step away from a weaker copy of the model (1: off)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_control_arguments(parser)
 
@@ -137,6 +143,8 @@ def _extras(left: list[str], args: argparse.Namespace) -> dict:
     extras: dict = {"model_defaults": left} if left else {}
     if getattr(args, "concept_strength", None) is not None:
         extras["concept_strength"] = args.concept_strength  # range-checked by the engine
+    if getattr(args, "autoguidance", None) is not None:
+        extras["autoguidance"] = args.autoguidance  # range-checked by the engine
     return extras
 
 

@@ -202,23 +202,30 @@ class GuidedDenoiser:
     """Classifier-free guidance: eps_u + scale * (eps_c - eps_u), one UNet call per step.
 
     `cond`/`uncond` are what `UNet.forward` takes (None = the learned null condition); the
-    negative prompt, when given, is the unconditional branch. `calls` counts UNet evaluations.
+    negative prompt, when given, is the unconditional branch. `guide` (engine.families.autoguide)
+    also pushes away from a weaker copy of the model. `calls` counts denoising steps.
     """
 
-    def __init__(self, model: UNet, cond, uncond, scale: float):
+    def __init__(self, model: UNet, cond, uncond, scale: float, guide=None):
         self.model, self.cond, self.uncond, self.scale = model, cond, uncond, scale
+        self.guide = guide
         self.calls = 0
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         if self.model.config.conditioning == "none" or self.scale == 1.0:
-            return self.model(x, t, self.cond)
-        n = x.shape[0]
-        cond = self.model.condition_or_null(self.cond, n)
-        uncond = self.model.condition_or_null(self.uncond, n)
-        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
-        eps_c, eps_u = both[:n], both[n:]
-        return eps_u + self.scale * (eps_c - eps_u)
+            cond = self.cond
+            eps_c = eps = self.model(x, t, cond)
+        else:
+            n = x.shape[0]
+            cond = self.model.condition_or_null(self.cond, n)
+            uncond = self.model.condition_or_null(self.uncond, n)
+            both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
+            eps_c, eps_u = both[:n], both[n:]
+            eps = eps_u + self.scale * (eps_c - eps_u)
+        if self.guide is None:
+            return eps
+        return self.guide.push(eps, eps_c, x, t, cond)
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,8 +387,10 @@ def sample_for_request(
     clip: float | None,
     decode=None,
     concepts=None,
+    guide=None,
 ) -> torch.Tensor:
-    """Sample `request.batch_size` images (or latents) with progress, previews and cancel.
+    """Sample `request.batch_size` images (or latents) with progress, previews and cancel;
+    `guide`: engine.families.autoguide.Autoguide, or None.
 
     Image i starts from the noise of seed + i (so with DDIM eta=0 it is the same picture as a
     single image with that seed); DDPM and eta>0 draw their fresh noise from `seed`.
@@ -403,7 +412,7 @@ def sample_for_request(
             ctx.preview(to_images(decode(x0[:1]))[0])
 
     noise = batch_noise(latent_shape, image_seeds(request.seed, request.batch_size))
-    denoise = GuidedDenoiser(model, cond, uncond, options["guidance_scale"])
+    denoise = GuidedDenoiser(model, cond, uncond, options["guidance_scale"], guide)
     generator = generator_for(request.seed)
     schedule = schedule_for(config)
     if options["sampler"] == "DDPM":
@@ -422,14 +431,17 @@ def sample_for_request(
 
 def generate(model: UNet, config: dict, request, ctx) -> list:
     from engine.api import Mode
+    from engine.families.autoguide import autoguide_for
     from engine.families.common import known_concepts, to_images
 
     concepts = known_concepts(model)
+    guide = autoguide_for(model, config, request)
     if request.mode is not Mode.TXT2IMG:
         from engine.families.editing import Space, edit_pictures
 
         same = lambda x: x  # noqa: E731 - pixel space: nothing to encode
-        return edit_pictures(model, config, request, ctx, Space(same, same, clip=1.0), concepts)
+        space = Space(same, same, clip=1.0)
+        return edit_pictures(model, config, request, ctx, space, concepts, guide)
     r, c = int(config["resolution"]), int(config["channels"])
     x = sample_for_request(
         model,
@@ -440,5 +452,6 @@ def generate(model: UNet, config: dict, request, ctx) -> list:
         clip=1.0,
         decode=lambda x0: x0,
         concepts=concepts,
+        guide=guide,
     )
     return to_images(x)

@@ -82,9 +82,10 @@ def load_edit_inputs(request, resolution: int, ctx) -> EditInputs:
 
 
 def edit_pictures(
-    unet, config: dict, request, ctx, space: Space, concepts=None
+    unet, config: dict, request, ctx, space: Space, concepts=None, guide=None
 ) -> list[Image.Image]:
-    """Image-to-image or inpaint `request.batch_size` pictures with the diffusion model."""
+    """Image-to-image or inpaint `request.batch_size` pictures with the diffusion model
+    (`guide`: engine.families.autoguide.Autoguide, or None)."""
     from engine.families.common import batch_noise, from_image, image_seeds, to_images
 
     resolution, channels = int(config["resolution"]), int(config["channels"])
@@ -98,7 +99,7 @@ def edit_pictures(
         unknown = (cells > MASK_THRESHOLD).float()
     noise = batch_noise(tuple(x0.shape[1:]), image_seeds(request.seed, request.batch_size))
     x = sample_edit(
-        unet, config, request, ctx, x0.expand_as(noise), noise, unknown, space, concepts
+        unet, config, request, ctx, x0.expand_as(noise), noise, unknown, space, concepts, guide
     )
     pictures = to_images(space.decode(x))
     if inputs.mask is None:
@@ -113,7 +114,7 @@ def composite(source: Image.Image, generated: Image.Image, mask: Image.Image) ->
 
 
 def sample_edit(
-    unet, config, request, ctx, x0, noise, unknown, space: Space, concepts=None
+    unet, config, request, ctx, x0, noise, unknown, space: Space, concepts=None, guide=None
 ) -> torch.Tensor:
     """SDEdit from `x0` at the request's strength; with `unknown` (1 = repaint), RePaint."""
     from engine.families.common import generator_for, int_extra, to_images
@@ -132,7 +133,7 @@ def sample_edit(
     schedule = schedule_for(config)
     jumps = int_extra(request.extras, "resample_jumps", 0, low=0, high=MAX_JUMPS) or 0
     cond, uncond = conditions(unet, config, request, concepts)
-    denoise = GuidedDenoiser(unet, cond, uncond, options["guidance_scale"])
+    denoise = GuidedDenoiser(unet, cond, uncond, options["guidance_scale"], guide)
     generator = generator_for(request.seed)
     ddim = options["sampler"] == "DDIM"
     ts = ddim_timesteps(schedule.timesteps, options["steps"]) if ddim else None

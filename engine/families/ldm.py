@@ -198,8 +198,11 @@ def build(config: dict) -> LatentDiffusion:
 
 def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
     """Prompt -> MiniLM -> UNet on latents (CFG; DDIM or DDPM) -> decoder -> pictures."""
+    from engine.families.autoguide import autoguide_for
     from engine.families.common import image_seeds, known_concepts, to_images
     from engine.families.ddpm import sample_for_request
+
+    guide = autoguide_for(model, config, request)
 
     ae = model.autoencoder.config
     side = int(config["resolution"]) // ae.downscale
@@ -216,7 +219,8 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
 
         clip = float(config.get("latent_clip", 6.0))
         space = Space(encode, decode, clip=clip)
-        return edit_pictures(model.unet, config, request, ctx, space, known_concepts(model))
+        concepts = known_concepts(model)
+        return edit_pictures(model.unet, config, request, ctx, space, concepts, guide)
 
     from engine.families.rerank import candidate_count, model_gallery, rerank
 
@@ -235,6 +239,7 @@ def generate(model: LatentDiffusion, config: dict, request, ctx) -> list:
             clip=float(config.get("latent_clip", 6.0)),
             decode=decode,
             concepts=known_concepts(model),
+            guide=guide,
         )
         images += to_images(decode(latents))
     if count == request.batch_size:

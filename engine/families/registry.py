@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from engine.errors import ModelError
+from engine.families.autoguide import GUIDE_ATTRIBUTE, autoguidance_used, load_guide
 from engine.families.common import image_seeds, known_concepts
 from engine.text.concepts import concepts_used, unfamiliar_prompt_notice
 
@@ -147,6 +148,10 @@ def load_native_model(folder: str | Path, device: torch.device | str = "cpu") ->
     from engine.families.rerank import GALLERY_ATTRIBUTE, load_gallery
 
     setattr(model, GALLERY_ATTRIBUTE, load_gallery(folder))
+    guide = load_guide(folder, model)
+    if guide is not None:
+        guide.unet.to(device)
+    setattr(model, GUIDE_ATTRIBUTE, guide)
     return NativeModel(family, module, model, config, folder)
 
 
@@ -173,6 +178,7 @@ def generate_native(request, ctx, resolved):
     base = {**request.to_dict(), **(used(native.config, request) if used else {})}
     steering = concepts_used(known_concepts(native.model), native.config, request)
     base.update(steering)
+    base.update(autoguidance_used(native.model, native.config, request))
     if notice := unfamiliar_prompt_notice(request.prompt, steering):
         ctx.notice(notice)
     for name in _unused_fields(native, resolved, request):

@@ -421,3 +421,26 @@ def test_the_concepts_control_shows_only_for_a_model_that_has_known_concepts(qtb
     window.settings.set("concept_strength", 0.3)
     window.settings.load_json(saved.replace('"concept_strength": null', '"concept_strength": 0.8'))
     assert window.settings.get("concept_strength") == 0.8
+
+
+def test_the_autoguidance_control_shows_only_for_a_model_with_a_weaker_copy(qtbot, window):
+    panel = window.prompt_panel
+    shipped = json.loads(
+        (ROOT / "resources" / "models" / "emoji-ldm" / "config.json").read_text(encoding="utf-8")
+    )["autoguidance"]  # emoji-ldm ships guide-unet.safetensors (stop 32)
+    qtbot.waitUntil(lambda: window.settings.get("autoguidance") == shipped, timeout=5000)
+    assert panel._form.isRowVisible(panel.autoguidance)
+    assert panel.autoguidance.value() == shipped
+    panel.autoguidance.setValue(1.0)
+    assert window.settings.to_request().extras["autoguidance"] == 1.0
+    panel.model.setCurrentIndex(panel.model.findData("builtin:emoji-dalle"))  # no weak copy
+    assert window.settings.get("autoguidance") is None
+    assert not panel._form.isRowVisible(panel.autoguidance)
+    assert "autoguidance" not in window.settings.to_request().extras
+    saved = window.settings.to_json()
+    for stored, expected in (("2.5", 2.5), ("9", None), ('"x"', None)):
+        window.settings.set("autoguidance", None)
+        window.settings.load_json(
+            saved.replace('"autoguidance": null', f'"autoguidance": {stored}')
+        )
+        assert window.settings.get("autoguidance") == expected
