@@ -85,13 +85,16 @@ class NativeModel:
 
     @property
     def components(self) -> dict[str, torch.nn.Module]:
-        # ModelCache sizes entries through `.components` (as for diffusers pipelines).
-        return {"model": self.model}
+        # ModelCache sizes entries through `.components` (as for diffusers pipelines); the
+        # autoguidance weak copy lives outside the model's module tree, so it is named here
+        weak = getattr(self.model, GUIDE_ATTRIBUTE, None)
+        return {"model": self.model, **({"autoguide": weak.unet} if weak is not None else {})}
 
     def to(self, device: torch.device) -> NativeModel:
-        first = next(self.model.parameters(), None)
-        if first is not None and first.device != torch.device(device):
-            self.model.to(device)
+        for part in self.components.values():
+            first = next(part.parameters(), None)
+            if first is not None and first.device != torch.device(device):
+                part.to(device)
         return self
 
 

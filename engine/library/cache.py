@@ -31,13 +31,15 @@ def bytes_by_device(model: Any) -> dict[str, int]:
     """Bytes of parameters and buffers per device type ("cpu", "cuda", ...), shared tensors once.
     Works for torch modules, diffusers pipelines and spandrel descriptors (`.model`)."""
     modules = []
+    # a wrapper's own components first (a native model names its side modules there)
+    components = getattr(model, "components", None)
     if not (hasattr(model, "parameters") and callable(model.parameters)):
         inner = getattr(model, "model", None)
         if hasattr(inner, "parameters") and callable(inner.parameters):
             model = inner
     if hasattr(model, "parameters") and callable(model.parameters):
         modules.append(model)
-    components = getattr(model, "components", None)
+    components = components if isinstance(components, dict) else getattr(model, "components", None)
     if isinstance(components, dict):
         modules.extend(c for c in components.values() if hasattr(c, "parameters"))
     totals: dict[str, int] = {}

@@ -180,3 +180,20 @@ def test_pixel_space_ddpm_autoguides_too(tmp_path):
     pushed = run_generation(request(folder, extras={"autoguidance": 3.0}), RecordingContext())
     assert not same_pictures(pushed.images[0], off, tolerance=2)
     assert pushed.metadata[0]["autoguidance"] == 3.0
+
+
+def test_the_model_cache_counts_the_weak_copy(tmp_path):
+    """The weak UNet sits outside the model's module tree; the cache's memory budget must still
+    see it, or a guided model would hold more than the cache thinks."""
+    from engine.library.cache import estimate_size_bytes
+
+    folder = save_random_model("ldm", tmp_path / "ldm", conditioning="text")
+    plain = estimate_size_bytes(load_native_model(folder))
+    weak = load_native_model(folder).model.unet
+    save_guide(folder, weak)
+    guided = load_native_model(folder)
+    extra = sum(p.numel() * 4 for p in weak.parameters()) + sum(
+        b.numel() * b.element_size() for b in weak.buffers()
+    )
+    assert estimate_size_bytes(guided) == plain + extra
+    assert guided.to("cpu") is guided
