@@ -129,16 +129,10 @@ def load_guide(folder: str | Path, model: torch.nn.Module) -> WeakCopy | None:
 
 def autoguidance_scale(config: dict, request) -> float:
     """The request's `autoguidance` (1..MAX_SCALE), else the model's own default (1: off)."""
-    value = (request.extras or {}).get(SCALE_EXTRA, config.get(SCALE_EXTRA, 1.0))
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"'{SCALE_EXTRA}' must be a number (got {value!r}).") from None
-    if not 1.0 <= scale <= MAX_SCALE:
-        raise InputError(
-            f"'{SCALE_EXTRA}' must be between 1 (off) and {MAX_SCALE:g}; got {scale:g}."
-        )
-    return scale
+    from engine.families.common import float_extra  # lazily: it loads torch, the desktop not
+
+    default = config.get(SCALE_EXTRA, 1.0)
+    return float_extra(request.extras or {}, SCALE_EXTRA, default, low=1.0, high=MAX_SCALE)
 
 
 def autoguide_for(model: torch.nn.Module, config: dict, request) -> Autoguide | None:
@@ -154,13 +148,8 @@ def autoguide_for(model: torch.nn.Module, config: dict, request) -> Autoguide | 
                 "its folder); set autoguidance to 1 or leave it out."
             )
         return None
-    if scale == 1.0:
-        return None
-    unet = denoiser_of(model)
-    first = next(unet.parameters(), None) if unet is not None else None
-    if first is not None:
-        held.unet.to(first.device)  # a no-op unless the model moved since it loaded
-    return Autoguide(held.unet, scale)
+    # NativeModel.to moves the weak copy with the model, so it is on the model's device here
+    return None if scale == 1.0 else Autoguide(held.unet, scale)
 
 
 def autoguidance_used(model: torch.nn.Module, config: dict, request) -> dict:
